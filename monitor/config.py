@@ -1,0 +1,256 @@
+"""Settings: one YAML file plus environment overrides, validated once at start.
+
+Only the composition root (``monitor.app``) and the CLI import this module; everything else takes
+plain constructor arguments.
+
+Environment overrides use ``SLICEWATCH__<SECTION>__<KEY>`` (double underscores, case-insensitive),
+e.g. ``SLICEWATCH__KAFKA__BOOTSTRAP_SERVERS=broker:9092``. Values are parsed as YAML scalars.
+Secrets: ``SLICEWATCH_DATABASE_URL`` or ``database.url_file``; ``kafka.security.sasl_plain_password_file``
+or ``SLICEWATCH_KAFKA_SASL_PASSWORD``. Secrets are ``SecretStr`` and masked when printed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from monitor.errors import ConfigError
+
+ENV_PREFIX = "SLICEWATCH__"
+DEFAULT_SQLITE_URL = "sqlite:///slicewatch.db"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TopicSettings(_Section):
+    inference: str = "inference-events"
+    feedback: str = "inference-feedback"
+    promotions: str = "model-promotions"
+    drift_events: str = "drift-events"
+    dlq_suffix: str = ".dlq"
+
+    def dlq(self, topic: str) -> str:
+        return f"{topic}{self.dlq_suffix}"
+
+
+class KafkaSecurity(_Section):
+    """Passed through to kafka-python (``security_protocol``, ``sasl_*``, ``ssl_*``)."""
+
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_plain_username: str | None = None
+    sasl_plain_password: SecretStr | None = None
+    sasl_plain_password_file: Path | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_check_hostname: bool = True
+
+    def client_kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            kw["sasl_mechanism"] = self.sasl_mechanism
+        if self.sasl_plain_username:
+            kw["sasl_plain_username"] = self.sasl_plain_username
+        password = self.sasl_plain_password.get_secret_value() if self.sasl_plain_password else None
+        if password is None and self.sasl_plain_password_file:
+            password = self.sasl_plain_password_file.read_text().strip()
+        if password is None:
+            password = os.environ.get("SLICEWATCH_KAFKA_SASL_PASSWORD")
+        if password is not None:
+            kw["sasl_plain_password"] = password
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            value = getattr(self, name)
+            if value is not None:
+                kw[name] = str(value)
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            kw["ssl_check_hostname"] = self.ssl_check_hostname
+        return kw
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    group_id: str = "slicewatch"
+    client_id: str = "slicewatch"
+    topics: TopicSettings = TopicSettings()
+    security: KafkaSecurity = KafkaSecurity()
+    max_poll_records: int = Field(5000, ge=1)
+    poll_timeout_ms: int = Field(500, ge=1)
+    session_timeout_ms: int = Field(10000, ge=1000)
+    heartbeat_interval_ms: int = Field(2000, ge=100)
+    max_poll_interval_ms: int = Field(300000, ge=1000)
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+
+
+class DatabaseSettings(_Section):
+    url: SecretStr | None = None
+    url_file: Path | None = None
+    pool_size: int = Field(5, ge=1)
+    echo: bool = False
+
+    def resolved_url(self) -> str:
+        """Precedence: ``SLICEWATCH_DATABASE_URL`` env, ``url_file``, ``url``, the SQLite default."""
+        env = os.environ.get("SLICEWATCH_DATABASE_URL")
+        if env:
+            return env
+        if self.url_file is not None:
+            return self.url_file.read_text().strip()
+        if self.url is not None:
+            return self.url.get_secret_value()
+        return DEFAULT_SQLITE_URL
+
+
+class RetrySettings(_Section):
+    initial_s: float = Field(0.5, gt=0)
+    max_s: float = Field(30.0, gt=0)
+    multiplier: float = Field(2.0, ge=1)
+
+
+class IngestSettings(_Section):
+    max_event_bytes: int = Field(256 * 1024, ge=256)
+    dead_letter_value_cap_bytes: int = Field(16 * 1024, ge=0)
+    retry: RetrySettings = RetrySettings()
+    shutdown_grace_s: float = Field(8.0, gt=0)
+
+
+class QualityBar(_Section):
+    """Release-gate bar for one slice: minimum accuracy and/or minimum mean score."""
+
+    accuracy: float | None = Field(None, ge=0, le=1)
+    score: float | None = Field(None, ge=0, le=1)
+
+
+class StatsSettings(_Section):
+    bucket_seconds: int = Field(60, ge=1)
+    window_buckets: int = Field(60, ge=1)
+    evaluate_every_s: float = Field(15.0, gt=0)
+    allowed_lateness_s: float = Field(600.0, ge=0)
+    auto_reference_events: int = Field(5000, ge=10)
+    numeric_bins: int = Field(10, ge=2, le=100)
+    top_k_categories: int = Field(20, ge=1, le=1000)
+    min_samples: int = Field(200, ge=1)
+    alpha: float = Field(0.01, gt=0, lt=1)
+    correction: Literal["bh", "bonferroni"] = "bh"
+    features: list[str] | None = None
+    """Tracked input features; ``None`` tracks every feature seen in the reference."""
+    protected_slices: dict[str, list[str]] = Field(default_factory=dict)
+    """Slice key -> values that matter. A key is looked up in ``slice`` first, then ``input_features``."""
+    quality_bars: dict[str, dict[str, QualityBar]] = Field(default_factory=dict)
+    """model_id (or ``"*"`` for every model) -> slice (``"all"`` or ``"key=value"``) -> bar."""
+
+
+class AlertRule(_Section):
+    warning: float
+    critical: float
+    direction: Literal["above", "below"] = "above"
+    min_samples: int = Field(200, ge=1)
+    hold_evaluations: int = Field(3, ge=1)
+    clear_evaluations: int = Field(5, ge=1)
+
+
+def _default_rules() -> dict[str, AlertRule]:
+    return {
+        "input.psi": AlertRule(warning=0.2, critical=0.3),
+        "input.p99_shift": AlertRule(warning=0.5, critical=1.0),
+        "output.psi": AlertRule(warning=0.2, critical=0.3),
+        "output.mean_confidence_delta": AlertRule(warning=0.05, critical=0.1),
+        "quality.accuracy_gap": AlertRule(warning=0.02, critical=0.05),
+        "quality.score_gap": AlertRule(warning=0.02, critical=0.05),
+        "label_coverage.coverage_delta": AlertRule(warning=0.2, critical=0.4),
+        "cohort.psi": AlertRule(warning=0.2, critical=0.3),
+    }
+
+
+class AlertSettings(_Section):
+    rules: dict[str, AlertRule] = Field(default_factory=_default_rules)
+    """``"<signal>.<statistic>"`` -> rule."""
+    promotion_watch_s: float = Field(3600.0, gt=0)
+    lineage_lookback_s: float = Field(3600.0, gt=0)
+    resolved_resend_s: float = Field(900.0, ge=0)
+    alertmanager_url: str | None = None
+    publish_retry: RetrySettings = RetrySettings()
+
+
+class MetricsSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(9731, ge=0, le=65535)
+    max_models: int = Field(200, ge=1)
+
+
+class Settings(_Section):
+    kafka: KafkaSettings = KafkaSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    ingest: IngestSettings = IngestSettings()
+    stats: StatsSettings = StatsSettings()
+    alerts: AlertSettings = AlertSettings()
+    metrics: MetricsSettings = MetricsSettings()
+
+    @field_validator("alerts")
+    @classmethod
+    def _rules_named(cls, v: AlertSettings) -> AlertSettings:
+        for name in v.rules:
+            if "." not in name:
+                raise ValueError(f"rule {name!r} must be named '<signal>.<statistic>'")
+        return v
+
+    @model_validator(mode="after")
+    def _retry_bounds(self) -> Settings:
+        if self.ingest.retry.max_s < self.ingest.retry.initial_s:
+            raise ValueError("ingest.retry.max_s must be >= ingest.retry.initial_s")
+        return self
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.upper().startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
+        if not path:
+            continue
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = yaml.safe_load(raw) if raw else raw
+    return tree
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _format_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        lines.append(f"{loc}: {e['msg']}")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def load_settings(path: Path | str | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read the YAML file (optional), apply environment overrides, validate once."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except OSError as e:
+            raise ConfigError(f"cannot read configuration file {path}: {e.strerror}") from e
+        except yaml.YAMLError as e:
+            raise ConfigError(f"configuration file {path} is not valid YAML: {e}") from e
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"configuration file {path} must hold a mapping at the top level")
+        data = loaded or {}
+    data = _merge(data, _env_overrides(dict(os.environ if environ is None else environ)))
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_error(e)) from e

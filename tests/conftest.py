@@ -1,0 +1,49 @@
+"""Shared fixtures: a real PostgreSQL server and a real Tansu broker on 127.0.0.1, one per session.
+
+Tests that need a fresh database take ``pg_url`` (a new database per test, on the shared server);
+tests that need the broker take ``broker`` and create uniquely named topics.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from monitor.embedded.postgres import PostgresServer
+from monitor.embedded.tansu import TansuBroker
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def pg_url(pg_server: PostgresServer) -> str:
+    """A fresh, empty database on the shared server; returns its SQLAlchemy URL."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(
+        host="127.0.0.1", port=pg_server.port, user="slicewatch", dbname="postgres", autocommit=True
+    ) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql+psycopg://slicewatch@127.0.0.1:{pg_server.port}/{name}"
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[TansuBroker]:
+    with TansuBroker() as b:
+        yield b
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """Unique topic-name prefix so tests sharing the broker never see each other's messages."""
+    return f"t{uuid.uuid4().hex[:8]}"
