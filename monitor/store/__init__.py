@@ -1,0 +1,1 @@
+"""The database edge: SQLAlchemy 2 tables, Alembic migrations, idempotent batch writes."""
