@@ -1,0 +1,1 @@
+"""Kafka ingestion edge: consumer loop, decoding, dead letters, topics."""

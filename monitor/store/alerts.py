@@ -1,0 +1,325 @@
+"""Alert persistence: ``drift_alert`` (one row per alert fingerprint) and ``drift_event`` (the outbox).
+
+``drift_alert`` holds the state machine's state so a restart neither re-fires an alert that is
+already firing nor forgets a resolution. ``drift_event`` stores every drift event once (keyed by
+its stable ``event_id``) with a ``published`` flag: the Kafka publisher sends unpublished rows and
+marks them only after the broker acknowledged, so a broker outage delays events but never loses them.
+``slice_accuracy`` reads ``inference_log`` for the rollback decision (PostgreSQL and SQLite).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    String,
+    Table,
+    and_,
+    case,
+    cast,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from monitor.alerts.actions import SuspectedCause
+from monitor.alerts.state import AlertState, Transition
+from monitor.snapshot import AGGREGATE
+from monitor.store.base import JSONType, metadata
+from monitor.store.errors import StoreError, StoreUnavailable
+from monitor.store.tables import inference_log
+
+TZ = DateTime(timezone=True)
+
+drift_alert = Table(
+    "drift_alert",
+    metadata,
+    Column("fingerprint", String(64), primary_key=True),
+    Column("alertname", String(128), nullable=False),
+    Column("model_id", String(512), nullable=False),
+    Column("slice", String(512), nullable=False),
+    Column("signal", String(32), nullable=False),
+    Column("feature", String(512), nullable=False),
+    Column("statistic", String(128), nullable=False),
+    Column("labels", JSONType, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("actions", JSONType, nullable=False),
+    Column("rollback_target", String(512)),
+    Column("suspected_causes", JSONType, nullable=False),
+    Column("active_since", TZ, nullable=False),
+    Column("fired_at", TZ),
+    Column("resolved_at", TZ),
+    Column("last_evaluated_at", TZ, nullable=False),
+    Column("last_value", Float, nullable=False),
+    Column("threshold", Float, nullable=False),
+    Column("sample_count", Integer, nullable=False),
+    Column("window_start", TZ, nullable=False),
+    Column("window_end", TZ, nullable=False),
+    Column("reference_id", String(512)),
+    Column("reference_hash", String(128)),
+    Column("breach_count", Integer, nullable=False),
+    Column("clear_count", Integer, nullable=False),
+    Index("ix_drift_alert_state", "state"),
+)
+
+drift_event = Table(
+    "drift_event",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("model_id", String(512), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("payload", JSONType, nullable=False),
+    Column("created_at", TZ, nullable=False),
+    Column("published", Boolean, nullable=False, default=False),
+    Column("published_at", TZ),
+    Index("ix_drift_event_published_created_at", "published", "created_at"),
+)
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
+
+
+def _ts(dt: datetime | None) -> float | None:
+    if dt is None:
+        return None
+    if dt.tzinfo is None:  # SQLite hands back naive UTC
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def _insert(engine: Engine, table: Table) -> Any:
+    if engine.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    if engine.dialect.name == "sqlite":
+        return sqlite.insert(table)
+    raise StoreError(f"unsupported database dialect {engine.dialect.name}")
+
+
+def _wrap(op: str, e: Exception) -> StoreError:
+    orig = type(getattr(e, "orig", e)).__name__
+    if isinstance(e, OperationalError):
+        return StoreUnavailable(f"{op} failed: database unavailable ({orig})")
+    return StoreError(f"{op} failed ({orig})")
+
+
+def _row(s: AlertState) -> dict[str, Any]:
+    return {
+        "fingerprint": s.fingerprint,
+        "alertname": s.alertname,
+        "model_id": s.model_id,
+        "slice": s.slice,
+        "signal": s.signal,
+        "feature": s.feature,
+        "statistic": s.statistic,
+        "labels": s.labels,
+        "state": s.state,
+        "severity": s.severity,
+        "action": s.action,
+        "actions": list(s.actions),
+        "rollback_target": s.rollback_target,
+        "suspected_causes": [c.as_dict() for c in s.suspected_causes],
+        "active_since": _dt(s.active_since),
+        "fired_at": _dt(s.fired_at),
+        "resolved_at": _dt(s.resolved_at),
+        "last_evaluated_at": _dt(s.last_evaluated_at),
+        "last_value": s.value,
+        "threshold": s.threshold,
+        "sample_count": s.sample_count,
+        "window_start": _dt(s.window_start),
+        "window_end": _dt(s.window_end),
+        "reference_id": s.reference_id,
+        "reference_hash": s.reference_hash,
+        "breach_count": s.breach_count,
+        "clear_count": s.clear_count,
+    }
+
+
+def save_alert_states(
+    engine: Engine, states: Iterable[AlertState], transitions: Iterable[Transition] = ()
+) -> int:
+    """Upsert the evaluator's current states, plus the alerts that went back to inactive.
+
+    Call after every evaluation with ``evaluator.states.values()`` and its transitions; returns
+    the number of rows written.
+    """
+    rows = {s.fingerprint: _row(s) for s in states}
+    for t in transitions:
+        if t.to_state == "inactive":
+            rows.setdefault(t.fingerprint, _row(t.alert))
+    if not rows:
+        return 0
+    stmt = _insert(engine, drift_alert)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[drift_alert.c.fingerprint],
+        set_={c.name: stmt.excluded[c.name] for c in drift_alert.columns if c.name != "fingerprint"},
+    )
+    try:
+        with engine.begin() as conn:
+            conn.execute(stmt, list(rows.values()))
+    except DBAPIError as e:
+        raise _wrap("saving alert states", e) from e
+    return len(rows)
+
+
+def load_alert_states(engine: Engine, now: float, resolved_resend_s: float) -> list[AlertState]:
+    """Pending and firing alerts, and those resolved within ``resolved_resend_s`` before ``now``."""
+    c = drift_alert.c
+    cutoff = _dt(now - resolved_resend_s)
+    query = select(drift_alert).where(
+        or_(c.state.in_(("pending", "firing")), and_(c.state == "resolved", c.resolved_at >= cutoff))
+    )
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(query.order_by(c.fingerprint)).mappings().all()
+    except DBAPIError as e:
+        raise _wrap("loading alert states", e) from e
+    return [
+        AlertState(
+            fingerprint=r["fingerprint"],
+            alertname=r["alertname"],
+            model_id=r["model_id"],
+            slice=r["slice"],
+            signal=r["signal"],
+            feature=r["feature"],
+            statistic=r["statistic"],
+            state=r["state"],
+            severity=r["severity"],
+            active_since=_ts(r["active_since"]) or 0.0,
+            last_evaluated_at=_ts(r["last_evaluated_at"]) or 0.0,
+            value=r["last_value"],
+            threshold=r["threshold"],
+            sample_count=r["sample_count"],
+            window_start=_ts(r["window_start"]) or 0.0,
+            window_end=_ts(r["window_end"]) or 0.0,
+            action=r["action"],
+            actions=tuple(r["actions"] or ()),
+            rollback_target=r["rollback_target"],
+            suspected_causes=tuple(
+                SuspectedCause(d["field"], d.get("from"), d["to"], float(d["first_seen"]))
+                for d in r["suspected_causes"] or ()
+            ),
+            fired_at=_ts(r["fired_at"]),
+            resolved_at=_ts(r["resolved_at"]),
+            reference_id=r["reference_id"],
+            reference_hash=r["reference_hash"],
+            breach_count=r["breach_count"],
+            clear_count=r["clear_count"],
+        )
+        for r in rows
+    ]
+
+
+def add_drift_events(
+    engine: Engine, events: Iterable[dict[str, Any]], fingerprints: Sequence[str], now: float
+) -> int:
+    """Store drift events in the outbox (unpublished); an ``event_id`` already stored is ignored.
+
+    ``fingerprints[i]`` is the alert fingerprint of ``events[i]``. Returns the number of new rows.
+    """
+    rows = [
+        {
+            "event_id": e["event_id"],
+            "fingerprint": fp,
+            "model_id": e["model_id"],
+            "state": e["state"],
+            "payload": e,
+            "created_at": _dt(now),
+            "published": False,
+        }
+        for e, fp in zip(events, fingerprints, strict=True)
+    ]
+    if not rows:
+        return 0
+    stmt = _insert(engine, drift_event).on_conflict_do_nothing(index_elements=[drift_event.c.event_id])
+    try:
+        with engine.begin() as conn:
+            return sum(conn.execute(stmt, [r]).rowcount or 0 for r in rows)
+    except DBAPIError as e:
+        raise _wrap("storing drift events", e) from e
+
+
+def add_transition_events(engine: Engine, transitions: Iterable[Transition], now: float) -> int:
+    """Build and store the drift event of every firing/resolved transition (convenience)."""
+    from monitor.alerts.drift_event import build_drift_event
+
+    chosen = [t for t in transitions if t.to_state in ("firing", "resolved")]
+    return add_drift_events(
+        engine, [build_drift_event(t.alert) for t in chosen], [t.fingerprint for t in chosen], now
+    )
+
+
+def unpublished_events(engine: Engine, limit: int = 500) -> list[tuple[str, str, dict[str, Any]]]:
+    """Oldest unpublished events first: ``(event_id, model_id, payload)``."""
+    c = drift_event.c
+    query = (
+        select(c.event_id, c.model_id, c.payload)
+        .where(c.published.is_(False))
+        .order_by(c.created_at, c.event_id)
+        .limit(limit)
+    )
+    try:
+        with engine.connect() as conn:
+            return [(r[0], r[1], r[2]) for r in conn.execute(query)]
+    except DBAPIError as e:
+        raise _wrap("reading the drift event outbox", e) from e
+
+
+def mark_published(engine: Engine, event_ids: Sequence[str], now: float) -> None:
+    if not event_ids:
+        return
+    c = drift_event.c
+    stmt = (
+        update(drift_event)
+        .where(c.event_id.in_(list(event_ids)))
+        .values(published=True, published_at=_dt(now))
+    )
+    try:
+        with engine.begin() as conn:
+            conn.execute(stmt)
+    except DBAPIError as e:
+        raise _wrap("marking drift events published", e) from e
+
+
+def slice_accuracy(engine: Engine, model_id: str, slice: str, since: float, until: float) -> float | None:
+    """Share of labelled predictions of ``model_id`` served in ``[since, until]`` that were correct.
+
+    ``slice`` is ``"all"`` or ``"key=value"``; the key is looked up in the row's ``slice`` JSON
+    first, then in ``input_features``. ``None`` when no labelled row matches.
+    """
+    c = inference_log.c
+    where = [
+        c.model_id == model_id,
+        c.served_at >= _dt(since),
+        c.served_at <= _dt(until),
+        c.was_correct.is_not(None),
+    ]
+    if slice != AGGREGATE:
+        key, sep, value = slice.partition("=")
+        if not sep:
+            raise ValueError("slice must be 'all' or 'key=value'")
+        slice_value = cast(c.slice[key].as_string(), String)
+        feature_value = cast(c.input_features[key].as_string(), String)
+        where.append(func.coalesce(slice_value, feature_value) == value)
+    query = select(func.avg(case((c.was_correct.is_(True), 1.0), else_=0.0))).where(*where)
+    try:
+        with engine.connect() as conn:
+            result = conn.execute(query).scalar()
+    except DBAPIError as e:
+        raise _wrap("reading slice accuracy", e) from e
+    return None if result is None else float(result)

@@ -1,0 +1,45 @@
+"""Engine factory: pool pre-ping everywhere, WAL and a busy timeout on SQLite, msgspec for JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+_encoder = msgspec.json.Encoder()
+
+
+def _dumps(value: Any) -> str:
+    return _encoder.encode(value).decode()
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create the engine for ``url`` (PostgreSQL via psycopg 3, or SQLite for the embedded default).
+
+    Examples:
+        >>> make_engine("sqlite://").dialect.name
+        'sqlite'
+    """
+    options: dict[str, Any] = {
+        "pool_pre_ping": True,
+        "hide_parameters": True,  # driver errors must never echo row contents
+        "json_serializer": _dumps,
+        "json_deserializer": msgspec.json.decode,
+    }
+    if make_url(url).get_backend_name() == "sqlite":
+        options["connect_args"] = {"timeout": 30}
+    options.update(kwargs)
+    engine = create_engine(url, **options)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

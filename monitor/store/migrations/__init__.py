@@ -1,0 +1,1 @@
+"""Alembic migrations of the Slicewatch store (applied by ``monitor.store.migrate.upgrade``)."""

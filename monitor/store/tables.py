@@ -1,0 +1,99 @@
+"""The ingestion tables: ``inference_log``, ``model_version``, ``dead_letter``, ``pending_label``.
+
+Times are timezone-aware ``DateTime`` (``timestamptz`` on PostgreSQL; UTC ISO text on SQLite).
+``migrations/versions/0001_ingest.py`` creates exactly these tables.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from monitor.store.base import JSONType, metadata
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+AutoId = BigInteger().with_variant(Integer(), "sqlite")
+
+inference_log = Table(
+    "inference_log",
+    metadata,
+    Column("request_id", String(512), primary_key=True),
+    Column("model_id", String(512), nullable=False),
+    Column("input_hash", String(64), nullable=False),
+    Column("input_features", JSONType, nullable=False),
+    Column("output", Text, nullable=False),
+    Column("confidence", Float),
+    Column("served_at", DateTime(timezone=True), nullable=False),
+    Column("was_correct", Boolean),
+    Column("failure_cluster", Text),
+    Column("score", Float),
+    Column("label_source", String(16)),
+    Column("judge_model", Text),
+    Column("rubric_version", Text),
+    Column("label_observed_at", DateTime(timezone=True)),
+    Column("slice", JSONType, nullable=False),
+    Column("lineage", JSONType),
+    Column("latency_ms", Float),
+    Column("tokens_in", BigInteger),
+    Column("tokens_out", BigInteger),
+    Column("topic", String(255)),
+    Column("partition", Integer),
+    Column("offset", BigInteger),
+    Column("ingested_at", DateTime(timezone=True), nullable=False),
+    Index("ix_inference_log_model_id_served_at", "model_id", "served_at"),
+)
+
+model_version = Table(
+    "model_version",
+    metadata,
+    Column("model_id", String(512), primary_key=True),
+    Column("promoted_at", DateTime(timezone=True), primary_key=True),
+    Column("rollback_target", String(512)),
+    Column("alias", Text),
+    Column("traffic_fraction", Float),
+    Column("ingested_at", DateTime(timezone=True), nullable=False),
+)
+
+dead_letter = Table(
+    "dead_letter",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("topic", String(255), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("key", LargeBinary),
+    Column("value", LargeBinary),
+    Column("value_size", BigInteger, nullable=False),
+    Column("stage", String(32), nullable=False),
+    Column("error_class", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("published_at", DateTime(timezone=True)),
+    UniqueConstraint("topic", "partition", "offset", name="uq_dead_letter_source"),
+)
+
+pending_label = Table(
+    "pending_label",
+    metadata,
+    Column("request_id", String(512), primary_key=True),
+    Column("was_correct", Boolean),
+    Column("score", Float),
+    Column("label_source", String(16)),
+    Column("judge_model", Text),
+    Column("rubric_version", Text),
+    Column("failure_cluster", Text),
+    Column("observed_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
