@@ -1,0 +1,70 @@
+"""The drift event (``schemas/drift-event.v1.schema.json``) built from an alert transition.
+
+``event_id`` hashes (fingerprint, state, onset), so a transition re-built after a restart or
+re-published after a broker outage carries the same id and consumers can deduplicate.
+
+Examples
+--------
+>>> from monitor.alerts.state import AlertState
+>>> a = AlertState("f" * 64, "SlicewatchSliceRegression", "m2", "domain=tax", "slice", "was_correct",
+...     "accuracy_gap", "firing", "critical", 100.0, 130.0, 0.09, 0.05, 400, 0.0, 130.0,
+...     action="rollback", actions=("rollback",), rollback_target="m1", fired_at=130.0)
+>>> e = build_drift_event(a)
+>>> e["action"], e["rollback_target"], e["state"], e["event_id"] == build_drift_event(a)["event_id"]
+('rollback', 'm1', 'firing', True)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+from monitor.alerts.state import AlertState
+
+SCHEMA_VERSION = 1
+
+
+def event_id(fingerprint: str, state: str, onset: float) -> str:
+    return hashlib.sha256(f"{fingerprint}|{state}|{onset!r}".encode()).hexdigest()[:32]
+
+
+def iso(ts: float | None) -> str | None:
+    """RFC 3339 UTC with milliseconds, as the schema's ``date-time`` wants."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def build_drift_event(alert: AlertState) -> dict[str, Any]:
+    """The event for a firing or resolved alert (the state is the alert's own)."""
+    if alert.state not in ("firing", "resolved"):
+        raise ValueError(f"drift events are only built for firing or resolved alerts, not {alert.state}")
+    return {
+        "event_id": event_id(alert.fingerprint, alert.state, alert.active_since),
+        "schema_version": SCHEMA_VERSION,
+        "state": alert.state,
+        "fired_at": iso(alert.fired_at if alert.fired_at is not None else alert.active_since),
+        "resolved_at": iso(alert.resolved_at),
+        "model_id": alert.model_id,
+        "signal": alert.signal,
+        "slice": alert.slice,
+        "feature": alert.feature,
+        "statistic": alert.statistic,
+        "value": alert.value,
+        "threshold": alert.threshold,
+        "severity": alert.severity,
+        "action": alert.action,
+        "actions": list(alert.actions or (alert.action,)),
+        "rollback_target": alert.rollback_target,
+        "window": {
+            "start": iso(alert.window_start),
+            "end": iso(alert.window_end),
+            "sample_count": alert.sample_count,
+        },
+        "reference": {"id": alert.reference_id, "hash": alert.reference_hash},
+        "suspected_causes": [
+            {"field": c.field, "from": c.from_value, "to": c.to_value, "first_seen": iso(c.first_seen)}
+            for c in alert.suspected_causes
+        ],
+    }

@@ -1,0 +1,107 @@
+"""Threshold rules per ``<signal>.<statistic>``: when a snapshot value is a breach, and how severe.
+
+A rule only looks at one statistic; the statistics the rules do not name are exported as metrics
+but never alert.
+
+Examples
+--------
+>>> r = Rule("quality.accuracy_gap", warning=0.02, critical=0.05, min_samples=100)
+>>> r.severity(0.03)
+'warning'
+>>> r.severity(0.07)
+'critical'
+>>> r.severity(0.01) is None
+True
+>>> Rule("label_coverage.coverage", warning=0.5, critical=0.2, direction="below").severity(0.3)
+'warning'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from monitor.snapshot import SignalValue
+
+Severity = Literal["warning", "critical"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Thresholds for one statistic; ``hold``/``clear`` count consecutive evaluations."""
+
+    name: str
+    warning: float
+    critical: float
+    direction: Literal["above", "below"] = "above"
+    min_samples: int = 200
+    hold_evaluations: int = 3
+    clear_evaluations: int = 5
+
+    def __post_init__(self) -> None:
+        if "." not in self.name:
+            raise ValueError(f"rule {self.name!r} must be named '<signal>.<statistic>'")
+        if self.direction not in ("above", "below"):
+            raise ValueError(f"rule {self.name!r}: direction must be 'above' or 'below'")
+        if self.direction == "above" and self.critical < self.warning:
+            raise ValueError(f"rule {self.name!r}: critical must be >= warning for direction 'above'")
+        if self.direction == "below" and self.critical > self.warning:
+            raise ValueError(f"rule {self.name!r}: critical must be <= warning for direction 'below'")
+        if self.min_samples < 1 or self.hold_evaluations < 1 or self.clear_evaluations < 1:
+            raise ValueError(f"rule {self.name!r}: min_samples, hold and clear must be >= 1")
+
+    @property
+    def signal(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def statistic(self) -> str:
+        return self.name.split(".", 1)[1]
+
+    def _beyond(self, value: float, threshold: float) -> bool:
+        return value > threshold if self.direction == "above" else value < threshold
+
+    def severity(self, value: float) -> Severity | None:
+        """The severity of ``value`` alone (no sample or significance check)."""
+        if math.isnan(value):
+            return None
+        if self._beyond(value, self.critical):
+            return "critical"
+        if self._beyond(value, self.warning):
+            return "warning"
+        return None
+
+    def threshold(self, severity: Severity) -> float:
+        return self.critical if severity == "critical" else self.warning
+
+    def verdict(self, v: SignalValue, alpha: float) -> Severity | None:
+        """Severity when ``v`` breaches: enough samples, past the threshold and, where the statistic
+        has an adjusted p-value, significant at ``alpha``; ``None`` otherwise."""
+        if not v.sufficient or v.sample_count < self.min_samples:
+            return None
+        if v.p_value_adjusted is not None and not v.p_value_adjusted < alpha:
+            return None
+        return self.severity(v.value)
+
+    @classmethod
+    def from_mapping(cls, name: str, spec: Mapping[str, Any] | Any) -> Rule:
+        """Build from a mapping or any object with the same attributes (e.g. a settings model)."""
+        get: Callable[..., Any] = (
+            spec.get if isinstance(spec, Mapping) else lambda k, d=None: getattr(spec, k, d)
+        )
+        return cls(
+            name=name,
+            warning=float(get("warning")),
+            critical=float(get("critical")),
+            direction=get("direction", "above"),
+            min_samples=int(get("min_samples", 200)),
+            hold_evaluations=int(get("hold_evaluations", 3)),
+            clear_evaluations=int(get("clear_evaluations", 5)),
+        )
+
+
+def rules_from_mapping(specs: Mapping[str, Any]) -> dict[str, Rule]:
+    """``{"input.psi": {...}}`` (or settings ``AlertRule`` objects) -> ``{"input.psi": Rule}``."""
+    return {name: Rule.from_mapping(name, spec) for name, spec in specs.items()}

@@ -1,0 +1,320 @@
+"""The alert state machine (after Prometheus ``rules/alerting.go``): inactive, pending, firing, resolved.
+
+Each rule is applied to every snapshot value it names; an alert is keyed by the fingerprint of its
+labels (alertname, model_id, slice, signal, feature, statistic), so severity can change while it
+fires without making a new alert. A breach must hold for ``hold_evaluations`` consecutive
+evaluations before the alert fires, and be absent for ``clear_evaluations`` before it resolves.
+A value with too few samples is no verdict (counters unchanged); a value missing from the
+snapshot counts as no breach. Resolved alerts are kept (and re-sent by the sinks) for
+``resolved_resend_s``. Pure: the time is an argument; ``target_quality`` is injected.
+
+Examples
+--------
+>>> from monitor.snapshot import Snapshot, SignalValue
+>>> ev = AlertEvaluator({"input.psi": Rule("input.psi", 0.2, 0.3, min_samples=10, hold_evaluations=2)})
+>>> snap = lambda t, v: Snapshot(t, t - 60, t, (SignalValue("m", "all", "input", "x", "psi", v, 500),))
+>>> [t.to_state for t in ev.evaluate(snap(0.0, 0.5), {}, 0.0)]
+['pending']
+>>> [(t.to_state, t.alert.action) for t in ev.evaluate(snap(15.0, 0.5), {}, 15.0)]
+[('firing', 'retrain')]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from monitor.alerts.actions import SuspectedCause, TargetQuality, decide_action
+from monitor.alerts.rules import Rule
+from monitor.records import Promotion
+from monitor.snapshot import AGGREGATE, SignalValue, Snapshot
+
+State = Literal["inactive", "pending", "firing", "resolved"]
+
+ALERTNAMES = {
+    "input": "SlicewatchInputDrift",
+    "output": "SlicewatchOutputDrift",
+    "quality": "SlicewatchQualityRegression",
+    "slice": "SlicewatchSliceRegression",
+    "label_coverage": "SlicewatchLabelCoverageDrop",
+    "cohort": "SlicewatchCohortImbalance",
+}
+LABEL_NAMES = ("alertname", "model_id", "slice", "signal", "feature", "statistic")
+
+
+def alert_signal(v: SignalValue) -> str:
+    """Quality regressions on a protected slice are their own signal, ``slice``."""
+    return "slice" if v.signal == "quality" and v.slice != AGGREGATE else v.signal
+
+
+def fingerprint(labels: Mapping[str, str]) -> str:
+    """sha256 over the sorted labels; stable across processes and restarts.
+
+    >>> fingerprint({"b": "2", "a": "1"}) == fingerprint({"a": "1", "b": "2"})
+    True
+    """
+    canonical = json.dumps(sorted(labels.items()), separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    """One alert that is pending, firing or recently resolved (immutable; replaced on change)."""
+
+    fingerprint: str
+    alertname: str
+    model_id: str
+    slice: str
+    signal: str
+    feature: str
+    statistic: str
+    state: State
+    severity: str
+    active_since: float
+    last_evaluated_at: float
+    value: float
+    threshold: float
+    sample_count: int
+    window_start: float
+    window_end: float
+    action: str = "investigate"
+    actions: tuple[str, ...] = ()
+    rollback_target: str | None = None
+    suspected_causes: tuple[SuspectedCause, ...] = ()
+    fired_at: float | None = None
+    resolved_at: float | None = None
+    reference_id: str | None = None
+    reference_hash: str | None = None
+    breach_count: int = 0
+    clear_count: int = 0
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {
+            "alertname": self.alertname,
+            "model_id": self.model_id,
+            "slice": self.slice,
+            "signal": self.signal,
+            "feature": self.feature,
+            "statistic": self.statistic,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """``alert`` is the state after the transition (``to_state == alert.state``)."""
+
+    fingerprint: str
+    from_state: State
+    to_state: State
+    at: float
+    alert: AlertState
+
+
+class AlertEvaluator:
+    """Applies the rules to each snapshot and moves alerts through their states.
+
+    ``rules`` maps ``"<signal>.<statistic>"`` (the snapshot's signal, before the ``slice`` rename)
+    to a :class:`Rule`. ``alpha`` is the significance level for adjusted p-values.
+    """
+
+    def __init__(
+        self,
+        rules: Mapping[str, Rule],
+        promotion_watch_s: float = 3600.0,
+        lineage_lookback_s: float = 3600.0,
+        resolved_resend_s: float = 900.0,
+        alpha: float = 0.01,
+        target_quality: TargetQuality | None = None,
+    ) -> None:
+        if promotion_watch_s <= 0 or lineage_lookback_s <= 0 or resolved_resend_s < 0:
+            raise ValueError("watch and lookback must be > 0, resolved_resend_s >= 0")
+        if not 0 < alpha < 1:
+            raise ValueError("alpha must be in (0, 1)")
+        self.rules = dict(rules)
+        self.promotion_watch_s = promotion_watch_s
+        self.lineage_lookback_s = lineage_lookback_s
+        self.resolved_resend_s = resolved_resend_s
+        self.alpha = alpha
+        self.target_quality = target_quality
+        self._states: dict[str, AlertState] = {}
+
+    @property
+    def states(self) -> Mapping[str, AlertState]:
+        """Current pending, firing and recently resolved alerts by fingerprint (a copy)."""
+        return dict(self._states)
+
+    def restore(self, states: Iterable[AlertState]) -> None:
+        """Load persisted states at start (pending, firing and resolved; inactive ones are ignored)."""
+        for s in states:
+            if s.state != "inactive":
+                self._states[s.fingerprint] = s
+
+    def notifiable(self, now: float) -> list[AlertState]:
+        """Alerts to send to Alertmanager: firing ones and those resolved within the resend period."""
+        return [
+            s
+            for s in self._states.values()
+            if s.state == "firing"
+            or (
+                s.state == "resolved"
+                and s.resolved_at is not None
+                and now - s.resolved_at <= self.resolved_resend_s
+            )
+        ]
+
+    def evaluate(
+        self, snapshot: Snapshot, promotions: Mapping[str, Promotion], now: float
+    ) -> list[Transition]:
+        """One evaluation at ``now``; returns the transitions it caused, in a stable order."""
+        transitions: list[Transition] = []
+        seen: set[str] = set()
+        accuracy = {
+            (v.model_id, v.slice): v.value
+            for v in snapshot.values
+            if v.signal == "quality" and v.statistic == "accuracy" and v.sufficient
+        }
+        for v in snapshot.values:
+            rule = self.rules.get(f"{v.signal}.{v.statistic}")
+            if rule is None:
+                continue
+            signal = alert_signal(v)
+            labels = {
+                "alertname": ALERTNAMES.get(signal, "SlicewatchDrift"),
+                "model_id": v.model_id,
+                "slice": v.slice,
+                "signal": signal,
+                "feature": v.feature,
+                "statistic": v.statistic,
+            }
+            fp = fingerprint(labels)
+            if fp in seen:
+                continue
+            seen.add(fp)
+            prev = self._states.get(fp)
+            if not v.sufficient or v.sample_count < rule.min_samples:
+                continue  # no verdict: neither hold nor clear progresses
+            severity = rule.verdict(v, self.alpha)
+            if severity is not None:
+                t = self._breach(fp, labels, prev, v, rule, severity, snapshot, promotions, accuracy, now)
+            else:
+                t = self._no_breach(fp, prev, rule, now, v, snapshot)
+            if t is not None:
+                transitions.append(t)
+        for fp, prev in list(self._states.items()):
+            if fp in seen:
+                continue
+            rule = self.rules.get(f"{'quality' if prev.signal == 'slice' else prev.signal}.{prev.statistic}")
+            t = self._no_breach(fp, prev, rule, now)
+            if t is not None:
+                transitions.append(t)
+        for fp, s in list(self._states.items()):
+            if (
+                s.state == "resolved"
+                and s.resolved_at is not None
+                and now - s.resolved_at > self.resolved_resend_s
+            ):
+                del self._states[fp]
+        return transitions
+
+    def _breach(
+        self,
+        fp: str,
+        labels: dict[str, str],
+        prev: AlertState | None,
+        v: SignalValue,
+        rule: Rule,
+        severity: str,
+        snapshot: Snapshot,
+        promotions: Mapping[str, Promotion],
+        accuracy: Mapping[tuple[str, str], float],
+        now: float,
+    ) -> Transition | None:
+        measured = {
+            "severity": severity,
+            "value": v.value,
+            "threshold": rule.threshold(severity),  # type: ignore[arg-type]
+            "sample_count": v.sample_count,
+            "window_start": snapshot.window_start,
+            "window_end": snapshot.window_end,
+            "reference_id": v.reference_id,
+            "reference_hash": v.reference_hash,
+            "last_evaluated_at": now,
+            "clear_count": 0,
+        }
+        if prev is None or prev.state == "resolved":
+            decision = decide_action(
+                model_id=v.model_id,
+                slice=v.slice,
+                signal=labels["signal"],
+                onset=now,
+                promotion=promotions.get(v.model_id),
+                lineage_changes=snapshot.lineage_changes,
+                current_quality=accuracy.get((v.model_id, v.slice)),
+                target_quality=self.target_quality,
+                promotion_watch_s=self.promotion_watch_s,
+                lineage_lookback_s=self.lineage_lookback_s,
+            )
+            firing = rule.hold_evaluations <= 1
+            new = AlertState(
+                fingerprint=fp,
+                alertname=labels["alertname"],
+                model_id=v.model_id,
+                slice=v.slice,
+                signal=labels["signal"],
+                feature=v.feature,
+                statistic=v.statistic,
+                state="firing" if firing else "pending",
+                active_since=now,
+                fired_at=now if firing else None,
+                action=decision.action,
+                actions=decision.actions,
+                rollback_target=decision.rollback_target,
+                suspected_causes=decision.suspected_causes,
+                breach_count=1,
+                **measured,  # type: ignore[arg-type]
+            )
+            self._states[fp] = new
+            return Transition(fp, prev.state if prev else "inactive", new.state, now, new)
+        count = prev.breach_count + 1
+        if prev.state == "pending" and count >= rule.hold_evaluations:
+            new = replace(prev, state="firing", fired_at=now, breach_count=count, **measured)  # type: ignore[arg-type]
+            self._states[fp] = new
+            return Transition(fp, "pending", "firing", now, new)
+        self._states[fp] = replace(prev, breach_count=count, **measured)  # type: ignore[arg-type]
+        return None
+
+    def _no_breach(
+        self,
+        fp: str,
+        prev: AlertState | None,
+        rule: Rule | None,
+        now: float,
+        v: SignalValue | None = None,
+        snapshot: Snapshot | None = None,
+    ) -> Transition | None:
+        if prev is None or prev.state == "resolved":
+            return None
+        if v is not None and snapshot is not None:
+            prev = replace(
+                prev,
+                value=v.value,
+                sample_count=v.sample_count,
+                window_start=snapshot.window_start,
+                window_end=snapshot.window_end,
+            )
+        if prev.state == "pending":
+            del self._states[fp]
+            gone = replace(prev, state="inactive", last_evaluated_at=now)
+            return Transition(fp, "pending", "inactive", now, gone)
+        clears = prev.clear_count + 1
+        needed = rule.clear_evaluations if rule is not None else 1
+        if clears >= needed:
+            new = replace(prev, state="resolved", resolved_at=now, clear_count=clears, last_evaluated_at=now)
+            self._states[fp] = new
+            return Transition(fp, "firing", "resolved", now, new)
+        self._states[fp] = replace(prev, clear_count=clears, last_evaluated_at=now)
+        return None
