@@ -1,0 +1,187 @@
+"""The scrape-time collector: metric families built from the latest snapshot and alert states.
+
+``update(snapshot, alerts)`` is called by the composition root after each evaluation and swaps
+in an immutable view; ``collect()`` reads only that view (never the database), so a scrape costs
+no I/O. Label values stay bounded: slices come from the declared list, features from the
+profile, and at most ``max_models`` model ids are ever exported (the first ones seen, in sorted
+order per snapshot); further model ids are counted in ``slicewatch_models_overflow_total``.
+
+``slicewatch_alert_state`` is 1 for a firing alert, 0.5 pending, 0 resolved (kept while the
+resolution is re-sent); alerts not in any of these states have no series.
+
+Examples
+--------
+>>> from prometheus_client import CollectorRegistry
+>>> from monitor.snapshot import Snapshot, SignalValue
+>>> registry = CollectorRegistry()
+>>> c = MonitorCollector(max_models=10); registry.register(c)
+>>> c.update(Snapshot(100.0, 40.0, 100.0, (SignalValue("m", "all", "input", "x", "psi", 0.25, 300),)), ())
+>>> registry.get_sample_value("slicewatch_drift_statistic",
+...     {"model_id": "m", "slice": "all", "signal": "input", "feature": "x", "statistic": "psi"})
+0.25
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from monitor.alerts.state import AlertState
+from monitor.snapshot import SignalValue, Snapshot
+
+STATE_VALUE = {"firing": 1.0, "pending": 0.5, "resolved": 0.0}
+DRIFT_LABELS = ["model_id", "slice", "signal", "feature", "statistic"]
+ALERT_LABELS = ["alertname", "model_id", "slice", "signal", "feature", "statistic", "severity", "action"]
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    evaluated_at: float | None = None
+    values: tuple[SignalValue, ...] = ()
+    alerts: tuple[AlertState, ...] = ()
+    late_events_total: int = 0
+    overflow_total: int = 0
+    window_seconds: float | None = None
+
+
+def _families() -> dict[str, Metric]:
+    return {
+        "drift": GaugeMetricFamily(
+            "slicewatch_drift_statistic",
+            "Drift statistic of the current window against the reference profile (PSI, JS, KS, ...).",
+            labels=DRIFT_LABELS,
+        ),
+        "p": GaugeMetricFamily(
+            "slicewatch_drift_p_value",
+            "Raw p-value of a drift statistic that has one.",
+            labels=DRIFT_LABELS,
+        ),
+        "p_adj": GaugeMetricFamily(
+            "slicewatch_drift_p_value_adjusted",
+            "p-value after the multiple-testing correction across features and slices.",
+            labels=DRIFT_LABELS,
+        ),
+        "quality": GaugeMetricFamily(
+            "slicewatch_quality",
+            "Quality in the current window (accuracy, Wilson bounds, gaps to the release bar, score).",
+            labels=["model_id", "slice", "statistic"],
+        ),
+        "bar": GaugeMetricFamily(
+            "slicewatch_quality_bar",
+            "Release-gate bar the quality statistic is compared with.",
+            labels=["model_id", "slice", "statistic"],
+        ),
+        "samples": GaugeMetricFamily(
+            "slicewatch_window_samples",
+            "Events in the current window behind a signal (largest count over its features).",
+            labels=["model_id", "slice", "signal"],
+        ),
+        "coverage": GaugeMetricFamily(
+            "slicewatch_label_coverage_ratio",
+            "Share of predictions in the window that have a label, per label source.",
+            labels=["model_id", "slice", "source"],
+        ),
+        "alert": GaugeMetricFamily(
+            "slicewatch_alert_state",
+            "Alert state: 1 firing, 0.5 pending, 0 resolved (while the resolution is re-sent).",
+            labels=ALERT_LABELS,
+        ),
+        "late": CounterMetricFamily(
+            "slicewatch_late_events",
+            "Events that arrived later than the allowed lateness and were not counted in a window.",
+        ),
+        "overflow": CounterMetricFamily(
+            "slicewatch_models_overflow",
+            "Distinct model ids left out of the metrics because max_models was reached.",
+        ),
+        "last_eval": GaugeMetricFamily(
+            "slicewatch_last_evaluation_timestamp_seconds",
+            "Unix time of the last completed evaluation.",
+        ),
+        "window": GaugeMetricFamily(
+            "slicewatch_window_seconds",
+            "Length of the evaluation window.",
+        ),
+    }
+
+
+class MonitorCollector(Collector):
+    """Custom collector; register it in the (injected) registry once, then ``update`` per evaluation."""
+
+    def __init__(self, max_models: int = 200) -> None:
+        if max_models < 1:
+            raise ValueError("max_models must be >= 1")
+        self.max_models = max_models
+        self._admitted: set[str] = set()
+        self._overflowed: set[str] = set()
+        self._view = _View()
+
+    @property
+    def exported_models(self) -> frozenset[str]:
+        return frozenset(self._admitted)
+
+    def _admit(self, model_ids: Iterable[str]) -> None:
+        for m in sorted(set(model_ids)):
+            if m in self._admitted or m in self._overflowed:
+                continue
+            if len(self._admitted) < self.max_models:
+                self._admitted.add(m)
+            else:
+                self._overflowed.add(m)
+
+    def update(self, snapshot: Snapshot, alerts: Iterable[AlertState] | Mapping[str, AlertState]) -> None:
+        """Swap in the view of ``snapshot`` and the evaluator's alert states (called after evaluate)."""
+        states = tuple(alerts.values() if isinstance(alerts, Mapping) else alerts)
+        self._admit([*snapshot.models, *(v.model_id for v in snapshot.values), *(a.model_id for a in states)])
+        keep = self._admitted
+        self._view = _View(
+            evaluated_at=snapshot.evaluated_at,
+            values=tuple(v for v in snapshot.values if v.model_id in keep),
+            alerts=tuple(a for a in states if a.model_id in keep and a.state in STATE_VALUE),
+            late_events_total=snapshot.late_events_total,
+            overflow_total=len(self._overflowed),
+            window_seconds=snapshot.window_end - snapshot.window_start,
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        yield from _families().values()
+
+    def collect(self) -> Iterator[Metric]:
+        view = self._view
+        f = _families()
+        samples: dict[tuple[str, str, str], int] = {}
+        for v in view.values:
+            key = (v.model_id, v.slice, v.signal)
+            samples[key] = max(samples.get(key, 0), v.sample_count)
+            labels = [v.model_id, v.slice, v.signal, v.feature, v.statistic]
+            if v.signal == "quality":
+                f["quality"].add_metric([v.model_id, v.slice, v.statistic], v.value)  # type: ignore[attr-defined]
+                if v.baseline is not None:
+                    f["bar"].add_metric([v.model_id, v.slice, v.statistic], v.baseline)  # type: ignore[attr-defined]
+            else:
+                f["drift"].add_metric(labels, v.value)  # type: ignore[attr-defined]
+                if v.p_value is not None:
+                    f["p"].add_metric(labels, v.p_value)  # type: ignore[attr-defined]
+                if v.p_value_adjusted is not None:
+                    f["p_adj"].add_metric(labels, v.p_value_adjusted)  # type: ignore[attr-defined]
+            if v.signal == "label_coverage" and v.statistic == "coverage":
+                source = v.feature.split(":", 1)[1] if ":" in v.feature else "all"
+                f["coverage"].add_metric([v.model_id, v.slice, source], v.value)  # type: ignore[attr-defined]
+        for (model_id, sl, signal), n in sorted(samples.items()):
+            f["samples"].add_metric([model_id, sl, signal], n)  # type: ignore[attr-defined]
+        for a in view.alerts:
+            f["alert"].add_metric(  # type: ignore[attr-defined]
+                [a.alertname, a.model_id, a.slice, a.signal, a.feature, a.statistic, a.severity, a.action],
+                STATE_VALUE[a.state],
+            )
+        f["late"].add_metric([], view.late_events_total)  # type: ignore[attr-defined]
+        f["overflow"].add_metric([], view.overflow_total)  # type: ignore[attr-defined]
+        if view.evaluated_at is not None:
+            f["last_eval"].add_metric([], view.evaluated_at)  # type: ignore[attr-defined]
+        if view.window_seconds is not None:
+            f["window"].add_metric([], view.window_seconds)  # type: ignore[attr-defined]
+        yield from f.values()
