@@ -1,0 +1,293 @@
+"""Bytes from Kafka -> typed events of ``monitor.events``, or a :class:`DecodeFailure` that says why.
+
+The decoder is the executable twin of the JSON Schemas in ``schemas/`` (``tests/test_schemas.py``
+validates the same samples with both). Checks run cheapest first: empty/size (before any parsing),
+UTF-8, JSON + types + ranges in one ``msgspec`` pass, then the few rules msgspec cannot express
+(strict RFC 3339 time text, non-blank ids, a label on feedback, 64-bit token counts).
+
+A failure carries ``stage`` (``size`` | ``json`` | ``schema`` | ``version``), a short
+``error_class`` tag for dead-letter headers and metrics, and a ``reason`` that names the field path
+but never echoes payload content. msgspec's own messages can quote values (``Invalid enum value
+'x'``), so they are rewritten from a whitelist and never chained (``from None``).
+
+Non-finite numbers cannot reach an event: ``NaN``/``Infinity`` tokens are not JSON
+(``invalid_json``) and literals beyond the float range (``1e999``) are ``non_finite_number``.
+
+Examples:
+    >>> ev = decode("promotion", b'{"schema_version": 1, "model_id": "clf@v2", '
+    ...     b'"promoted_at": "2026-11-01T10:00:00Z", "rollback_target": "clf@v1"}', 65536)
+    >>> ev.rollback_target
+    'clf@v1'
+    >>> try:
+    ...     decode("feedback", b'{"schema_version": 2}', 65536)
+    ... except DecodeFailure as e:
+    ...     print(e.stage, e.error_class)
+    version unknown_schema_version
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final, Literal, overload
+
+import msgspec
+
+from monitor.errors import SlicewatchError
+from monitor.events import SCHEMA_VERSION, FeedbackEvent, InferenceEvent, PromotionEvent
+
+Kind = Literal["inference", "feedback", "promotion"]
+Stage = Literal["size", "json", "schema", "version"]
+AnyEvent = InferenceEvent | FeedbackEvent | PromotionEvent
+
+# RFC 3339 section 5.6 ``date-time`` with a mandatory offset, valid days per month and leap years,
+# no leap second (the datetime parser rejects :60). ``$(?!\n)`` because Python's ``$`` also matches
+# before a final newline; the schemas carry this exact text as their ``pattern``.
+RFC3339_PATTERN: Final = (
+    r"^(?!0000)(?:[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+    r"|(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29)"
+    r"[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?"
+    r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$(?!\n)"
+)
+INT64_MAX: Final = 2**63 - 1
+
+_RFC3339 = re.compile(RFC3339_PATTERN)
+
+
+class DecodeFailure(SlicewatchError):
+    """A record that is not a valid event; goes to the dead-letter topic and table.
+
+    ``path`` is the JSON path of the offending member (``$.confidence``, ``$.input_features[...]``)
+    or None when the whole payload is at fault.
+    """
+
+    def __init__(self, stage: Stage, error_class: str, reason: str, path: str | None = None) -> None:
+        super().__init__(f"{stage}/{error_class}: {reason}")
+        self.stage: Stage = stage
+        self.error_class = error_class
+        self.reason = reason
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.stage, self.error_class, self.reason, self.path))
+
+
+class _Version(msgspec.Struct):
+    schema_version: Any = msgspec.UNSET
+
+
+class _InferenceTime(msgspec.Struct):
+    served_at: str
+
+
+class _FeedbackTime(msgspec.Struct):
+    observed_at: str
+
+
+class _PromotionTime(msgspec.Struct):
+    promoted_at: str
+
+
+_DECODERS: Final[dict[str, msgspec.json.Decoder[Any]]] = {
+    "inference": msgspec.json.Decoder(InferenceEvent),
+    "feedback": msgspec.json.Decoder(FeedbackEvent),
+    "promotion": msgspec.json.Decoder(PromotionEvent),
+}
+_TIME_DECODERS: Final[dict[str, msgspec.json.Decoder[Any]]] = {
+    "inference": msgspec.json.Decoder(_InferenceTime),
+    "feedback": msgspec.json.Decoder(_FeedbackTime),
+    "promotion": msgspec.json.Decoder(_PromotionTime),
+}
+_TIME_FIELD: Final = {"inference": "served_at", "feedback": "observed_at", "promotion": "promoted_at"}
+_VERSION_DECODER: Final = msgspec.json.Decoder(_Version)
+
+_PATH = re.compile(r"^(?P<key>`key` in )?`(?P<path>\$[A-Za-z0-9_.\[\]]*)`$")
+_MISSING = re.compile(r"^Object missing required field `(?P<field>[A-Za-z0-9_]+)`$")
+_WRONG_TYPE = re.compile(r"^Expected `(?P<want>[a-z |]+)`, got `(?P<got>[a-z]+)`$")
+_CONSTRAINT = re.compile(r"^Expected `[a-z |]+`(?: of length)? [<>]=? -?[0-9][0-9.e+-]*$")
+_JSON_ERROR = re.compile(r"^[A-Za-z0-9 :,()\-]+$")
+
+
+@overload
+def decode(kind: Literal["inference"], raw: bytes | None, max_bytes: int) -> InferenceEvent: ...
+@overload
+def decode(kind: Literal["feedback"], raw: bytes | None, max_bytes: int) -> FeedbackEvent: ...
+@overload
+def decode(kind: Literal["promotion"], raw: bytes | None, max_bytes: int) -> PromotionEvent: ...
+@overload
+def decode(kind: Kind, raw: bytes | None, max_bytes: int) -> AnyEvent: ...
+def decode(kind: Kind, raw: bytes | None, max_bytes: int) -> AnyEvent:
+    """Decode one Kafka record value of ``kind``; raises :class:`DecodeFailure` for bad input.
+
+    ``ValueError`` only for caller bugs (unknown ``kind``, ``max_bytes`` < 1).
+    """
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        raise ValueError(f"unknown event kind {kind!r}")
+    if max_bytes < 1:
+        raise ValueError("max_bytes must be >= 1")
+    if not raw:
+        raise DecodeFailure("size", "empty", "empty or null record value")
+    if len(raw) > max_bytes:
+        raise DecodeFailure(
+            "size", "oversized", f"value of {len(raw)} bytes exceeds the {max_bytes}-byte limit"
+        )
+    if not raw.isascii():
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DecodeFailure(
+                "json", "invalid_utf8", f"value is not valid UTF-8 (byte {e.start})"
+            ) from None
+    try:
+        event = decoder.decode(raw)
+        _post_validate(kind, raw, event)
+    except msgspec.ValidationError as e:
+        raise _schema_failure(raw, str(e)) from None
+    except msgspec.DecodeError as e:
+        raise _json_failure(str(e)) from None
+    except RecursionError:  # msgspec recurses per nesting level, like json.loads
+        raise DecodeFailure("json", "invalid_json", "JSON is nested too deeply") from None
+    except UnicodeDecodeError:  # not reachable for bytes after the check above; kept for buffers
+        raise DecodeFailure("json", "invalid_utf8", "value is not valid UTF-8") from None
+    return event
+
+
+def decode_inference(raw: bytes | None, max_bytes: int) -> InferenceEvent:
+    return decode("inference", raw, max_bytes)
+
+
+def decode_feedback(raw: bytes | None, max_bytes: int) -> FeedbackEvent:
+    return decode("feedback", raw, max_bytes)
+
+
+def decode_promotion(raw: bytes | None, max_bytes: int) -> PromotionEvent:
+    return decode("promotion", raw, max_bytes)
+
+
+def decode_key(raw_key: bytes | None) -> str | None:
+    """The Kafka key as a model_id: UTF-8 text, or None when absent, empty or not UTF-8.
+
+    Examples:
+        >>> decode_key(b"clf@v2"), decode_key(b"\\xff"), decode_key(None)
+        ('clf@v2', None, None)
+    """
+    if not raw_key:
+        return None
+    try:
+        return raw_key.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def decode_record(kind: Kind, key: bytes | None, value: bytes | None, max_bytes: int) -> AnyEvent:
+    """Decode ``value`` and check that a present Kafka key equals the event's ``model_id``.
+
+    Feedback events carry no model_id, so their key is not checked. An empty key counts as absent.
+
+    Examples:
+        >>> raw = (b'{"schema_version": 1, "model_id": "clf@v2", "promoted_at": '
+        ...        b'"2026-11-01T10:00:00Z", "rollback_target": null}')
+        >>> decode_record("promotion", b"clf@v2", raw, 65536).model_id
+        'clf@v2'
+        >>> try:
+        ...     decode_record("promotion", b"clf@v1", raw, 65536)
+        ... except DecodeFailure as e:
+        ...     print(e)
+        schema/key_mismatch: Kafka key does not equal $.model_id
+    """
+    event = decode(kind, value, max_bytes)
+    if key and not isinstance(event, FeedbackEvent):
+        text = decode_key(key)
+        if text is None:
+            raise DecodeFailure("schema", "key_mismatch", "Kafka key is not valid UTF-8", "$.model_id")
+        if text != event.model_id:
+            raise DecodeFailure("schema", "key_mismatch", "Kafka key does not equal $.model_id", "$.model_id")
+    return event
+
+
+def _post_validate(kind: str, raw: bytes, event: AnyEvent) -> None:
+    """The rules msgspec's types cannot express; each failure names its path."""
+    if isinstance(event, InferenceEvent):
+        _non_blank(event.request_id, "$.request_id")
+        _non_blank(event.model_id, "$.model_id")
+        for path, count in (("$.tokens_in", event.tokens_in), ("$.tokens_out", event.tokens_out)):
+            if count is not None and count > INT64_MAX:
+                raise DecodeFailure(
+                    "schema", "out_of_range", f"{path} exceeds the 64-bit integer range", path
+                )
+    elif isinstance(event, FeedbackEvent):
+        _non_blank(event.request_id, "$.request_id")
+        if event.was_correct is None and event.score is None:
+            raise DecodeFailure("schema", "missing_label", "feedback has neither $.was_correct nor $.score")
+    else:
+        _non_blank(event.model_id, "$.model_id")
+        if event.rollback_target is not None:
+            _non_blank(event.rollback_target, "$.rollback_target")
+    # msgspec also takes ``2024-01-01 10:00:00Z`` and ``+0100``; the contract is RFC 3339 proper.
+    field = _TIME_FIELD[kind]
+    if not _RFC3339.match(getattr(_TIME_DECODERS[kind].decode(raw), field)):
+        raise DecodeFailure(
+            "schema", "schema_violation", f"$.{field} is not an RFC 3339 date-time", f"$.{field}"
+        )
+
+
+def _non_blank(value: str, path: str) -> None:
+    if value.isspace():
+        raise DecodeFailure("schema", "schema_violation", f"{path} is blank", path)
+
+
+def _json_failure(message: str) -> DecodeFailure:
+    detail = message if _JSON_ERROR.match(message) else "JSON is malformed"
+    return DecodeFailure("json", "invalid_json", detail)
+
+
+def _schema_failure(raw: bytes, message: str) -> DecodeFailure:
+    """Rewrite a msgspec ValidationError into a failure without payload values.
+
+    An unknown or missing ``schema_version`` wins over any other error: a v2 payload is reported as
+    a version problem even when msgspec tripped over an earlier field first.
+    """
+    try:
+        version = _VERSION_DECODER.decode(raw).schema_version
+    except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
+        version = SCHEMA_VERSION  # not an object: fall through to the original error
+    if version is msgspec.UNSET:
+        return DecodeFailure("version", "missing_field", "$.schema_version is missing", "$.schema_version")
+    if type(version) is not int or version != SCHEMA_VERSION:
+        return DecodeFailure(
+            "version",
+            "unknown_schema_version",
+            f"$.schema_version is not a supported version (supported: {SCHEMA_VERSION})",
+            "$.schema_version",
+        )
+
+    text, _, where = message.partition(" - at ")
+    path = "$"
+    if where:
+        m = _PATH.match(where)
+        path = (m["path"] + " (key)" if m["key"] else m["path"]) if m else "$"
+    if m_missing := _MISSING.match(text):
+        full = f"{path}.{m_missing['field']}"
+        return DecodeFailure("schema", "missing_field", f"required field {full} is missing", full)
+    if m_type := _WRONG_TYPE.match(text):
+        if path == "$" and not where:
+            return DecodeFailure("schema", "not_an_object", f"value is a JSON {m_type['got']}, not an object")
+        return DecodeFailure(
+            "schema", "wrong_type", f"{path}: expected {m_type['want']}, got {m_type['got']}", path
+        )
+    if text == "Integer value out of range":
+        return DecodeFailure("schema", "out_of_range", f"{path}: integer out of range", path)
+    if text == "Number out of range":
+        return DecodeFailure("schema", "non_finite_number", f"{path}: number outside the float range", path)
+    if _CONSTRAINT.match(text):
+        return DecodeFailure("schema", "out_of_range", f"{path}: {text.replace('`', '')}", path)
+    if text.startswith("Invalid enum value"):
+        return DecodeFailure(
+            "schema", "schema_violation", f"{path}: value is not one of the allowed values", path
+        )
+    if text == "Invalid RFC3339 encoded datetime":
+        return DecodeFailure("schema", "schema_violation", f"{path} is not an RFC 3339 date-time", path)
+    if text == "Expected `datetime` with a timezone component":
+        return DecodeFailure("schema", "schema_violation", f"{path} has no UTC offset", path)
+    return DecodeFailure("schema", "schema_violation", f"{path}: invalid value", path)
