@@ -246,10 +246,14 @@ def add_drift_events(
     ]
     if not rows:
         return 0
-    stmt = _insert(engine, drift_event).on_conflict_do_nothing(index_elements=[drift_event.c.event_id])
+    stmt = (
+        _insert(engine, drift_event)
+        .on_conflict_do_nothing(index_elements=[drift_event.c.event_id])
+        .returning(drift_event.c.event_id)
+    )
     try:
         with engine.begin() as conn:
-            return sum(conn.execute(stmt, [r]).rowcount or 0 for r in rows)
+            return len(conn.execute(stmt, rows).all())
     except DBAPIError as e:
         raise _wrap("storing drift events", e) from e
 

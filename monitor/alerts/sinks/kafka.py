@@ -81,8 +81,6 @@ class KafkaDriftPublisher:
             self._producer = KafkaProducer(
                 bootstrap_servers=self.bootstrap_servers,
                 acks="all",
-                key_serializer=str.encode,
-                value_serializer=_encode,
                 max_block_ms=timeout_ms,
                 request_timeout_ms=timeout_ms,
                 delivery_timeout_ms=timeout_ms + 1000,
@@ -93,7 +91,9 @@ class KafkaDriftPublisher:
     def publish(self, event: Mapping[str, Any]) -> None:
         """Send one event and wait for the acknowledgement; raises :class:`PublishError`."""
         try:
-            future = self._connect().send(self.topic, key=str(event["model_id"]), value=dict(event))
+            future = self._connect().send(
+                self.topic, key=str(event["model_id"]).encode(), value=_encode(dict(event))
+            )
             future.get(timeout=self.send_timeout_s + 1)
         except KafkaError as e:
             self._reset()

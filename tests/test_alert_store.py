@@ -1,0 +1,162 @@
+"""drift_alert / drift_event persistence and slice accuracy, on real PostgreSQL and on SQLite."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, insert, select
+
+from monitor.alerts.drift_event import build_drift_event
+from monitor.alerts.rules import Rule
+from monitor.alerts.state import AlertEvaluator
+from monitor.records import Promotion
+from monitor.snapshot import LineageChange, SignalValue, Snapshot
+from monitor.store import alerts as store
+from monitor.store.base import metadata
+from monitor.store.engine import make_engine
+from monitor.store.tables import inference_log
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    url = f"sqlite:///{tmp_path / 'a.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    eng = make_engine(url)
+    metadata.create_all(eng, tables=[inference_log, store.drift_alert, store.drift_event])
+    yield eng
+    eng.dispose()
+
+
+RULES = {
+    "quality.accuracy_gap": Rule("quality.accuracy_gap", 0.02, 0.05, min_samples=10, hold_evaluations=2),
+    "input.psi": Rule("input.psi", 0.2, 0.3, min_samples=10, hold_evaluations=1, clear_evaluations=1),
+}
+
+
+def snapshot(t: float, gap: float, psi: float) -> Snapshot:
+    return Snapshot(
+        t,
+        t - 600,
+        t,
+        (
+            SignalValue("m2", "domain=tax", "quality", "was_correct", "accuracy_gap", gap, 80, reference_id="r1"),
+            SignalValue("m2", "domain=tax", "quality", "was_correct", "accuracy", 0.8, 80),
+            SignalValue("m2", "all", "input", "x", "psi", psi, 500, p_value_adjusted=0.001, reference_hash="h"),
+        ),
+        (LineageChange("m2", "embedding_model", "e1", "e2", t - 100),),
+    )
+
+
+def evaluator(engine: Engine) -> AlertEvaluator:
+    return AlertEvaluator(
+        RULES,
+        promotion_watch_s=3600,
+        resolved_resend_s=300,
+        target_quality=lambda m, s, a, b: store.slice_accuracy(engine, m, s, a, b),
+    )
+
+
+def test_restart_neither_refires_nor_loses_resolution(engine: Engine) -> None:
+    promos = {"m2": Promotion("m2", 0.0, "m1")}
+    ev = evaluator(engine)
+    t0 = 1_000.0
+    all_transitions = []
+    for i, (gap, psi) in enumerate([(0.1, 0.5), (0.1, 0.1)]):
+        now = t0 + 15 * i
+        ts = ev.evaluate(snapshot(now, gap, psi), promos, now)
+        store.save_alert_states(engine, ev.states.values(), ts)
+        all_transitions += ts
+    # quality alert firing (held 2), psi alert fired then resolved
+    states = {s.signal: s for s in ev.states.values()}
+    assert states["slice"].state == "firing" and states["input"].state == "resolved"
+
+    loaded = store.load_alert_states(engine, now=t0 + 30, resolved_resend_s=300)
+    assert sorted(loaded, key=lambda s: s.fingerprint) == sorted(ev.states.values(), key=lambda s: s.fingerprint)
+
+    restarted = evaluator(engine)
+    restarted.restore(loaded)
+    ts = restarted.evaluate(snapshot(t0 + 30, 0.1, 0.1), promos, t0 + 30)
+    assert ts == []  # firing stays firing without a new transition; resolved stays resolved
+    # past the resend period the resolved alert is no longer loaded, the firing one still is
+    later = store.load_alert_states(engine, now=t0 + 15 + 301, resolved_resend_s=300)
+    assert [s.state for s in later] == ["firing"]
+
+    n = store.add_transition_events(engine, all_transitions, now=t0 + 15)
+    assert n == 3  # psi firing, psi resolved, slice firing
+    assert store.add_transition_events(engine, all_transitions, now=t0 + 20) == 0  # idempotent on event_id
+    rows = store.unpublished_events(engine)
+    assert {r[2]["state"] for r in rows} == {"firing", "resolved"}
+    assert all(r[2]["suspected_causes"][0]["field"] == "embedding_model" for r in rows)
+    store.mark_published(engine, [rows[0][0]], now=t0 + 40)
+    assert [r[0] for r in store.unpublished_events(engine)] == [r[0] for r in rows[1:]]
+    with engine.connect() as conn:
+        published_at = conn.execute(
+            select(store.drift_event.c.published_at).where(store.drift_event.c.event_id == rows[0][0])
+        ).scalar_one()
+    assert store._ts(published_at) == t0 + 40
+    assert build_drift_event(states["slice"])["event_id"] in {r[0] for r in rows}
+
+
+def test_pending_that_goes_inactive_is_persisted_as_inactive(engine: Engine) -> None:
+    ev = evaluator(engine)
+    ts = ev.evaluate(snapshot(0, 0.1, 0.0), {}, 0)
+    store.save_alert_states(engine, ev.states.values(), ts)
+    ts = ev.evaluate(snapshot(15, 0.0, 0.0), {}, 15)
+    assert [t.to_state for t in ts] == ["inactive"]
+    store.save_alert_states(engine, ev.states.values(), ts)
+    assert store.load_alert_states(engine, 15, 300) == []
+    with engine.connect() as conn:
+        assert conn.execute(select(store.drift_alert.c.state)).scalars().all() == ["inactive"]
+
+
+def _dt(t: float) -> datetime:
+    return datetime.fromtimestamp(t, tz=UTC)
+
+
+def test_slice_accuracy_matches_python_oracle(engine: Engine) -> None:
+    rng = random.Random(7)
+    rows = []
+    for i in range(400):
+        in_slice = rng.random() < 0.5
+        as_feature = rng.random() < 0.3  # the slice key sometimes only in input_features
+        domain = "tax" if in_slice else "retail"
+        rows.append(
+            {
+                "request_id": f"r{i}",
+                "model_id": rng.choice(["m1", "m2"]),
+                "input_hash": "0" * 64,
+                "input_features": {"domain": domain, "n": i} if as_feature else {"n": i},
+                "output": "",
+                "served_at": _dt(1_000 + i),
+                "was_correct": None if rng.random() < 0.1 else rng.random() < (0.9 if in_slice else 0.7),
+                "slice": {} if as_feature else {"domain": domain},
+                "ingested_at": _dt(2_000),
+            }
+        )
+    with engine.begin() as conn:
+        conn.execute(insert(inference_log), rows)
+
+    def oracle(model: str, domain: str | None, since: float, until: float) -> float | None:
+        picked = [
+            r["was_correct"]
+            for r in rows
+            if r["model_id"] == model
+            and r["was_correct"] is not None
+            and since <= r["served_at"].timestamp() <= until
+            and (domain is None or {**r["input_features"], **r["slice"]}.get("domain") == domain)
+        ]
+        return sum(picked) / len(picked) if picked else None
+
+    for model, sl, domain, since, until in [
+        ("m1", "domain=tax", "tax", 1_000, 1_399),
+        ("m2", "domain=retail", "retail", 1_100, 1_250),
+        ("m1", "all", None, 1_050, 1_300),
+        ("m2", "domain=tax", "tax", 1_000, 1_399),
+    ]:
+        got = store.slice_accuracy(engine, model, sl, since, until)
+        assert got == pytest.approx(oracle(model, domain, since, until), abs=1e-12)
+    assert store.slice_accuracy(engine, "m1", "domain=nowhere", 0, 10_000) is None
+    assert store.slice_accuracy(engine, "m3", "all", 0, 10_000) is None
