@@ -14,13 +14,25 @@ STEP = 15.0
 
 
 def rule(**kw: object) -> Rule:
-    base: dict = {"warning": 0.2, "critical": 0.3, "min_samples": 100, "hold_evaluations": 3, "clear_evaluations": 2}
+    base: dict = {
+        "warning": 0.2,
+        "critical": 0.3,
+        "min_samples": 100,
+        "hold_evaluations": 3,
+        "clear_evaluations": 2,
+    }
     base.update(kw)
     return Rule("input.psi", **base)
 
 
-def snap(t: float, value: float | None, *, n: int = 500, p_adj: float | None = None, **kw: object) -> Snapshot:
-    values = () if value is None else (SignalValue("m1", "all", "input", "x", "psi", value, n, p_value_adjusted=p_adj),)
+def snap(
+    t: float, value: float | None, *, n: int = 500, p_adj: float | None = None, **kw: object
+) -> Snapshot:
+    values = (
+        ()
+        if value is None
+        else (SignalValue("m1", "all", "input", "x", "psi", value, n, p_value_adjusted=p_adj),)
+    )
     return Snapshot(t, t - 3600, t, values, **kw)  # type: ignore[arg-type]
 
 
@@ -101,7 +113,14 @@ def test_resolved_alert_that_breaches_again_goes_pending() -> None:
 
 
 def test_below_direction_rule() -> None:
-    r = Rule("label_coverage.coverage", warning=0.5, critical=0.2, direction="below", min_samples=1, hold_evaluations=1)
+    r = Rule(
+        "label_coverage.coverage",
+        warning=0.5,
+        critical=0.2,
+        direction="below",
+        min_samples=1,
+        hold_evaluations=1,
+    )
     ev = AlertEvaluator({"label_coverage.coverage": r})
     v = SignalValue("m1", "all", "label_coverage", "labels", "coverage", 0.1, 50)
     (t,) = ev.evaluate(Snapshot(0, 0, 0, (v,)), {}, 0)
@@ -181,10 +200,14 @@ def test_action_rollback_inside_watch_window_and_lineage_investigate() -> None:
     st.integers(1, 4),
     st.integers(1, 4),
 )
-def test_property_firing_needs_hold_consecutive_breaches(series: list[float | None], hold: int, clear: int) -> None:
+def test_property_firing_needs_hold_consecutive_breaches(
+    series: list[float | None], hold: int, clear: int
+) -> None:
     """Oracle: replay the series with counters; the machine fires exactly after ``hold`` consecutive
     breaches and resolves exactly after ``clear`` consecutive non-breaches."""
-    ev = AlertEvaluator({"input.psi": rule(hold_evaluations=hold, clear_evaluations=clear)}, resolved_resend_s=1e9)
+    ev = AlertEvaluator(
+        {"input.psi": rule(hold_evaluations=hold, clear_evaluations=clear)}, resolved_resend_s=1e9
+    )
     got = [tr[2] for tr in run(ev, series)]
     expected = []
     state, breaches, clears = "inactive", 0, 0
