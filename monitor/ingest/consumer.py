@@ -1,0 +1,526 @@
+"""The ingestion loop: poll a batch, decode, write it in one transaction, then commit the offsets.
+
+At-least-once delivery plus idempotent writes (see ``monitor.store.repository``): a batch is only
+committed after the database commit, so a crash or rebalance at any point re-delivers rows the
+store already has and nothing else. Bad records are dead-lettered (table + ``<topic><suffix>``)
+and consumption goes on. When the database is unavailable the assigned partitions are paused and
+``poll`` keeps the group membership alive while the same decoded batch is retried with capped
+exponential backoff. Kafka client errors are logged by class name and survived.
+
+Nothing here logs payloads: only counts, topic names, partitions, offsets and error classes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from monitor.events import FeedbackEvent, InferenceEvent, PromotionEvent
+from monitor.ingest.backoff import Backoff
+from monitor.ingest.deadletter import DeadLetterPublisher, dead_letter_record
+from monitor.ingest.decoder import decode_record
+from monitor.metrics.consumer import ConsumerMetrics
+from monitor.records import WriteResult
+from monitor.store.errors import StoreError, StoreUnavailable
+from monitor.store.repository import BatchOutcome, Repository
+from monitor.store.rows import DeadLetterRecord, Origin
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["inference", "feedback", "promotion"]
+OnWritten = Callable[[WriteResult, float], None]
+OnAssigned = Callable[[set[TopicPartition]], None]
+# (kind, key, value, max_bytes) -> event, raising DecodeFailure; see monitor.ingest.decoder.decode_record
+Decoder = Callable[[Kind, bytes | None, bytes | None, int], InferenceEvent | FeedbackEvent | PromotionEvent]
+
+
+@dataclass(slots=True)
+class _Item:
+    """A decoded record, kept with its raw bytes so a store rejection can still dead-letter it."""
+
+    kind: Kind
+    event: InferenceEvent | FeedbackEvent | PromotionEvent
+    origin: Origin
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(slots=True)
+class _Batch:
+    items: list[_Item] = field(default_factory=list)
+    dead_letters: list[DeadLetterRecord] = field(default_factory=list)
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)  # next offset per partition
+    consumed: Counter[str] = field(default_factory=Counter)
+    started: float = 0.0  # monotonic, for the batch-duration histogram
+    outcome: BatchOutcome | None = None  # set once durably written
+    published: bool = False
+    notified: bool = False
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, owner: IngestConsumer) -> None:
+        self._owner = owner
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self._owner._on_revoked(set(revoked))
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self._owner._on_assigned(set(assigned))
+
+
+class IngestConsumer:
+    """Consumes the inference, feedback and promotion topics into the store.
+
+    Built from plain arguments by the composition root; ``run(stop_event)`` blocks until the
+    event is set, then finishes the batch in hand (within ``shutdown_grace_s``), commits and closes.
+
+    Example (see ``tests/test_consumer_*.py``)::
+
+        consumer = IngestConsumer(bootstrap_servers="127.0.0.1:9092", group_id="slicewatch",
+                                  inference_topic="inference-events", feedback_topic="inference-feedback",
+                                  promotions_topic="model-promotions", repository=repo,
+                                  metrics=ConsumerMetrics(registry))
+        threading.Thread(target=consumer.run, args=(stop,)).start()
+    """
+
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        group_id: str,
+        inference_topic: str,
+        feedback_topic: str,
+        promotions_topic: str,
+        repository: Repository,
+        metrics: ConsumerMetrics,
+        dlq_suffix: str = ".dlq",
+        client_kwargs: Mapping[str, Any] | None = None,
+        consumer_kwargs: Mapping[str, Any] | None = None,
+        client_id: str = "slicewatch",
+        max_poll_records: int = 5000,
+        poll_timeout_ms: int = 500,
+        session_timeout_ms: int = 10000,
+        heartbeat_interval_ms: int = 2000,
+        max_poll_interval_ms: int = 300000,
+        auto_offset_reset: str = "earliest",
+        max_event_bytes: int = 256 * 1024,
+        dead_letter_value_cap_bytes: int = 16 * 1024,
+        retry_initial_s: float = 0.5,
+        retry_max_s: float = 30.0,
+        retry_multiplier: float = 2.0,
+        shutdown_grace_s: float = 8.0,
+        on_written: OnWritten | None = None,
+        on_assigned: OnAssigned | None = None,
+        clock: Callable[[], float] = time.time,
+        decoder: Decoder | None = None,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.group_id = group_id
+        self.kinds: dict[str, Kind] = {
+            inference_topic: "inference",
+            feedback_topic: "feedback",
+            promotions_topic: "promotion",
+        }
+        if len(self.kinds) != 3:
+            raise ValueError("the inference, feedback and promotion topics must differ")
+        self.repository = repository
+        self.metrics = metrics
+        self.dlq_suffix = dlq_suffix
+        self.client_kwargs = dict(client_kwargs or {})
+        self.consumer_kwargs = dict(consumer_kwargs or {})
+        self.client_id = client_id
+        self.max_poll_records = max_poll_records
+        self.poll_timeout_ms = poll_timeout_ms
+        self.session_timeout_ms = session_timeout_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.max_poll_interval_ms = max_poll_interval_ms
+        self.auto_offset_reset = auto_offset_reset
+        self.max_event_bytes = max_event_bytes
+        self.dead_letter_value_cap_bytes = dead_letter_value_cap_bytes
+        self.shutdown_grace_s = shutdown_grace_s
+        self.on_written = on_written
+        self.on_assigned = on_assigned
+        self.clock = clock
+        self._decode_record = decoder or decode_record
+        self._backoff = Backoff(retry_initial_s, retry_max_s, retry_multiplier)
+        self._kafka_backoff = Backoff(min(retry_initial_s, 1.0), min(retry_max_s, 5.0), retry_multiplier)
+        self._consumer: KafkaConsumer | None = None
+        self._publisher: DeadLetterPublisher | None = None
+        self._batch: _Batch | None = None
+        self._paused = False
+        self._sweep_dead_letters = True
+
+    # ----------------------------------------------------------------- lifecycle
+
+    @property
+    def topics(self) -> list[str]:
+        return list(self.kinds)
+
+    @property
+    def paused(self) -> bool:
+        """True while partitions are paused waiting for the database."""
+        return self._paused
+
+    def _make_clients(self) -> tuple[KafkaConsumer, DeadLetterPublisher]:
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=self.group_id,
+            client_id=self.client_id,
+            enable_auto_commit=False,
+            auto_offset_reset=self.auto_offset_reset,
+            max_poll_records=self.max_poll_records,
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=self.heartbeat_interval_ms,
+            max_poll_interval_ms=self.max_poll_interval_ms,
+            **self.client_kwargs,
+            **self.consumer_kwargs,
+        )
+        producer = KafkaProducer(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=f"{self.client_id}-dlq",
+            acks="all",
+            linger_ms=5,
+            **self.client_kwargs,
+        )
+        return consumer, DeadLetterPublisher(producer, self.dlq_suffix)
+
+    def run(self, stop_event: threading.Event) -> None:
+        """Consume until ``stop_event`` is set; never raises on bad input, broker or database outages."""
+        while not stop_event.is_set():
+            try:
+                self._consumer, self._publisher = self._make_clients()
+                break
+            except Exception as e:  # broker unreachable at start: keep trying until stopped
+                self._kafka_error("connect", e)
+                stop_event.wait(self._kafka_backoff.next_delay())
+        if self._consumer is None:
+            return
+        try:
+            self._consumer.subscribe(self.topics, listener=_Listener(self))
+            while not stop_event.is_set():
+                self._step(stop_event)
+            self._finish()
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        consumer, publisher = self._consumer, self._publisher
+        self._consumer = self._publisher = None
+        if consumer is not None:
+            try:
+                consumer.close(autocommit=False, timeout_ms=2000)
+            except Exception as e:
+                log.warning("consumer close failed (%s)", type(e).__name__)
+        if publisher is not None:
+            try:
+                publisher.close(timeout_s=2.0)
+            except Exception as e:
+                log.warning("dead-letter producer close failed (%s)", type(e).__name__)
+        self._set_paused(False)
+
+    def _finish(self) -> None:
+        """Stop requested: finish the batch in hand within the grace period, commit, return."""
+        deadline = time.monotonic() + self.shutdown_grace_s
+        while self._batch is not None and time.monotonic() < deadline:
+            if self._advance(self._batch):
+                self._batch = None
+                break
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        if self._batch is not None:
+            log.warning("shutdown: batch of %d records left uncommitted (it will be redelivered)",
+                        sum(self._batch.consumed.values()))
+            self._batch = None
+
+    # ---------------------------------------------------------------- main loop
+
+    def _step(self, stop_event: threading.Event) -> None:
+        if self._batch is None:
+            self._poll(self.poll_timeout_ms)
+            if self._batch is None:
+                return
+        batch = self._batch
+        if self._advance(batch):
+            if self._batch is batch:
+                self._batch = None
+            self._backoff.reset()
+            self._set_paused(False)
+            return
+        self._set_paused(True)
+        self._wait(self._backoff.next_delay(), stop_event)
+
+    def _wait(self, delay_s: float, stop_event: threading.Event) -> None:
+        """Wait while polling (paused partitions return nothing) so the group membership holds."""
+        deadline = time.monotonic() + delay_s
+        while not stop_event.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._poll(int(min(left, self.poll_timeout_ms / 1000) * 1000) or 1)
+
+    def _poll(self, timeout_ms: int) -> None:
+        assert self._consumer is not None
+        if self._sweep_dead_letters and self._batch is None:
+            self._republish_dead_letters()
+        try:
+            records = self._consumer.poll(timeout_ms=timeout_ms)
+            self._kafka_backoff.reset()
+        except Exception as e:
+            self._kafka_error("poll", e)
+            time.sleep(self._kafka_backoff.next_delay())
+            return
+        if not records:
+            return
+        if self._batch is not None:
+            # Only after a rebalance could unpaused partitions return records while a batch is held;
+            # rewind them so they are read again once the batch is done.
+            for tp, recs in records.items():
+                self._safe_seek(tp, recs[0].offset)
+            return
+        if self._paused:
+            self._set_paused(False)
+        self._batch = self._decode(records)
+        self._update_lag(records)
+
+    def _set_paused(self, paused: bool) -> None:
+        consumer = self._consumer
+        if paused and consumer is not None:
+            assignment = consumer.assignment()
+            if assignment:
+                consumer.pause(*assignment)
+        elif not paused and self._paused and consumer is not None:
+            paused_now = consumer.paused()
+            if paused_now:
+                consumer.resume(*paused_now)
+        if paused != self._paused:
+            log.warning("partitions %s: database unavailable", "paused" if paused else "resumed")
+        self._paused = paused
+        self.metrics.paused.set(1 if paused else 0)
+
+    # ------------------------------------------------------------------- decoding
+
+    def _decode(self, records: Mapping[TopicPartition, Sequence[Any]]) -> _Batch:
+        batch = _Batch(started=time.monotonic())
+        now = self.clock()
+        for tp, recs in records.items():
+            kind = self.kinds.get(tp.topic)
+            for rec in recs:
+                batch.consumed[tp.topic] += 1
+                if kind is None:  # not ours (a pattern subscription); skip without decoding
+                    continue
+                try:
+                    event = self._decode_record(kind, rec.key, rec.value, self.max_event_bytes)
+                except Exception as failure:  # DecodeFailure, or a decoder bug: dead-letter, never crash
+                    batch.dead_letters.append(
+                        dead_letter_record(
+                            rec.topic, rec.partition, rec.offset, rec.key, rec.value,
+                            str(getattr(failure, "stage", "decode")),
+                            str(getattr(failure, "error_class", "decoder_error")),
+                            str(getattr(failure, "reason", f"decoder raised {type(failure).__name__}")),
+                            now, self.dead_letter_value_cap_bytes,
+                        )
+                    )
+                    continue
+                batch.items.append(
+                    _Item(kind, event, Origin(rec.topic, rec.partition, rec.offset), rec.key, rec.value)
+                )
+            if recs:
+                batch.offsets[tp] = recs[-1].offset + 1
+        return batch
+
+    # ----------------------------------------------------------------- the batch
+
+    def _advance(self, batch: _Batch) -> bool:
+        """Move the batch through write -> dead-letter publish -> hook -> commit; False to retry later."""
+        if batch.outcome is None:
+            try:
+                batch.outcome = self._write(batch)
+            except StoreUnavailable as e:
+                self.metrics.store_retries.inc()
+                log.warning("batch write failed, will retry: %s", e)
+                return False
+            self._count(batch, batch.outcome)
+            self.metrics.last_write.set(self.clock())
+        if not batch.published:
+            if batch.outcome.new_dead_letters and not self._publish(batch.outcome.new_dead_letters):
+                return False
+            batch.published = True
+        if not batch.notified:
+            batch.notified = True
+            self._notify(batch.outcome.result)
+        self._commit(batch.offsets)
+        self.metrics.batch_duration.observe(time.monotonic() - batch.started)
+        return True
+
+    def _write(self, batch: _Batch) -> BatchOutcome:
+        now = self.clock()
+        inferences = [(i.event, i.origin) for i in batch.items if i.kind == "inference"]
+        feedback = [i.event for i in batch.items if i.kind == "feedback"]
+        promotions = [i.event for i in batch.items if i.kind == "promotion"]
+        try:
+            return self.repository.write(
+                inferences,  # type: ignore[arg-type]
+                feedback,  # type: ignore[arg-type]
+                promotions,  # type: ignore[arg-type]
+                batch.dead_letters,
+                now,
+            )
+        except StoreUnavailable:
+            raise
+        except StoreError as e:
+            log.error("batch rejected by the database (%s); writing its events one by one", e)
+        return self._write_one_by_one(batch, now)
+
+    def _write_one_by_one(self, batch: _Batch, now: float) -> BatchOutcome:
+        """Isolate records the database rejects (e.g. a NUL character in text) into dead letters."""
+        merged = BatchOutcome(result=WriteResult())
+        rejected: list[DeadLetterRecord] = []
+        for item in batch.items:
+            args: tuple[list[Any], list[Any], list[Any]] = (
+                [(item.event, item.origin)] if item.kind == "inference" else [],
+                [item.event] if item.kind == "feedback" else [],
+                [item.event] if item.kind == "promotion" else [],
+            )
+            try:
+                _merge(merged, self.repository.write(*args, [], now))
+            except StoreUnavailable:
+                raise
+            except StoreError as e:
+                cause = type(e.__cause__).__name__ if e.__cause__ is not None else "StoreError"
+                rejected.append(
+                    dead_letter_record(
+                        item.origin.topic, item.origin.partition, item.origin.offset, item.key, item.value,
+                        "store", "store_rejected", f"rejected by the database ({cause})", now,
+                        self.dead_letter_value_cap_bytes,
+                    )
+                )
+        _merge(merged, self.repository.write([], [], [], [*batch.dead_letters, *rejected], now))
+        return merged
+
+    def _count(self, batch: _Batch, outcome: BatchOutcome) -> None:
+        m = self.metrics
+        for topic, n in batch.consumed.items():
+            m.consumed.labels(topic=topic).inc(n)
+        by_kind = {kind: topic for topic, kind in self.kinds.items()}
+        result = outcome.result
+        n_feedback = sum(1 for i in batch.items if i.kind == "feedback")
+        written = {
+            "inference": len(result.new_inferences),
+            "feedback": n_feedback - outcome.stale_labels,
+            "promotion": len(result.promotions),
+        }
+        dups = {
+            "inference": outcome.duplicate_inferences,
+            "feedback": outcome.stale_labels,
+            "promotion": outcome.duplicate_promotions,
+        }
+        for kind, topic in by_kind.items():
+            if written[kind] > 0:
+                m.written.labels(topic=topic).inc(written[kind])
+            if dups[kind] > 0:
+                m.duplicates.labels(topic=topic).inc(dups[kind])
+        for dl in outcome.new_dead_letters:
+            m.dead_lettered.labels(topic=dl.topic, error_class=dl.error_class).inc()
+
+    def _publish(self, records: Sequence[DeadLetterRecord]) -> bool:
+        assert self._publisher is not None
+        try:
+            self._publisher.publish(records)
+        except Exception as e:
+            self._kafka_error("dead-letter publish", e)
+            return False
+        try:
+            self.repository.mark_published(records, self.clock())
+        except StoreError as e:  # the table row stays unpublished; it is re-sent on the next sweep
+            log.warning("could not mark dead letters published: %s", e)
+        return True
+
+    def _republish_dead_letters(self) -> None:
+        """Send dead letters stored but never published (a crash between the two steps)."""
+        try:
+            pending = self.repository.unpublished_dead_letters()
+        except StoreError as e:
+            log.warning("dead-letter sweep skipped: %s", e)
+            return
+        if not pending or self._publish(pending):
+            self._sweep_dead_letters = False
+
+    def _notify(self, result: WriteResult) -> None:
+        if self.on_written is None:
+            return
+        try:
+            self.on_written(result, self.clock())
+        except Exception as e:  # the rows are durable; a failing hook must not stop ingestion
+            log.error("on_written hook failed (%s)", type(e).__name__)
+
+    def _commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if not offsets or self._consumer is None:
+            return
+        try:
+            self._consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+        except Exception as e:  # rows are idempotent: a redelivery after a failed commit is harmless
+            self._kafka_error("commit", e)
+
+    # --------------------------------------------------------------- edges, misc
+
+    def _update_lag(self, records: Mapping[TopicPartition, Sequence[Any]]) -> None:
+        assert self._consumer is not None
+        for tp, recs in records.items():
+            if not recs:
+                continue
+            high = self._consumer.highwater(tp)
+            if high is not None:
+                self.metrics.lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                    max(0, high - (recs[-1].offset + 1))
+                )
+
+    def _safe_seek(self, tp: TopicPartition, offset: int) -> None:
+        assert self._consumer is not None
+        try:
+            self._consumer.seek(tp, offset)
+        except Exception as e:
+            self._kafka_error("seek", e)
+
+    def _kafka_error(self, what: str, e: Exception) -> None:
+        name = type(e).__name__
+        self.metrics.kafka_errors.labels(error_class=name).inc()
+        log.warning("kafka %s failed (%s); continuing", what, name)
+
+    def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        batch = self._batch
+        if batch is not None:
+            if batch.outcome is not None:
+                self._commit({tp: o for tp, o in batch.offsets.items() if tp in revoked})
+            # An unwritten batch is dropped: its offsets were never committed, so the new owner
+            # re-reads it; a written one is idempotent if re-read.
+            self._batch = None
+        self._set_paused(False)
+        self._sweep_dead_letters = True
+
+    def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        if self.on_assigned is None:
+            return
+        try:
+            self.on_assigned(assigned)
+        except Exception as e:
+            log.error("on_assigned hook failed (%s)", type(e).__name__)
+
+
+def _merge(into: BatchOutcome, part: BatchOutcome) -> None:
+    r, p = into.result, part.result
+    r.new_inferences.extend(p.new_inferences)
+    r.label_changes.extend(p.label_changes)
+    r.promotions.extend(p.promotions)
+    r.duplicates += p.duplicates
+    r.pending_labels += p.pending_labels
+    into.new_dead_letters.extend(part.new_dead_letters)
+    into.duplicate_inferences += part.duplicate_inferences
+    into.stale_labels += part.stale_labels
+    into.duplicate_promotions += part.duplicate_promotions

@@ -1,0 +1,80 @@
+"""Prometheus metrics of the ingestion consumer, registered on an injected registry.
+
+Labels are bounded: topic names from configuration, partition numbers, the decoder's short
+error classes. Never request ids, model ids or payload text.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class ConsumerMetrics:
+    """The consumer's counters and gauges.
+
+    Examples:
+        >>> from prometheus_client import CollectorRegistry
+        >>> reg = CollectorRegistry()
+        >>> m = ConsumerMetrics(reg)
+        >>> m.consumed.labels(topic="inference-events").inc(3)
+        >>> reg.get_sample_value("slicewatch_events_consumed_total", {"topic": "inference-events"})
+        3.0
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.consumed = Counter(
+            "slicewatch_events_consumed",
+            "Records read from Kafka, valid or not.",
+            ["topic"],
+            registry=registry,
+        )
+        self.written = Counter(
+            "slicewatch_events_written",
+            "Events that changed the store: new inference rows, applied or pending labels, new promotions.",
+            ["topic"],
+            registry=registry,
+        )
+        self.dead_lettered = Counter(
+            "slicewatch_events_dead_lettered",
+            "Records that failed decoding and went to the dead-letter topic and table.",
+            ["topic", "error_class"],
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "slicewatch_events_duplicate",
+            "Events already stored (redelivery, in-batch duplicates) or labels older than the stored one.",
+            ["topic"],
+            registry=registry,
+        )
+        self.batch_duration = Histogram(
+            "slicewatch_batch_duration_seconds",
+            "Time to decode and durably write one polled batch.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "slicewatch_consumer_lag",
+            "Records between the partition's high watermark and the consumer's position.",
+            ["topic", "partition"],
+            registry=registry,
+        )
+        self.last_write = Gauge(
+            "slicewatch_last_write_timestamp_seconds",
+            "Unix time of the last committed batch write.",
+            registry=registry,
+        )
+        self.store_retries = Counter(
+            "slicewatch_store_retries", "Batch writes retried because the database was unavailable.",
+            registry=registry,
+        )
+        self.paused = Gauge(
+            "slicewatch_consumer_paused",
+            "1 while partitions are paused waiting for the database, else 0.",
+            registry=registry,
+        )
+        self.kafka_errors = Counter(
+            "slicewatch_kafka_errors",
+            "Kafka client errors survived by the consumer loop, by error class.",
+            ["error_class"],
+            registry=registry,
+        )
