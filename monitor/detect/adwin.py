@@ -1,0 +1,55 @@
+"""Abrupt drops of accuracy on a correctness (0/1) stream, with river's ADWIN.
+
+ADWIN keeps an adaptive window and cuts it when two sub-windows differ; we remember the last cut
+where the mean *fell* (``last_drop_at``, the ``served_at`` of the label that triggered it). Order
+matters: feed labels in ``served_at`` order.
+
+Examples
+--------
+>>> d = CorrectnessDrop()
+>>> for i in range(2000):
+...     d.update(i % 10 != 0, float(i))        # 90% correct
+>>> for i in range(2000, 3000):
+...     d.update(i % 2 == 0, float(i))         # 50% correct
+>>> d.last_drop_at is not None and d.last_drop_at >= 2000
+True
+>>> d.drop_within(2000.0, 3000.0)
+True
+"""
+
+from __future__ import annotations
+
+from river.drift import ADWIN
+
+
+class CorrectnessDrop:
+    def __init__(self, delta: float = 0.002):
+        if not 0.0 < delta < 1.0:
+            raise ValueError("delta must be in (0, 1)")
+        self.delta = delta
+        self._adwin = ADWIN(delta=delta)
+        self._last_drop_at: float | None = None
+        self._n = 0
+
+    def update(self, correct: bool, served_at: float) -> None:
+        before = self._adwin.estimation
+        self._adwin.update(1.0 if correct else 0.0)
+        self._n += 1
+        if self._adwin.drift_detected and self._adwin.estimation < before:
+            self._last_drop_at = served_at
+
+    @property
+    def estimate(self) -> float:
+        """ADWIN's current mean of the correctness stream (its adaptive window)."""
+        return float(self._adwin.estimation)
+
+    @property
+    def n_seen(self) -> int:
+        return self._n
+
+    @property
+    def last_drop_at(self) -> float | None:
+        return self._last_drop_at
+
+    def drop_within(self, start: float, end: float) -> bool:
+        return self._last_drop_at is not None and start <= self._last_drop_at < end

@@ -1,0 +1,176 @@
+"""Turn a batch of events (or rows read back from ``inference_log``) into per-model columns.
+
+This is the only place with a Python loop per event: it gathers each model's fields into lists once,
+then everything downstream works on whole columns (polars / numpy).
+
+Slice values: a protected key is looked up in the event's ``slice`` first, then in its
+``input_features``, stringified by :func:`slice_value` (``True`` -> ``"true"``, ``3.0`` -> ``"3"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+from numpy.typing import NDArray
+
+from monitor.events import LINEAGE_FIELDS, InferenceEvent
+from monitor.records import Label, LabelChange
+from monitor.stats.bins import FeatureSpec
+
+TOKENS_IN = "tokens_in"
+
+
+def slice_value(v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+@dataclass
+class Records:
+    """One model's events as parallel lists (``served_at`` as float epoch seconds)."""
+
+    served_at: list[float] = field(default_factory=list)
+    features: list[Mapping[str, Any]] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    confidence: list[float | None] = field(default_factory=list)
+    tokens_in: list[float | None] = field(default_factory=list)
+    slices: list[Mapping[str, str]] = field(default_factory=list)
+    lineage: list[Any] = field(default_factory=list)
+    """``Lineage`` structs (live) or dicts (rebuilt rows) or None."""
+
+    def __len__(self) -> int:
+        return len(self.served_at)
+
+    def extend(self, other: Records) -> None:
+        for name in ("served_at", "features", "outputs", "confidence", "tokens_in", "slices", "lineage"):
+            getattr(self, name).extend(getattr(other, name))
+
+    def take(self, idx: Sequence[int]) -> Records:
+        return Records(
+            *(
+                [getattr(self, n)[i] for i in idx]
+                for n in ("served_at", "features", "outputs", "confidence", "tokens_in", "slices", "lineage")
+            )
+        )
+
+
+def _lineage_dict(lin: Any) -> dict[str, Any] | None:
+    if lin is None:
+        return None
+    if isinstance(lin, Mapping):
+        return dict(lin)
+    return {f: getattr(lin, f, None) for f in LINEAGE_FIELDS}
+
+
+def records_from_events(events: Iterable[InferenceEvent]) -> dict[str, Records]:
+    by_model: dict[str, list[InferenceEvent]] = {}
+    for e in events:
+        by_model.setdefault(e.model_id, []).append(e)
+    out = {}
+    for model_id, evs in by_model.items():
+        out[model_id] = Records(
+            served_at=[e.served_at.timestamp() for e in evs],
+            features=[e.input_features for e in evs],
+            outputs=[e.output for e in evs],
+            confidence=[e.confidence for e in evs],
+            tokens_in=[e.tokens_in for e in evs],
+            slices=[e.slice for e in evs],
+            lineage=[e.lineage for e in evs],  # converted lazily by the lineage tracker
+        )
+    return out
+
+
+def _epoch(v: Any) -> float:
+    return float(v.timestamp()) if hasattr(v, "timestamp") else float(v)
+
+
+def records_from_rows(
+    rows: Sequence[Mapping[str, Any]] | pl.DataFrame,
+) -> tuple[dict[str, Records], list[LabelChange]]:
+    """Rows as the store returns them for the window; labelled rows also become first-time labels."""
+    dicts = rows.to_dicts() if isinstance(rows, pl.DataFrame) else list(rows)
+    dicts.sort(key=lambda r: _epoch(r["served_at"]))
+    out: dict[str, Records] = {}
+    labels: list[LabelChange] = []
+    for r in dicts:
+        rec = out.setdefault(str(r["model_id"]), Records())
+        t = _epoch(r["served_at"])
+        feats = r.get("input_features") or {}
+        sl = r.get("slice") or {}
+        rec.served_at.append(t)
+        rec.features.append(feats)
+        rec.outputs.append(str(r.get("output", "")))
+        rec.confidence.append(r.get("confidence"))
+        rec.tokens_in.append(r.get("tokens_in"))
+        rec.slices.append(sl)
+        rec.lineage.append(_lineage_dict(r.get("lineage")))
+        if r.get("was_correct") is not None or r.get("score") is not None:
+            lab = Label(
+                was_correct=r.get("was_correct"),
+                score=r.get("score"),
+                source=r.get("label_source"),
+                observed_at=_epoch(r["label_observed_at"]) if r.get("label_observed_at") is not None else t,
+                judge_model=r.get("judge_model"),
+                rubric_version=r.get("rubric_version"),
+            )
+            labels.append(
+                LabelChange(str(r.get("request_id", "")), str(r["model_id"]), t, sl, feats, None, lab)
+            )
+    return out, labels
+
+
+def _sanitise(values: list[Any], spec: FeatureSpec) -> list[Any]:
+    if spec.kind == "numeric":
+        return [float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None for v in values]
+    if spec.kind == "boolean":
+        return [v if isinstance(v, bool) else None for v in values]
+    return [slice_value(v) for v in values]
+
+
+def feature_frame(
+    features: Sequence[Mapping[str, Any]],
+    specs: Sequence[FeatureSpec],
+    tokens_in: Sequence[Any] | None = None,
+) -> pl.DataFrame:
+    """One typed column per spec; values of the wrong type become null (counted as missing)."""
+    dict_specs = [s for s in specs if not (s.name == TOKENS_IN and tokens_in is not None)]
+    schema = {s.name: s.dtype for s in dict_specs}
+    try:
+        df = pl.from_dicts(features, schema=schema, strict=False) if features else pl.DataFrame(schema=schema)
+    except (pl.exceptions.ComputeError, TypeError, ValueError):
+        df = pl.DataFrame(
+            {
+                s.name: pl.Series(s.name, _sanitise([d.get(s.name) for d in features], s), dtype=s.dtype)
+                for s in dict_specs
+            },
+            schema=schema,
+        )
+    if tokens_in is not None and any(s.name == TOKENS_IN for s in specs):
+        df = df.with_columns(pl.Series(TOKENS_IN, list(tokens_in), dtype=pl.Float64, strict=False))
+    return df
+
+
+def slice_membership(
+    slices: Sequence[Mapping[str, str]],
+    features: Sequence[Mapping[str, Any]],
+    protected: Sequence[tuple[str, str]],
+) -> list[NDArray[np.int64]]:
+    """Row indices of each protected (key, value) pair, in the order given."""
+    keys: dict[str, NDArray[Any]] = {}
+    for key in dict.fromkeys(k for k, _ in protected):
+        col = [s.get(key) for s in slices]
+        if any(v is None for v in col):
+            col = [
+                v if v is not None else slice_value(f.get(key)) for v, f in zip(col, features, strict=True)
+            ]
+        keys[key] = np.asarray(col, dtype=object)
+    return [np.flatnonzero(keys[k] == v).astype(np.int64) for k, v in protected]

@@ -1,0 +1,368 @@
+"""The drift engine: windowed state per model, reference profiles, and ``evaluate(now) -> Snapshot``.
+
+Pure: no I/O, no logging, no clock. ``observe`` takes what the store hands over after a durable
+write (new inferences and label changes) and the current time; ``evaluate`` reads the state.
+
+Lifecycle of a model: without a reference profile its first ``auto_reference_events`` events (and
+their labels) are buffered; the profile is then built from them (available once from
+:meth:`new_references` so the caller can persist it) and the buffer is replayed into the window.
+:meth:`set_reference` replaces a model's profile and resets its window (call :meth:`rebuild` after).
+
+Cohorts: each group in ``cohorts`` (e.g. ``[["m-v1", "m-v2-canary"]]``) is compared on the bins of
+its first member that has a profile (the base); values are reported under each other member's id
+with ``signal="cohort"`` and the base's profile as ``reference_id``.
+
+p-values (chi-square) are adjusted per model across all its features x slices in one evaluation.
+ADWIN state is order-dependent and not part of :meth:`rebuild`'s equivalence (a rebuilt detector
+has only seen the window).
+
+Examples
+--------
+>>> eng = DriftEngine(auto_reference_events=10)
+>>> eng.evaluate(0.0).values
+()
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from monitor.detect.adwin import CorrectnessDrop
+from monitor.detect.lineage import LineageTracker
+from monitor.events import LINEAGE_FIELDS, InferenceEvent
+from monitor.records import LabelChange
+from monitor.snapshot import AGGREGATE, LineageChange, SignalValue, Snapshot, slice_label
+from monitor.stats.columns import Records, records_from_events, records_from_rows, slice_membership
+from monitor.stats.layout import Layout
+from monitor.stats.multiple_testing import Correction, adjust_p_values
+from monitor.stats.profile import ReferenceProfile
+from monitor.stats.profile_builder import build_profile_from_records
+from monitor.stats.signals import SignalBuilder, SliceView, cohort_signals, resolve_bars
+from monitor.stats.window import ModelWindow
+
+Bars = dict[str, dict[str, tuple[float | None, float | None]]]
+
+
+class DriftEngine:
+    def __init__(
+        self,
+        bucket_seconds: float = 60.0,
+        window_buckets: int = 60,
+        allowed_lateness_s: float = 600.0,
+        numeric_bins: int = 10,
+        top_k_categories: int = 20,
+        min_samples: int = 200,
+        alpha: float = 0.01,
+        correction: Correction = "bh",
+        features: list[str] | None = None,
+        protected_slices: Mapping[str, Sequence[str]] | None = None,
+        quality_bars: Bars | None = None,
+        auto_reference_events: int | None = 5000,
+        cohorts: Sequence[Sequence[str]] = (),
+        *,
+        sketch_accuracy: float = 0.01,
+        adwin_delta: float = 0.002,
+        lineage_lookback_s: float = 3600.0,
+    ):
+        if not 0.0 < alpha < 1.0:
+            raise ValueError("alpha must be in (0, 1)")
+        if correction not in ("bh", "bonferroni"):
+            raise ValueError("correction must be 'bh' or 'bonferroni'")
+        if numeric_bins < 2 or top_k_categories < 1 or min_samples < 1:
+            raise ValueError("numeric_bins >= 2, top_k_categories >= 1 and min_samples >= 1 required")
+        if auto_reference_events is not None and auto_reference_events < 1:
+            raise ValueError("auto_reference_events must be >= 1 or None")
+        self.bucket_seconds = float(bucket_seconds)
+        self.window_buckets = int(window_buckets)
+        self.allowed_lateness_s = float(allowed_lateness_s)
+        self.numeric_bins = numeric_bins
+        self.top_k_categories = top_k_categories
+        self.min_samples = min_samples
+        self.alpha = alpha
+        self.correction: Correction = correction
+        self.features = list(features) if features is not None else None
+        self.protected_slices = {k: [str(v) for v in vs] for k, vs in (protected_slices or {}).items()}
+        self.quality_bars: Bars = {m: dict(s) for m, s in (quality_bars or {}).items()}
+        self.auto_reference_events = auto_reference_events
+        self.cohorts = [list(g) for g in cohorts if len(g) >= 2]
+        self.sketch_accuracy = sketch_accuracy
+        self.adwin_delta = adwin_delta
+        if bucket_seconds <= 0 or window_buckets < 1 or allowed_lateness_s < 0:
+            raise ValueError("bucket_seconds > 0, window_buckets >= 1 and allowed_lateness_s >= 0 required")
+        self._pairs = [(k, v) for k, vs in self.protected_slices.items() for v in vs]
+        self._profiles: dict[str, ReferenceProfile] = {}
+        self._windows: dict[str, ModelWindow] = {}
+        self._cohort_windows: dict[str, ModelWindow] = {}  # member id -> window on its base's layout
+        self._buffers: dict[str, tuple[Records, list[LabelChange]]] = {}
+        self._adwin: dict[tuple[str, str], CorrectnessDrop] = {}
+        self._new: list[ReferenceProfile] = []
+        self._lineage = LineageTracker(lineage_lookback_s)
+        self._late_dropped_models = 0
+        self.future_events_total = 0
+        self.unreferenced_events_total = 0
+
+    # ---- references -------------------------------------------------------------------------
+    def reference(self, model_id: str) -> ReferenceProfile | None:
+        return self._profiles.get(model_id)
+
+    def new_references(self) -> list[ReferenceProfile]:
+        out, self._new = self._new, []
+        return out
+
+    def set_reference(self, model_id: str, profile: ReferenceProfile) -> None:
+        if profile.model_id != model_id:
+            raise ValueError("profile belongs to another model")
+        self._profiles[model_id] = profile
+        self._windows[model_id] = self._new_window(profile, self._pairs)
+        for group in self.cohorts:
+            if model_id in group:
+                self._reset_cohort(group)
+        buffered = self._buffers.pop(model_id, None)
+        if buffered is not None:
+            self._observe_model(model_id, buffered[0], buffered[1])
+
+    def _layout(self, profile: ReferenceProfile, pairs: Sequence[tuple[str, str]]) -> Layout:
+        feats = (
+            profile.features
+            if self.features is None
+            else tuple(f for f in profile.features if f.name in set(self.features))
+        )
+        return Layout(feats, profile.output, profile.confidence, tuple(pairs))
+
+    def _new_window(self, profile: ReferenceProfile, pairs: Sequence[tuple[str, str]]) -> ModelWindow:
+        return ModelWindow(
+            self._layout(profile, pairs), self.bucket_seconds, self.window_buckets, self.allowed_lateness_s
+        )
+
+    def _cohort_base(self, group: Sequence[str]) -> str | None:
+        return next((m for m in group if m in self._profiles), None)
+
+    def _reset_cohort(self, group: Sequence[str]) -> None:
+        base = self._cohort_base(group)
+        for m in group:
+            self._cohort_windows.pop(m, None)
+            if base is not None and m != base:
+                self._cohort_windows[m] = self._new_window(self._profiles[base], ())
+
+    # ---- observe ----------------------------------------------------------------------------
+    def observe(
+        self, inferences: Sequence[InferenceEvent], labels: Sequence[LabelChange], now: float
+    ) -> None:
+        """Add new inferences and label changes (as handed over by the store after a write)."""
+        self._observe_records(records_from_events(inferences), labels, now)
+
+    def _observe_records(
+        self, by_model: Mapping[str, Records], labels: Sequence[LabelChange], now: float
+    ) -> None:
+        labels_by_model: dict[str, list[LabelChange]] = {}
+        for lc in labels:
+            labels_by_model.setdefault(lc.model_id, []).append(lc)
+        limit = now + self.allowed_lateness_s
+        for model_id in dict.fromkeys([*by_model, *labels_by_model]):
+            rec = by_model.get(model_id, Records())
+            if len(rec) and max(rec.served_at) > limit:
+                keep = [i for i, t in enumerate(rec.served_at) if t <= limit]
+                self.future_events_total += len(rec) - len(keep)
+                rec = rec.take(keep)
+            self._track_lineage(model_id, rec, labels_by_model.get(model_id, []))
+            self._observe_model(model_id, rec, labels_by_model.get(model_id, []))
+
+    def _observe_model(self, model_id: str, rec: Records, labels: list[LabelChange]) -> None:
+        window = self._windows.get(model_id)
+        if window is None:
+            self._buffer(model_id, rec, labels)
+            return
+        window.observe(rec)
+        window.observe_labels(labels)
+        member = self._cohort_windows.get(model_id)
+        if member is not None:
+            member.observe(rec)
+        self._feed_adwin(model_id, labels)
+
+    def _buffer(self, model_id: str, rec: Records, labels: list[LabelChange]) -> None:
+        n = self.auto_reference_events
+        if n is None:
+            self.unreferenced_events_total += len(rec)
+            return
+        buf_rec, buf_labels = self._buffers.setdefault(model_id, (Records(), []))
+        buf_rec.extend(rec)
+        buf_labels.extend(labels[: max(0, 2 * n - len(buf_labels))])
+        if len(buf_rec) < n:
+            return
+        order = sorted(range(len(buf_rec)), key=buf_rec.served_at.__getitem__)
+        first = buf_rec.take(order[:n])
+        profile = build_profile_from_records(
+            model_id,
+            first,
+            [],
+            features=self.features,
+            numeric_bins=self.numeric_bins,
+            top_k_categories=self.top_k_categories,
+            protected_slices=self.protected_slices,
+            sketch_accuracy=self.sketch_accuracy,
+            labelled=False,
+            source="auto",
+            created_at=max(first.served_at),
+        )
+        self._new.append(profile)
+        self.set_reference(model_id, profile)
+
+    def _feed_adwin(self, model_id: str, labels: list[LabelChange]) -> None:
+        scored = [lc for lc in labels if lc.new.was_correct is not None]
+        if not scored:
+            return
+        scored.sort(key=lambda lc: lc.served_at)
+        members = [np.arange(len(scored))] + (
+            slice_membership([lc.slice for lc in scored], [lc.input_features for lc in scored], self._pairs)
+            if self._pairs
+            else []
+        )
+        labels_ = [AGGREGATE] + [slice_label(k, v) for k, v in self._pairs]
+        for rows, label in zip(members, labels_, strict=True):
+            if rows.size == 0:
+                continue
+            det = self._adwin.get((model_id, label))
+            if det is None:
+                det = self._adwin[(model_id, label)] = CorrectnessDrop(self.adwin_delta)
+            for i in rows:
+                lc = scored[i]
+                det.update(bool(lc.new.was_correct), lc.served_at)
+
+    def _track_lineage(self, model_id: str, rec: Records, labels: list[LabelChange]) -> None:
+        if len(rec):
+            distinct = _distinct(rec.lineage)
+            if distinct != [None]:
+                order = sorted(range(len(rec)), key=rec.served_at.__getitem__)
+                times = [rec.served_at[i] for i in order]
+                for f in LINEAGE_FIELDS:
+                    values = [_get(rec.lineage[i], f) for i in order]
+                    self._lineage.update(model_id, f, values, times)
+        if labels:
+            ordered = sorted(labels, key=lambda lc: lc.new.observed_at)
+            times = [lc.new.observed_at for lc in ordered]
+            self._lineage.update(model_id, "judge_model", [lc.new.judge_model for lc in ordered], times)
+            self._lineage.update(model_id, "rubric_version", [lc.new.rubric_version for lc in ordered], times)
+
+    # ---- restart / partitions -----------------------------------------------------------------
+    def rebuild(self, rows: Sequence[Mapping[str, Any]] | pl.DataFrame, now: float) -> None:
+        """Replace the state of the models in ``rows`` (the store's window rows) by replaying them."""
+        by_model, labels = records_from_rows(rows)
+        models = list(dict.fromkeys([*by_model, *(lc.model_id for lc in labels)]))
+        self._reset_models(models)
+        self._observe_records(by_model, labels, now)
+
+    def _reset_models(self, model_ids: Sequence[str]) -> None:
+        for m in model_ids:
+            self._buffers.pop(m, None)
+            for key in [k for k in self._adwin if k[0] == m]:
+                del self._adwin[key]
+            if m in self._profiles:
+                self._windows[m] = self._new_window(self._profiles[m], self._pairs)
+            if m in self._cohort_windows:
+                group = next(g for g in self.cohorts if m in g)
+                base = self._cohort_base(group)
+                assert base is not None
+                self._cohort_windows[m] = self._new_window(self._profiles[base], ())
+        self._lineage.drop_models(model_ids)
+
+    def drop_models(self, model_ids: Sequence[str]) -> None:
+        """Forget the models (partition revoked); their reference profiles are kept."""
+        for m in model_ids:
+            w = self._windows.pop(m, None)
+            if w is not None:
+                self._late_dropped_models += w.late_events
+            self._cohort_windows.pop(m, None)
+            self._buffers.pop(m, None)
+            for key in [k for k in self._adwin if k[0] == m]:
+                del self._adwin[key]
+        self._lineage.drop_models(model_ids)
+
+    # ---- read ---------------------------------------------------------------------------------
+    @property
+    def state_size(self) -> int:
+        """Counters held by all windows plus buffered events (bounded by ``auto_reference_events``)."""
+        return (
+            sum(w.state_size for w in self._windows.values())
+            + sum(w.state_size for w in self._cohort_windows.values())
+            + sum(len(r) for r, _ in self._buffers.values())
+        )
+
+    @property
+    def late_events_total(self) -> int:
+        return self._late_dropped_models + sum(w.late_events for w in self._windows.values())
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return tuple(sorted({*self._windows, *self._buffers}))
+
+    def evaluate(self, now: float) -> Snapshot:
+        cur = math.floor(now / self.bucket_seconds)
+        start = (cur - self.window_buckets + 1) * self.bucket_seconds
+        end = (cur + 1) * self.bucket_seconds
+        values: list[SignalValue] = []
+        for model_id in sorted(self._windows):
+            values.extend(self._evaluate_model(model_id, now, start, end))
+        for group in self.cohorts:
+            base = self._cohort_base(group)
+            if base is None or base not in self._windows:
+                continue
+            base_hist = self._windows[base].totals(now).hist[0]
+            for m in group:
+                w = self._cohort_windows.get(m)
+                if w is not None:
+                    values.extend(
+                        cohort_signals(
+                            m,
+                            self._profiles[base],
+                            w.layout,
+                            base_hist,
+                            w.totals(now).hist[0],
+                            self.min_samples,
+                        )
+                    )
+        changes: tuple[LineageChange, ...] = tuple(self._lineage.changes(now))
+        return Snapshot(now, start, end, tuple(values), changes, self.late_events_total, self.models)
+
+    def _evaluate_model(self, model_id: str, now: float, start: float, end: float) -> list[SignalValue]:
+        window = self._windows[model_id]
+        profile = self._profiles[model_id]
+        t = window.totals(now)
+        builder = SignalBuilder(window.layout, profile, self.min_samples, self.alpha)
+        labels = [AGGREGATE] + [slice_label(k, v) for k, v in window.layout.slices]
+        for s, label in enumerate(labels):
+            if t.scalars[s][0] == 0:
+                continue
+            own = profile.slices.get(label)
+            ref = own if own is not None and (s == 0 or own.n >= self.min_samples) else profile.aggregate
+            view = SliceView(model_id, label, t.hist[s], t.sketch[s], t.scalars[s], ref, own, t.scalars[0])
+            bars = resolve_bars(self.quality_bars, model_id, label, own, profile.labelled)
+            det = self._adwin.get((model_id, label))
+            adwin = (det.drop_within(start, end), det.estimate, det.n_seen) if det is not None else None
+            builder.slice_signals(view, bars, adwin)
+        out = builder.out
+        tested = [i for i, v in enumerate(out) if v.p_value is not None]
+        adjusted = adjust_p_values([out[i].p_value for i in tested], self.correction)  # type: ignore[misc]
+        for i, p in zip(tested, adjusted, strict=True):
+            out[i] = replace(out[i], p_value_adjusted=p)
+        return out
+
+
+def _distinct(values: Sequence[Any]) -> list[Any]:
+    try:
+        return list(set(values))
+    except TypeError:
+        return [v for i, v in enumerate(values) if v not in values[:i]]
+
+
+def _get(lineage: Any, field: str) -> str | None:
+    if lineage is None:
+        return None
+    if isinstance(lineage, Mapping):
+        return lineage.get(field)
+    return getattr(lineage, field, None)

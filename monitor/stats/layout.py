@@ -1,0 +1,110 @@
+"""Where each counter of a model's window lives: a flat layout derived from its reference profile.
+
+All histogram bins of all tracked features (plus ``output`` and ``confidence``) sit side by side in
+one vector, so a whole batch is counted with a single ``np.bincount``; the same for the quantile
+sketches of numeric features. Scalar sums (events, labels, scores) sit in a small separate vector;
+scores and confidences are summed in fixed point (``FIXED_POINT`` units) so sums are exact and do not
+depend on the order events arrive in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+from numpy.typing import NDArray
+
+from monitor.stats.bins import FeatureSpec
+from monitor.stats.columns import Records, feature_frame
+
+FIXED_POINT = 1_000_000_000
+SOURCES = ("human", "judge", "user", "system", "unknown")
+
+EVENTS, LABELLED, CORRECT_N, CORRECT_SUM, SCORE_N, SCORE_SUM, SCORE_SQ, CONF_N, CONF_SUM = range(9)
+SOURCE_BASE = 9
+N_SCALARS = SOURCE_BASE + len(SOURCES)
+
+
+def _sketch_size(spec: FeatureSpec) -> int:
+    return spec.sketch.size if spec.sketch is not None else 0
+
+
+def _starts(sizes: list[int]) -> NDArray[np.int64]:
+    return np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64) if sizes else np.zeros(0, np.int64)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Tracked features, output and confidence specs, and the protected (key, value) slices."""
+
+    features: tuple[FeatureSpec, ...]
+    output: FeatureSpec
+    confidence: FeatureSpec
+    slices: tuple[tuple[str, str], ...]
+    offsets: NDArray[np.int64] = field(init=False, compare=False, repr=False)
+    sketched: tuple[int, ...] = field(init=False, compare=False, repr=False)
+    sketch_offsets: NDArray[np.int64] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "offsets", _starts([b.size for b in self.blocks]))
+        sketched = tuple(i for i, f in enumerate(self.features) if f.sketch is not None)
+        object.__setattr__(self, "sketched", sketched)
+        sizes = [_sketch_size(self.features[i]) for i in sketched]
+        object.__setattr__(self, "sketch_offsets", _starts(sizes))
+
+    @property
+    def blocks(self) -> tuple[FeatureSpec, ...]:
+        """Histogram blocks in order: tracked features, then output, then confidence."""
+        return (*self.features, self.output, self.confidence)
+
+    @property
+    def hist_size(self) -> int:
+        return int(sum(b.size for b in self.blocks))
+
+    @property
+    def sketch_size(self) -> int:
+        return int(sum(_sketch_size(self.features[i]) for i in self.sketched))
+
+    @property
+    def n_slices(self) -> int:
+        return 1 + len(self.slices)
+
+    def block(self, j: int) -> slice:
+        off = int(self.offsets[j])
+        return slice(off, off + self.blocks[j].size)
+
+    def sketch_block(self, k: int) -> slice:
+        off = int(self.sketch_offsets[k])
+        return slice(off, off + _sketch_size(self.features[self.sketched[k]]))
+
+    def bin_records(self, rec: Records) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+        """Flat histogram indices ``(n, blocks)``, sketch indices ``(n, sketched)`` (-1 = none) and the
+        per-event scalar contributions ``(n, N_SCALARS)``."""
+        n = len(rec)
+        frame = feature_frame(rec.features, self.features, rec.tokens_in)
+        hist = np.empty((n, len(self.blocks)), dtype=np.int64)
+        sketch = np.empty((n, len(self.sketched)), dtype=np.int64)
+        k = 0
+        for j, spec in enumerate(self.features):
+            col = frame.get_column(spec.name)
+            hist[:, j] = spec.bin(col) + self.offsets[j]
+            if spec.sketch is not None:
+                idx = spec.sketch.index(col.cast(pl.Float64).to_numpy())
+                sketch[:, k] = np.where(idx >= 0, idx + self.sketch_offsets[k], -1)
+                k += 1
+        nf = len(self.features)
+        hist[:, nf] = self.output.bin(pl.Series("output", rec.outputs, dtype=pl.String)) + self.offsets[nf]
+        conf = pl.Series("confidence", rec.confidence, dtype=pl.Float64, strict=False)
+        hist[:, nf + 1] = self.confidence.bin(conf) + self.offsets[nf + 1]
+        scal = np.zeros((n, N_SCALARS), dtype=np.int64)
+        scal[:, EVENTS] = 1
+        c = conf.to_numpy()
+        ok = np.isfinite(c)
+        scal[:, CONF_N] = ok
+        scal[ok, CONF_SUM] = np.rint(c[ok] * FIXED_POINT).astype(np.int64)
+        return hist, sketch, scal
+
+
+def source_index(source: str | None) -> int:
+    return SOURCES.index(source) if source in SOURCES else SOURCES.index("unknown")

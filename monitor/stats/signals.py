@@ -1,0 +1,314 @@
+"""Turn one model's window totals into :class:`SignalValue` rows, slice by slice.
+
+Conventions (so that "above the threshold" is always bad):
+``missing_rate_delta``, ``p99_shift`` (relative: ``|p99 - p99_ref| / |p99_ref|``),
+``mean_confidence_delta`` and ``coverage_delta`` are absolute differences; ``accuracy_gap`` is
+``bar - wilson_upper`` and ``score_gap`` is ``bar - upper normal bound``, so a positive gap means the
+window is *significantly* below the bar at confidence ``1 - alpha``.
+Protected slices are compared with the reference's counts for the same slice when the reference
+has at least ``min_samples`` rows of it, otherwise with the reference aggregate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from monitor.snapshot import Signal, SignalValue
+from monitor.stats.chi_square import chi_square
+from monitor.stats.jensen_shannon import jensen_shannon
+from monitor.stats.ks import ks_binned
+from monitor.stats.layout import (
+    CONF_N,
+    CONF_SUM,
+    CORRECT_N,
+    CORRECT_SUM,
+    EVENTS,
+    FIXED_POINT,
+    LABELLED,
+    SCORE_N,
+    SCORE_SQ,
+    SCORE_SUM,
+    SOURCE_BASE,
+    SOURCES,
+    Layout,
+)
+from monitor.stats.mean_bound import mean_interval
+from monitor.stats.profile import ReferenceProfile, SliceCounts
+from monitor.stats.psi import psi
+from monitor.stats.wasserstein import wasserstein_binned
+from monitor.stats.wilson import wilson_interval
+
+QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+
+
+@dataclass(frozen=True)
+class SliceView:
+    """What one slice of one model's window holds, plus what to compare it with."""
+
+    model_id: str
+    slice: str
+    hist: NDArray[np.int64]
+    sketch: NDArray[np.int64]
+    scalars: NDArray[np.int64]
+    reference: SliceCounts
+    reference_slice: SliceCounts | None
+    """The reference counts for exactly this slice (None if the reference had none)."""
+    aggregate_scalars: NDArray[np.int64]
+    """Scalars of the model's aggregate window (coverage baseline when the reference has none)."""
+
+
+class SignalBuilder:
+    def __init__(self, layout: Layout, profile: ReferenceProfile, min_samples: int, alpha: float):
+        self.layout = layout
+        self.profile = profile
+        self.min_samples = min_samples
+        self.alpha = alpha
+        self.out: list[SignalValue] = []
+
+    def _emit(
+        self,
+        v: SliceView,
+        signal: Signal,
+        feature: str,
+        statistic: str,
+        value: float,
+        n: int,
+        p_value: float | None = None,
+        baseline: float | None = None,
+    ) -> None:
+        self.out.append(
+            SignalValue(
+                v.model_id,
+                v.slice,
+                signal,
+                feature,
+                statistic,
+                float(value),
+                int(n),
+                n >= self.min_samples,
+                p_value=p_value,
+                baseline=baseline,
+                reference_id=self.profile.id,
+                reference_hash=self.profile.content_hash,
+            )
+        )
+
+    def _distribution(
+        self,
+        v: SliceView,
+        signal: Signal,
+        name: str,
+        spec_kind: str,
+        ref: NDArray[np.int64],
+        cur: NDArray[np.int64],
+        points: NDArray[np.float64] | None,
+        unseen: int | None,
+    ) -> None:
+        refv, curv = ref[:-1], cur[:-1]
+        n_total = int(cur.sum())
+        present = int(curv.sum())
+        if n_total == 0:
+            return
+        ref_total = int(ref.sum())
+        miss = cur[-1] / n_total
+        ref_miss = ref[-1] / ref_total if ref_total else 0.0
+        self._emit(v, signal, name, "missing_rate", miss, n_total, baseline=ref_miss)
+        self._emit(v, signal, name, "missing_rate_delta", abs(miss - ref_miss), n_total, baseline=ref_miss)
+        if present == 0 or refv.sum() == 0:
+            return
+        self._emit(v, signal, name, "psi", psi(refv, curv), present)
+        self._emit(v, signal, name, "js", jensen_shannon(refv, curv), present)
+        if spec_kind == "numeric":
+            self._emit(v, signal, name, "ks", ks_binned(refv, curv), present)
+            if points is not None:
+                self._emit(v, signal, name, "wasserstein", wasserstein_binned(points, refv, curv), present)
+        else:
+            stat, p = chi_square(refv, curv)
+            self._emit(v, signal, name, "chi2", stat, present, p_value=p)
+        if unseen is not None:
+            self._emit(v, signal, name, "unseen_rate", curv[unseen] / present, present)
+
+    def slice_signals(
+        self, v: SliceView, bars: tuple[float | None, float | None], adwin: tuple[bool, float, int] | None
+    ) -> None:
+        lay = self.layout
+        ref = v.reference
+        for j, spec in enumerate(lay.features):
+            cur = v.hist[lay.block(j)]
+            if spec.name not in ref.features:
+                continue
+            self._distribution(
+                v,
+                "input",
+                spec.name,
+                spec.kind,
+                ref.feature_counts(spec.name),
+                cur,
+                spec.points() if spec.kind == "numeric" else None,
+                spec.unseen_index,
+            )
+        for k, j in enumerate(lay.sketched):
+            spec = lay.features[j]
+            sk = spec.sketch
+            assert sk is not None
+            counts = v.sketch[lay.sketch_block(k)]
+            n = int(counts.sum())
+            if n == 0:
+                continue
+            for stat, q in QUANTILES:
+                self._emit(v, "input", spec.name, stat, sk.quantile(counts, q), n)
+            ref_p99 = sk.quantile(ref.sketch_counts(spec.name, sk.size), 0.99)
+            if np.isfinite(ref_p99):
+                p99 = sk.quantile(counts, 0.99)
+                self._emit(
+                    v,
+                    "input",
+                    spec.name,
+                    "p99_shift",
+                    abs(p99 - ref_p99) / max(abs(ref_p99), 1e-12),
+                    n,
+                    baseline=ref_p99,
+                )
+        nf = len(lay.features)
+        self._distribution(
+            v,
+            "output",
+            "output",
+            "categorical",
+            np.asarray(ref.output),
+            v.hist[lay.block(nf)],
+            None,
+            lay.output.unseen_index,
+        )
+        self._distribution(
+            v,
+            "output",
+            "confidence",
+            "numeric",
+            np.asarray(ref.confidence),
+            v.hist[lay.block(nf + 1)],
+            lay.confidence.points(),
+            None,
+        )
+        s = v.scalars
+        if s[CONF_N] > 0:
+            mean_conf = s[CONF_SUM] / FIXED_POINT / s[CONF_N]
+            self._emit(v, "output", "confidence", "mean_confidence", mean_conf, s[CONF_N])
+            ref_conf = ref.mean_confidence
+            if ref_conf is not None:
+                self._emit(
+                    v,
+                    "output",
+                    "confidence",
+                    "mean_confidence_delta",
+                    abs(mean_conf - ref_conf),
+                    s[CONF_N],
+                    baseline=ref_conf,
+                )
+        self._quality(v, bars, adwin)
+        self._coverage(v)
+
+    def _quality(
+        self, v: SliceView, bars: tuple[float | None, float | None], adwin: tuple[bool, float, int] | None
+    ) -> None:
+        s = v.scalars
+        conf = 1.0 - self.alpha
+        acc_bar, score_bar = bars
+        n = int(s[CORRECT_N])
+        if n > 0:
+            lo, hi = wilson_interval(int(s[CORRECT_SUM]), n, conf)
+            self._emit(v, "quality", "was_correct", "accuracy", s[CORRECT_SUM] / n, n, baseline=acc_bar)
+            self._emit(v, "quality", "was_correct", "accuracy_wilson_lower", lo, n)
+            self._emit(v, "quality", "was_correct", "accuracy_wilson_upper", hi, n)
+            if acc_bar is not None:
+                self._emit(v, "quality", "was_correct", "accuracy_gap", acc_bar - hi, n, baseline=acc_bar)
+        if adwin is not None:
+            drop, estimate, seen = adwin
+            self._emit(v, "quality", "was_correct", "adwin_drift", 1.0 if drop else 0.0, seen)
+            self._emit(v, "quality", "was_correct", "adwin_estimate", estimate, seen)
+        m = int(s[SCORE_N])
+        if m > 0:
+            mean, lo, hi = mean_interval(m, s[SCORE_SUM] / FIXED_POINT, s[SCORE_SQ] / FIXED_POINT, conf)
+            self._emit(v, "quality", "score", "mean_score", mean, m, baseline=score_bar)
+            if np.isfinite(lo):
+                self._emit(v, "quality", "score", "score_lower", lo, m)
+                self._emit(v, "quality", "score", "score_upper", hi, m)
+            if score_bar is not None and np.isfinite(hi):
+                self._emit(v, "quality", "score", "score_gap", score_bar - hi, m, baseline=score_bar)
+
+    def _coverage(self, v: SliceView) -> None:
+        s = v.scalars
+        n = int(s[EVENTS])
+        if n == 0:
+            return
+        ref = v.reference_slice if self.profile.labelled else None
+        agg = v.aggregate_scalars
+        for feature, k in [("labels", LABELLED)] + [
+            (f"labels:{src}", SOURCE_BASE + i) for i, src in enumerate(SOURCES)
+        ]:
+            if feature != "labels" and s[k] == 0 and (ref is None or ref.scalars[k] == 0):
+                continue
+            cov = s[k] / n
+            self._emit(v, "label_coverage", feature, "coverage", cov, n)
+            if ref is not None and ref.n > 0:
+                base = ref.scalars[k] / ref.n
+            elif v.slice != "all" and agg[EVENTS] > 0:
+                base = agg[k] / agg[EVENTS]
+            else:
+                continue
+            self._emit(v, "label_coverage", feature, "coverage_delta", abs(cov - base), n, baseline=base)
+
+
+def resolve_bars(
+    quality_bars: Mapping[str, Mapping[str, tuple[float | None, float | None]]],
+    model_id: str,
+    slice_label: str,
+    reference: SliceCounts | None,
+    labelled: bool,
+) -> tuple[float | None, float | None]:
+    """Configured bar for (model, slice), else the ``"*"`` model's, else the reference's labelled baseline."""
+    for key in (model_id, "*"):
+        bar = quality_bars.get(key, {}).get(slice_label)
+        if bar is not None:
+            return bar
+    if reference is not None and labelled:
+        return reference.accuracy, reference.mean_score
+    return None, None
+
+
+def cohort_signals(
+    model_id: str,
+    base: ReferenceProfile,
+    layout: Layout,
+    base_hist: NDArray[np.int64],
+    member_hist: NDArray[np.int64],
+    min_samples: int,
+) -> list[SignalValue]:
+    """Input distributions of a cohort member vs the group's base model, on the base's bins."""
+    out = []
+    for j, spec in enumerate(layout.features):
+        a = base_hist[layout.block(j)][:-1]
+        b = member_hist[layout.block(j)][:-1]
+        if a.sum() == 0 or b.sum() == 0:
+            continue
+        n = int(min(a.sum(), b.sum()))
+        for stat, value in (("psi", psi(a, b)), ("js", jensen_shannon(a, b))):
+            out.append(
+                SignalValue(
+                    model_id,
+                    "all",
+                    "cohort",
+                    spec.name,
+                    stat,
+                    value,
+                    n,
+                    n >= min_samples,
+                    reference_id=base.id,
+                    reference_hash=base.content_hash,
+                )
+            )
+    return out

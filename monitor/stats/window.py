@@ -1,0 +1,171 @@
+"""Event-time windowed counts of one model: a ring of ``window_buckets`` buckets per slice.
+
+Each bucket (``bucket_seconds`` of ``served_at``) holds, per slice (index 0 = the aggregate, then
+the protected (key, value) pairs of the layout), the histogram counts, quantile-sketch counts and
+scalar sums of its events. Memory is fixed: ``window_buckets x slices x (bins + sketch + scalars)``.
+A bucket slot is reused when a newer bucket maps onto it. Events older than the watermark (the
+largest ``served_at`` seen before this batch) minus ``allowed_lateness_s``, or older than the ring,
+are counted in :attr:`late_events` and not added. Labels are credited to the bucket of their
+prediction's ``served_at`` if that bucket is still held.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from monitor.records import LabelChange
+from monitor.stats.columns import Records, slice_membership
+from monitor.stats.contributions import label_contributions
+from monitor.stats.layout import N_SCALARS, Layout
+
+EMPTY = np.iinfo(np.int64).min
+
+
+@dataclass(frozen=True)
+class WindowTotals:
+    """Counts summed over the buckets of the current window, per slice (axis 0)."""
+
+    hist: NDArray[np.int64]
+    sketch: NDArray[np.int64]
+    scalars: NDArray[np.int64]
+    start: float
+    end: float
+
+
+class ModelWindow:
+    def __init__(self, layout: Layout, bucket_seconds: float, window_buckets: int, allowed_lateness_s: float):
+        if bucket_seconds <= 0 or window_buckets < 1 or allowed_lateness_s < 0:
+            raise ValueError("bucket_seconds > 0, window_buckets >= 1 and allowed_lateness_s >= 0 required")
+        self.layout = layout
+        self.bucket_seconds = float(bucket_seconds)
+        self.window_buckets = int(window_buckets)
+        self.allowed_lateness_s = float(allowed_lateness_s)
+        w, s = self.window_buckets, layout.n_slices
+        self.hist = np.zeros((w * s, layout.hist_size), dtype=np.int64)
+        self.sketch = np.zeros((w * s, layout.sketch_size), dtype=np.int64)
+        self.scalars = np.zeros((w * s, N_SCALARS), dtype=np.int64)
+        self.slot_bucket = np.full(w, EMPTY, dtype=np.int64)
+        self.watermark = -math.inf
+        self.head = EMPTY
+        self.late_events = 0
+        self.late_labels = 0
+
+    @property
+    def state_size(self) -> int:
+        """Number of counters held (fixed once constructed)."""
+        return int(self.hist.size + self.sketch.size + self.scalars.size + self.slot_bucket.size)
+
+    def _buckets(self, t: NDArray[np.float64]) -> NDArray[np.int64]:
+        return np.floor(t / self.bucket_seconds).astype(np.int64)
+
+    def _expand(
+        self,
+        rows: NDArray[np.int64],
+        b: NDArray[np.int64],
+        slices: Sequence[Mapping[str, str]],
+        feats: Sequence[Mapping[str, Any]],
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """Rows repeated once per slice they belong to, and their (slot, slice) flat index."""
+        parts = [rows]
+        sidx = [np.zeros(rows.size, dtype=np.int64)]
+        if self.layout.slices:
+            member = slice_membership(slices, feats, self.layout.slices)
+            keep = np.zeros(len(slices), dtype=bool)
+            keep[rows] = True
+            for j, m in enumerate(member, start=1):
+                m = m[keep[m]]
+                parts.append(m)
+                sidx.append(np.full(m.size, j, dtype=np.int64))
+        rexp = np.concatenate(parts)
+        combo = (b[rexp] % self.window_buckets) * self.layout.n_slices + np.concatenate(sidx)
+        return rexp, combo
+
+    def observe(self, rec: Records) -> int:
+        """Add a batch of this model's events; returns how many were accepted."""
+        n = len(rec)
+        if n == 0:
+            return 0
+        t = np.asarray(rec.served_at, dtype=np.float64)
+        b = self._buckets(t)
+        ok = t >= self.watermark - self.allowed_lateness_s
+        if ok.any():
+            self.head = max(self.head, int(b[ok].max()))
+        ok &= b > self.head - self.window_buckets
+        rows = np.flatnonzero(ok)
+        self.late_events += int(n - rows.size)
+        if rows.size == 0:
+            return 0
+        self.watermark = max(self.watermark, float(t[rows].max()))
+        for ub in np.unique(b[rows]):
+            slot = int(ub % self.window_buckets)
+            if self.slot_bucket[slot] != ub:
+                s = self.layout.n_slices
+                self.hist[slot * s : (slot + 1) * s] = 0
+                self.sketch[slot * s : (slot + 1) * s] = 0
+                self.scalars[slot * s : (slot + 1) * s] = 0
+                self.slot_bucket[slot] = ub
+        hist_idx, sketch_idx, scal = self.layout.bin_records(rec)
+        rexp, combo = self._expand(rows, b, rec.slices, rec.features)
+        ucombo, inv = np.unique(combo, return_inverse=True)
+        u = ucombo.size
+        h = self.layout.hist_size
+        keys = (inv[:, None] * h + hist_idx[rexp]).ravel()
+        self.hist[ucombo] += np.bincount(keys, minlength=u * h).reshape(u, h)
+        if sketch_idx.shape[1]:
+            k = self.layout.sketch_size
+            sk = sketch_idx[rexp]
+            keys = (inv[:, None] * k + sk)[sk >= 0]
+            self.sketch[ucombo] += np.bincount(keys, minlength=u * k).reshape(u, k)
+        self._add_scalars(ucombo, inv, scal[rexp])
+        return int(rows.size)
+
+    def _add_scalars(
+        self, ucombo: NDArray[np.int64], inv: NDArray[np.int64], scal: NDArray[np.int64]
+    ) -> None:
+        u = ucombo.size
+        for c in np.flatnonzero(scal.any(axis=0)):
+            # float64 weights are exact here: per-batch sums stay far below 2**53
+            self.scalars[ucombo, c] += np.rint(np.bincount(inv, weights=scal[:, c], minlength=u)).astype(
+                np.int64
+            )
+
+    def observe_labels(self, changes: Sequence[LabelChange]) -> int:
+        """Retract old / add new labels in their predictions' buckets; returns how many were credited."""
+        if not changes:
+            return 0
+        t, scal, slices, feats = label_contributions(changes)
+        b = self._buckets(t)
+        ok = (self.slot_bucket[b % self.window_buckets] == b) & (b > self.head - self.window_buckets)
+        rows = np.flatnonzero(ok)
+        self.late_labels += int(np.sum(~ok & (scal[:, 1] > 0)))
+        if rows.size == 0:
+            return 0
+        rexp, combo = self._expand(rows, b, slices, feats)
+        ucombo, inv = np.unique(combo, return_inverse=True)
+        self._add_scalars(ucombo, inv, scal[rexp])
+        return int(rows.size)
+
+    def totals(self, now: float) -> WindowTotals:
+        """Sum the buckets of the window ending with the bucket that holds ``now``."""
+        cur = math.floor(now / self.bucket_seconds)
+        w, s = self.window_buckets, self.layout.n_slices
+        live = (self.slot_bucket > cur - w) & (self.slot_bucket <= cur)
+        slots = np.flatnonzero(live)
+        rows = (slots[:, None] * s + np.arange(s)).ravel()
+
+        def total(a: NDArray[np.int64]) -> NDArray[np.int64]:
+            return a[rows].reshape(slots.size, s, a.shape[1]).sum(axis=0)
+
+        return WindowTotals(
+            total(self.hist),
+            total(self.sketch),
+            total(self.scalars),
+            (cur - w + 1) * self.bucket_seconds,
+            (cur + 1) * self.bucket_seconds,
+        )
