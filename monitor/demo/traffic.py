@@ -206,7 +206,7 @@ class TrafficGenerator:
         judge_agrees = rng.random(n) < 0.97
         human = rng.random(n) < self.label_fraction_human
         human_delay = rng.uniform(300, 900, n)
-        template_old, template_new = _sha("router-template-v1"), _sha("router-template-v2")
+        template_new = _sha("router-template-v2")
         for i in range(n):
             self._seq += 1
             m = models[which[i]]

@@ -1,0 +1,239 @@
+"""The composition root: settings in, running monitor out. The only module (with ``cli``) that
+imports the settings; everything it builds takes plain constructor arguments.
+
+poll -> store -> stats -> detect -> alerts -> commit:
+
+* :func:`build_monitor` wires a :class:`Monitor` from :class:`~monitor.config.Settings`;
+* :meth:`Monitor.run` runs the consumer in this thread and the evaluations in a second one until
+  ``stop`` is set (SIGTERM/SIGINT in ``slicewatch run``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import TopicPartition
+from prometheus_client import CollectorRegistry
+
+from monitor.alerts.rules import rules_from_mapping
+from monitor.alerts.sinks.alertmanager import AlertmanagerSink
+from monitor.alerts.sinks.kafka import KafkaDriftPublisher
+from monitor.alerts.state import AlertEvaluator
+from monitor.config import Settings
+from monitor.ingest.consumer import IngestConsumer
+from monitor.ingest.topics import ensure_topics
+from monitor.metrics.collector import MonitorCollector
+from monitor.metrics.consumer import ConsumerMetrics
+from monitor.metrics.server import MetricsServer
+from monitor.pipeline import EventClock, Pipeline
+from monitor.records import WriteResult
+from monitor.stats.engine import DriftEngine
+from monitor.store import alerts as alert_store
+from monitor.store import profiles as profile_store
+from monitor.store.engine import make_engine
+from monitor.store.migrate import upgrade
+from monitor.store.repository import Repository
+
+log = logging.getLogger(__name__)
+
+
+def build_engine(settings: Settings) -> DriftEngine:
+    s = settings.stats
+    bars = {
+        model: {sl: (bar.accuracy, bar.score) for sl, bar in slices.items()}
+        for model, slices in s.quality_bars.items()
+    }
+    return DriftEngine(
+        bucket_seconds=s.bucket_seconds,
+        window_buckets=s.window_buckets,
+        allowed_lateness_s=s.allowed_lateness_s,
+        numeric_bins=s.numeric_bins,
+        top_k_categories=s.top_k_categories,
+        min_samples=s.min_samples,
+        alpha=s.alpha,
+        correction=s.correction,
+        features=s.features,
+        protected_slices=s.protected_slices,
+        quality_bars=bars,
+        auto_reference_events=s.auto_reference_events,
+    )
+
+
+def build_evaluator(settings: Settings, target_quality: Any = None) -> AlertEvaluator:
+    a = settings.alerts
+    return AlertEvaluator(
+        rules_from_mapping({name: rule.model_dump() for name, rule in a.rules.items()}),
+        promotion_watch_s=a.promotion_watch_s,
+        lineage_lookback_s=a.lineage_lookback_s,
+        resolved_resend_s=a.resolved_resend_s,
+        alpha=settings.stats.alpha,
+        target_quality=target_quality,
+    )
+
+
+@dataclass
+class Monitor:
+    """Everything ``slicewatch run`` (and the demo) runs, already wired."""
+
+    settings: Settings
+    repository: Repository
+    pipeline: Pipeline
+    consumer: IngestConsumer
+    registry: CollectorRegistry
+    metrics_server: MetricsServer | None
+    clock: Callable[[], float]
+    engine: DriftEngine
+
+    def rebuild(self, assigned: Iterable[TopicPartition]) -> None:
+        """Rebuild window state from ``inference_log`` for the models on the assigned partitions."""
+        topic = self.settings.kafka.topics.inference
+        partitions = {tp.partition for tp in assigned if tp.topic == topic}
+        now = self.clock()
+        window = self.settings.stats.bucket_seconds * self.settings.stats.window_buckets
+        rows = self.repository.load_rows(None, now - window - self.settings.stats.allowed_lateness_s, now + 1)
+        mine = [r for r in rows if r.get("partition") is None or r["partition"] in partitions]
+        with self.pipeline._lock:
+            self.engine.rebuild(mine, now)
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until ``stop`` is set; evaluations run every ``evaluate_every_s`` in a thread."""
+        interval = min(1.0, self.settings.stats.evaluate_every_s / 4)
+
+        def evaluate_loop() -> None:
+            while not stop.wait(interval):
+                try:
+                    self.pipeline.tick(self.clock())
+                except Exception as e:  # an evaluation failure must not stop ingestion
+                    log.error("evaluation failed (%s)", type(e).__name__)
+
+        evaluator = threading.Thread(target=evaluate_loop, name="slicewatch-evaluate", daemon=True)
+        evaluator.start()
+        try:
+            self.consumer.run(stop)
+        finally:
+            stop.set()
+            evaluator.join(timeout=5)
+            if self.metrics_server is not None:
+                self.metrics_server.close()
+
+
+def build_monitor(
+    settings: Settings,
+    *,
+    clock: Callable[[], float] | None = None,
+    serve_metrics: bool = True,
+    on_drift_event: Callable[[dict[str, Any]], None] | None = None,
+    on_snapshot: Callable[..., None] | None = None,
+    event_clock: EventClock | None = None,
+    create_topics: bool = False,
+) -> Monitor:
+    """Wire the monitor. ``event_clock`` makes event time the clock (demo); default: wall time."""
+    url = settings.database.resolved_url()
+    upgrade(url)
+    db = make_engine(url)
+    repository = Repository(db)
+    engine = build_engine(settings)
+    for model_id, profile in profile_store.latest_profiles(db).items():
+        engine.set_reference(model_id, profile)
+    the_clock: Callable[[], float] = event_clock if event_clock is not None else (clock or time.time)
+
+    def target_quality(model_id: str, slice_: str, since: float, until: float) -> float | None:
+        return alert_store.slice_accuracy(db, model_id, slice_, since, until)
+
+    evaluator = build_evaluator(settings, target_quality)
+    evaluator.restore(alert_store.load_alert_states(db, the_clock(), settings.alerts.resolved_resend_s))
+    k = settings.kafka
+    client_kwargs = k.security.client_kwargs()
+    if create_topics:
+        ensure_topics(
+            k.bootstrap_servers,
+            [k.topics.inference, k.topics.feedback, k.topics.promotions, k.topics.drift_events,
+             k.topics.dlq(k.topics.inference), k.topics.dlq(k.topics.feedback),
+             k.topics.dlq(k.topics.promotions)],
+            partitions=1,
+            client_kwargs=client_kwargs,
+        )
+    registry = CollectorRegistry()
+    consumer_metrics = ConsumerMetrics(registry)
+    collector = MonitorCollector(max_models=settings.metrics.max_models)
+    registry.register(collector)
+    publisher = KafkaDriftPublisher(
+        k.bootstrap_servers,
+        k.topics.drift_events,
+        client_kwargs=client_kwargs,
+        retry_initial_s=settings.alerts.publish_retry.initial_s,
+        retry_max_s=settings.alerts.publish_retry.max_s,
+        retry_multiplier=settings.alerts.publish_retry.multiplier,
+    )
+    alertmanager = (
+        AlertmanagerSink(settings.alerts.alertmanager_url, ttl_s=max(60.0, 4 * settings.stats.evaluate_every_s))
+        if settings.alerts.alertmanager_url
+        else None
+    )
+    pipeline = Pipeline(
+        engine=engine,
+        evaluator=evaluator,
+        db=db,
+        evaluate_every_s=settings.stats.evaluate_every_s,
+        publisher=publisher,
+        alertmanager=alertmanager,
+        metrics=collector,
+        save_profile=lambda p: profile_store.save_profile(db, p, source="auto"),
+        on_drift_event=on_drift_event,
+        on_snapshot=on_snapshot,
+        promotions=repository.promotions(),
+    )
+
+    def on_written(result: WriteResult, now: float) -> None:
+        if event_clock is not None:
+            for ev in result.new_inferences:
+                event_clock.advance(ev.served_at.timestamp())
+        pipeline.on_written(result, the_clock())
+
+    consumer = IngestConsumer(
+        bootstrap_servers=k.bootstrap_servers,
+        group_id=k.group_id,
+        inference_topic=k.topics.inference,
+        feedback_topic=k.topics.feedback,
+        promotions_topic=k.topics.promotions,
+        repository=repository,
+        metrics=consumer_metrics,
+        dlq_suffix=k.topics.dlq_suffix,
+        client_kwargs=client_kwargs,
+        client_id=k.client_id,
+        max_poll_records=k.max_poll_records,
+        poll_timeout_ms=k.poll_timeout_ms,
+        session_timeout_ms=k.session_timeout_ms,
+        heartbeat_interval_ms=k.heartbeat_interval_ms,
+        max_poll_interval_ms=k.max_poll_interval_ms,
+        auto_offset_reset=k.auto_offset_reset,
+        max_event_bytes=settings.ingest.max_event_bytes,
+        dead_letter_value_cap_bytes=settings.ingest.dead_letter_value_cap_bytes,
+        retry_initial_s=settings.ingest.retry.initial_s,
+        retry_max_s=settings.ingest.retry.max_s,
+        retry_multiplier=settings.ingest.retry.multiplier,
+        shutdown_grace_s=settings.ingest.shutdown_grace_s,
+        on_written=on_written,
+    )
+    server = (
+        MetricsServer(registry, host=settings.metrics.host, port=settings.metrics.port).start()
+        if serve_metrics
+        else None
+    )
+    monitor = Monitor(
+        settings=settings,
+        repository=repository,
+        pipeline=pipeline,
+        consumer=consumer,
+        registry=registry,
+        metrics_server=server,
+        clock=the_clock,
+        engine=engine,
+    )
+    consumer.on_assigned = monitor.rebuild
+    return monitor

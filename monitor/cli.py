@@ -1,0 +1,182 @@
+"""The ``slicewatch`` command line: run, demo, replay, check-config, db upgrade, reference build."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from monitor.config import Settings, load_settings
+from monitor.errors import ConfigError, SlicewatchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Slicewatch: streaming drift monitor.")
+db_app = typer.Typer(no_args_is_help=True, help="Database migrations.")
+reference_app = typer.Typer(no_args_is_help=True, help="Reference profiles.")
+app.add_typer(db_app, name="db")
+app.add_typer(reference_app, name="reference")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML configuration file.")]
+
+
+def _settings(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+
+
+def _logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _epoch(text: str) -> float:
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise typer.BadParameter(f"not an RFC 3339 time: {text!r}") from e
+    if dt.tzinfo is None:
+        raise typer.BadParameter("times need an offset, e.g. 2026-11-01T00:00:00+00:00")
+    return dt.timestamp()
+
+
+@app.command("check-config")
+def check_config(path: Path) -> None:
+    """Validate a configuration file plus the SLICEWATCH__* environment overrides."""
+    settings = _settings(path)
+    typer.echo(f"ok: {path} is valid ({len(settings.alerts.rules)} alert rules, "
+               f"{sum(len(v) for v in settings.stats.protected_slices.values())} protected slice values)")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    config: ConfigOpt = None,
+    database_url: Annotated[str | None, typer.Option(help="Overrides the configured URL.")] = None,
+) -> None:
+    """Apply the database migrations."""
+    from monitor.store.migrate import upgrade
+
+    url = database_url or _settings(config).database.resolved_url()
+    try:
+        upgrade(url)
+    except SlicewatchError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
+    typer.echo("database is at the newest migration")
+
+
+@app.command()
+def run(config: ConfigOpt = None, log_level: str = "INFO") -> None:
+    """Run the monitor: consumer group, statistics, alerts and /metrics."""
+    from monitor.app import build_monitor
+
+    _logging(log_level)
+    settings = _settings(config)
+    try:
+        monitor = build_monitor(settings)
+    except SlicewatchError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    monitor.run(stop)
+
+
+@reference_app.command("build")
+def reference_build(
+    model_id: Annotated[str, typer.Option("--model-id", help="The model id the profile is for.")],
+    from_file: Annotated[Path | None, typer.Option("--from", help="Parquet, CSV or JSONL file.")] = None,
+    from_log: Annotated[bool, typer.Option("--from-log", help="Use the model's rows in inference_log.")] = False,
+    since: Annotated[str | None, typer.Option(help="RFC 3339 start (with --from-log).")] = None,
+    until: Annotated[str | None, typer.Option(help="RFC 3339 end (with --from-log).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Build and store a reference profile for a model."""
+    from monitor.reference import build_reference
+
+    settings = _settings(config)
+    if (from_file is None) == (not from_log):
+        raise typer.BadParameter("give exactly one of --from FILE or --from-log")
+    if from_log and (since is None or until is None):
+        raise typer.BadParameter("--from-log needs --since and --until")
+    try:
+        profile = build_reference(
+            settings,
+            model_id,
+            from_file=from_file,
+            since=_epoch(since) if since else None,
+            until=_epoch(until) if until else None,
+        )
+    except SlicewatchError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
+    typer.echo(f"stored reference profile {profile.id} v{profile.version} for {model_id} "
+               f"(hash {profile.content_hash[:12]}, {len(profile.features)} features)")
+
+
+@app.command()
+def replay(
+    inference: Annotated[Path, typer.Option(help="Inference events (JSONL or Parquet).")],
+    out: Annotated[Path, typer.Option(help="Where to write the drift events (JSONL).")],
+    config: ConfigOpt = None,
+    feedback: Annotated[Path | None, typer.Option(help="Feedback events (JSONL or Parquet).")] = None,
+    promotions: Annotated[Path | None, typer.Option(help="Promotion events (JSONL or Parquet).")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG per alerted signal here.")] = None,
+) -> None:
+    """Backtest: recorded events through the same statistics and alerting, no broker or database."""
+    from monitor.replay import run_replay
+
+    settings = _settings(config)
+    try:
+        summary = run_replay(settings, inference, feedback, promotions, out, plot_dir=plot, progress=True)
+    except SlicewatchError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
+    summary.print()
+
+
+@app.command()
+def demo(
+    bootstrap_servers: Annotated[str | None, typer.Option(help="Use this Kafka instead of embedded Tansu.")] = None,
+    database_url: Annotated[str | None, typer.Option(help="Database URL (default: a SQLite file).")] = None,
+    minutes: Annotated[float, typer.Option(help="Event-time minutes of traffic to simulate.")] = 150.0,
+    speedup: Annotated[float, typer.Option(help="Event time per wall-clock second.")] = 60.0,
+    rate: Annotated[float, typer.Option(help="Inference events per event-time second.")] = 24.0,
+    workdir: Annotated[Path, typer.Option(help="Where the demo keeps its database.")] = Path("slicewatch-demo"),
+    live: Annotated[bool, typer.Option(help="Live terminal view (rich).")] = True,
+    seed: int = 7,
+) -> None:
+    """End-to-end demo on embedded defaults: broker, SQLite, /metrics, scripted incidents."""
+    from monitor.demo.run import DemoOptions, run_demo
+
+    options = DemoOptions(
+        bootstrap_servers=bootstrap_servers,
+        database_url=database_url,
+        minutes=minutes,
+        speedup=speedup,
+        rate=rate,
+        workdir=workdir,
+        live=live and sys.stdout.isatty(),
+        seed=seed,
+    )
+    result = run_demo(options)
+    raise typer.Exit(0 if result.all_detected else 1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

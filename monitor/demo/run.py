@@ -1,0 +1,268 @@
+"""``slicewatch demo``: the whole monitor on embedded defaults, with scripted incidents.
+
+Starts the Tansu broker (unless ``bootstrap_servers`` is given), a SQLite store in ``workdir``
+(unless ``database_url``), the monitor with ``/metrics``, and a producer that replays the traffic
+generator's event time ``speedup`` times faster than the wall clock. The monitor's clock is event
+time, so the one-hour window and the promotion watch window mean what they mean in production.
+At the end it prints, per scripted incident, when it began, when it was detected, by which signal
+and with which action.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from kafka import KafkaProducer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from monitor.config import Settings
+from monitor.demo.traffic import Incident, TrafficGenerator
+from monitor.demo.view import render
+from monitor.embedded.ports import free_port
+from monitor.embedded.tansu import TansuBroker
+from monitor.pipeline import EventClock, fired_epoch
+
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass
+class DemoOptions:
+    bootstrap_servers: str | None = None
+    database_url: str | None = None
+    minutes: float = 150.0
+    speedup: float = 60.0
+    rate: float = 24.0
+    workdir: Path = Path("slicewatch-demo")
+    live: bool = True
+    seed: int = 7
+    metrics_port: int | None = None
+    drain_s: float = 20.0
+
+
+@dataclass
+class Detection:
+    incident: Incident
+    event: dict[str, Any] | None
+
+    @property
+    def detected(self) -> bool:
+        return self.event is not None
+
+
+@dataclass
+class DemoResult:
+    detections: list[Detection] = field(default_factory=list)
+    drift_events: list[dict[str, Any]] = field(default_factory=list)
+    produced: int = 0
+    metrics_url: str = ""
+
+    @property
+    def all_detected(self) -> bool:
+        return all(d.detected for d in self.detections)
+
+
+def demo_settings(bootstrap: str, database_url: str, metrics_port: int) -> Settings:
+    """The demo's configuration: what an on-call team would declare for these three models."""
+    return Settings.model_validate(
+        {
+            "kafka": {"bootstrap_servers": bootstrap, "group_id": "slicewatch-demo",
+                      "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "max_poll_records": 5000,
+                      "poll_timeout_ms": 200},
+            "database": {"url": database_url},
+            "stats": {
+                "bucket_seconds": 60,
+                "window_buckets": 30,
+                "evaluate_every_s": 30,
+                "allowed_lateness_s": 1200,
+                "auto_reference_events": 4000,
+                "min_samples": 300,
+                "protected_slices": {"domain": ["regulatory"], "language": ["es", "ja"]},
+                "quality_bars": {"*": {"all": {"accuracy": 0.86}, "domain=regulatory": {"accuracy": 0.86},
+                                       "language=es": {"accuracy": 0.86}, "language=ja": {"accuracy": 0.86}}},
+            },
+            "alerts": {"promotion_watch_s": 3600, "lineage_lookback_s": 1800},
+            "metrics": {"host": "127.0.0.1", "port": metrics_port},
+        }
+    )
+
+
+def match(incident: Incident, events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first firing drift event that detects ``incident`` with the expected action."""
+    for e in events:
+        if e["state"] != "firing" or e["model_id"] != incident.model_id:
+            continue
+        actions = set(e.get("actions") or [e["action"]])
+        if incident.signal == "slice" and e["signal"] == "slice" and "rollback" in actions:
+            return e
+        if incident.signal == "input" and e["signal"] == "input" and incident.action in actions:
+            return e
+        if incident.signal == "output" and e["signal"] == "output" and incident.action in actions:
+            return e
+    return None
+
+
+def _producer_loop(
+    producer: KafkaProducer, gen: TrafficGenerator, settings: Settings, end: float, speedup: float,
+    stop: threading.Event, counter: list[int],
+) -> None:
+    topics = settings.kafka.topics
+    step_s = 10.0
+    wall0 = time.monotonic()
+    event0 = gen.now
+    while gen.now < end and not stop.is_set():
+        step = gen.step(step_s)
+        for p in step.promotions:
+            producer.send(topics.promotions, key=p["model_id"].encode(), value=_encode(p))
+        for e in step.inferences:
+            producer.send(topics.inference, key=e["model_id"].encode(), value=_encode(e))
+        for f in step.feedback:
+            producer.send(topics.feedback, key=f["request_id"].encode(), value=_encode(f))
+        counter[0] += len(step.inferences) + len(step.feedback) + len(step.promotions)
+        producer.flush()
+        ahead = (gen.now - event0) / speedup - (time.monotonic() - wall0)
+        if ahead > 0:
+            stop.wait(ahead)
+
+
+def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult:
+    from monitor.app import build_monitor
+
+    console = console or Console()
+    broker: TansuBroker | None = None
+    if options.bootstrap_servers is None:
+        broker = TansuBroker().start()
+        bootstrap = broker.bootstrap_servers
+        console.print(f"started the embedded Tansu broker on {bootstrap}")
+    else:
+        bootstrap = options.bootstrap_servers
+    if options.database_url is None:
+        shutil.rmtree(options.workdir, ignore_errors=True)
+        options.workdir.mkdir(parents=True, exist_ok=True)
+        database_url = f"sqlite:///{options.workdir.resolve() / 'slicewatch-demo.db'}"
+    else:
+        database_url = options.database_url
+    port = options.metrics_port if options.metrics_port is not None else free_port()
+    settings = demo_settings(bootstrap, database_url, port)
+    result = DemoResult(metrics_url=f"http://127.0.0.1:{port}/metrics")
+    events_lock = threading.Lock()
+
+    def on_drift_event(event: dict[str, Any]) -> None:
+        with events_lock:
+            result.drift_events.append(event)
+        if not options.live:
+            causes = ", ".join(f"{c['field']} {c['from']}->{c['to']}" for c in event["suspected_causes"])
+            console.print(
+                f"[bold]{event['state']}[/] {event['model_id']} {event['signal']} {event['slice']} "
+                f"{event['feature']}/{event['statistic']}={event['value']:.3f} (threshold {event['threshold']}) "
+                f"action={','.join(event['actions'])}"
+                + (f" rollback_target={event['rollback_target']}" if event["rollback_target"] else "")
+                + (f" suspected: {causes}" if causes else "")
+            )
+
+    clock = EventClock()
+    monitor = build_monitor(settings, event_clock=clock, on_drift_event=on_drift_event, create_topics=True)
+    console.print(f"monitor up: database {database_url.split('///')[-1] if 'sqlite' in database_url else '(given)'}, "
+                  f"metrics {result.metrics_url}")
+    start = (time.time() // 60) * 60 - options.minutes * 60
+    gen = TrafficGenerator(
+        seed=options.seed, start=start, events_per_s=options.rate,
+        promote_at_s=options.minutes * 60 * 0.4, tail_drift_at_s=options.minutes * 60 * 0.3,
+        template_change_at_s=options.minutes * 60 * 0.65,
+    )
+    clock.advance(start)
+    stop = threading.Event()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024,
+                             **settings.kafka.security.client_kwargs())
+    counter = [0]
+    monitor_thread = threading.Thread(target=monitor.run, args=(stop,), name="slicewatch-monitor", daemon=True)
+    monitor_thread.start()
+    produce_stop = threading.Event()
+    end = start + options.minutes * 60
+    producer_thread = threading.Thread(
+        target=_producer_loop, args=(producer, gen, settings, end, options.speedup, produce_stop, counter),
+        name="slicewatch-demo-traffic", daemon=True,
+    )
+    producer_thread.start()
+    thresholds = {name: rule.warning for name, rule in settings.alerts.rules.items()}
+
+    def frame() -> Any:
+        elapsed = (clock.now - start) / 60
+        header = (f"Slicewatch demo — event time +{elapsed:5.1f} of {options.minutes:.0f} min, "
+                  f"{counter[0]} events produced, metrics at {result.metrics_url}")
+        with events_lock:
+            events = list(result.drift_events)
+        return render(monitor.pipeline.last_snapshot, monitor.pipeline.evaluator.states, events, thresholds, header)
+
+    try:
+        if options.live:
+            with Live(frame(), console=console, refresh_per_second=2, transient=False) as live:
+                while producer_thread.is_alive():
+                    time.sleep(0.5)
+                    live.update(frame())
+                _drain(monitor, clock, end, options.drain_s, live_update=lambda: live.update(frame()))
+        else:
+            last = time.monotonic()
+            while producer_thread.is_alive():
+                time.sleep(0.5)
+                if time.monotonic() - last > 15:
+                    last = time.monotonic()
+                    console.print(f"event time +{(clock.now - start) / 60:.0f} min, {counter[0]} events produced")
+            _drain(monitor, clock, end, options.drain_s)
+    finally:
+        produce_stop.set()
+        producer_thread.join(timeout=10)
+        stop.set()
+        monitor_thread.join(timeout=15)
+        with contextlib.suppress(Exception):
+            producer.close(timeout=5)
+        if broker is not None:
+            broker.stop()
+    result.produced = counter[0]
+    result.detections = [Detection(i, match(i, result.drift_events)) for i in gen.incidents]
+    _summary(console, result, start)
+    return result
+
+
+def _drain(monitor: Any, clock: EventClock, end: float, drain_s: float, live_update: Any = None) -> None:
+    """Wait until the consumer has caught up with the produced traffic (bounded by ``drain_s``)."""
+    deadline = time.monotonic() + drain_s
+    while time.monotonic() < deadline and clock.now < end - 60:
+        time.sleep(0.5)
+        if live_update is not None:
+            live_update()
+    time.sleep(min(2.0, drain_s))
+
+
+def _summary(console: Console, result: DemoResult, start: float) -> None:
+    table = Table(title="scripted incidents")
+    for col in ("incident", "model", "began (min)", "detected (min)", "delay (min)", "signal", "statistic",
+                "action", "rollback target", "suspected causes"):
+        table.add_column(col)
+    for d in result.detections:
+        began = (d.incident.starts_at - start) / 60
+        if d.event is None:
+            table.add_row(d.incident.name, d.incident.model_id, f"{began:.1f}", "[red]not detected[/]",
+                          "", "", "", "", "", "")
+            continue
+        detected = (fired_epoch(d.event) - start) / 60
+        causes = ", ".join(c["field"] for c in d.event["suspected_causes"])
+        table.add_row(
+            d.incident.name, d.incident.model_id, f"{began:.1f}", f"{detected:.1f}", f"{detected - began:.1f}",
+            d.event["signal"], f"{d.event['feature']}/{d.event['statistic']}", ",".join(d.event["actions"]),
+            d.event["rollback_target"] or "", causes,
+        )
+    console.print(table)
+    firing = [e for e in result.drift_events if e["state"] == "firing"]
+    console.print(
+        f"{result.produced} events produced; {len(firing)} drift events fired, "
+        f"{sum(1 for d in result.detections if d.detected)}/{len(result.detections)} incidents detected"
+    )

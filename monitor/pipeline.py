@@ -1,0 +1,210 @@
+"""The monitor's inner loop, shared by ``run``, ``demo`` and ``replay``: store -> stats -> alerts.
+
+The consumer (or the replay reader) hands every durably written batch to :meth:`Pipeline.on_written`;
+:meth:`Pipeline.tick` runs an evaluation when one is due: snapshot -> alert transitions -> persisted
+alert states -> drift events in the outbox -> published to Kafka -> pushed to Alertmanager ->
+metrics view swapped. Everything with I/O is injected, and time is an argument, so the same code
+runs live (wall clock), in the demo (event clock) and in a backtest (event clock, no broker).
+
+Evaluation instants are aligned to multiples of ``evaluate_every_s``, so a replay and a live run over
+the same events evaluate at the same instants.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import Engine
+
+from monitor.alerts.drift_event import build_drift_event
+from monitor.alerts.errors import PublishError
+from monitor.alerts.state import AlertEvaluator, Transition
+from monitor.events import InferenceEvent
+from monitor.records import LabelChange, Promotion, WriteResult
+from monitor.snapshot import Snapshot
+from monitor.store import alerts as alert_store
+from monitor.store.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+
+class Engine_(Protocol):  # the statistics engine, as the pipeline uses it
+    def observe(self, inferences: Sequence[InferenceEvent], labels: Sequence[LabelChange], now: float) -> None: ...
+    def evaluate(self, now: float) -> Snapshot: ...
+    def set_reference(self, model_id: str, profile: Any) -> None: ...
+    def reference(self, model_id: str) -> Any: ...
+    def new_references(self) -> list[Any]: ...
+
+
+class Publisher(Protocol):
+    def flush_outbox(self, engine: Engine, now: float) -> int: ...
+
+
+class Pusher(Protocol):
+    def push(self, alerts: Iterable[Any], now: float) -> int: ...
+
+
+class MetricsView(Protocol):
+    def update(self, snapshot: Snapshot, alerts: Any) -> None: ...
+
+
+def fired_epoch(event: dict[str, Any]) -> float:
+    """``fired_at`` of a drift event as epoch seconds."""
+    return datetime.fromisoformat(str(event["fired_at"]).replace("Z", "+00:00")).timestamp()
+
+
+@dataclass
+class EventClock:
+    """Event time as the clock: the latest ``served_at`` seen (monotone). For demo and replay."""
+
+    now: float = 0.0
+
+    def advance(self, ts: float) -> None:
+        if ts > self.now:
+            self.now = ts
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class PipelineStats:
+    evaluations: int = 0
+    drift_events: int = 0
+    transitions: list[Transition] = field(default_factory=list)
+
+
+class Pipeline:
+    """Wires the statistics engine to the alert evaluator and the sinks; thread-safe.
+
+    ``on_drift_event`` is called with every new drift event (the demo prints them, replay writes
+    them to JSONL). ``save_profile`` persists auto-built reference profiles.
+    """
+
+    def __init__(
+        self,
+        *,
+        engine: Engine_,
+        evaluator: AlertEvaluator,
+        db: Engine | None,
+        evaluate_every_s: float,
+        publisher: Publisher | None = None,
+        alertmanager: Pusher | None = None,
+        metrics: MetricsView | None = None,
+        save_profile: Callable[[Any], object] | None = None,
+        on_drift_event: Callable[[dict[str, Any]], None] | None = None,
+        on_snapshot: Callable[[Snapshot], None] | None = None,
+        promotions: Iterable[Promotion] = (),
+    ) -> None:
+        if evaluate_every_s <= 0:
+            raise ValueError("evaluate_every_s must be > 0")
+        self.engine = engine
+        self.evaluator = evaluator
+        self.db = db
+        self.evaluate_every_s = evaluate_every_s
+        self.publisher = publisher
+        self.alertmanager = alertmanager
+        self.metrics = metrics
+        self.save_profile = save_profile
+        self.on_drift_event = on_drift_event
+        self.on_snapshot = on_snapshot
+        self.promotions: dict[str, Promotion] = {}
+        self.stats = PipelineStats()
+        self.last_snapshot: Snapshot | None = None
+        self._last_eval_at: float | None = None
+        self._lock = threading.RLock()
+        for p in promotions:
+            self._promote(p)
+
+    def _promote(self, p: Promotion) -> None:
+        prev = self.promotions.get(p.model_id)
+        if prev is None or p.promoted_at >= prev.promoted_at:
+            self.promotions[p.model_id] = p
+        # A freshly promoted version is compared with the profile of the version it replaces,
+        # so a regression after promotion is not absorbed into an auto-built reference.
+        if p.rollback_target and self.engine.reference(p.model_id) is None:
+            target = self.engine.reference(p.rollback_target)
+            if target is not None:
+                inherited = replace(target, model_id=p.model_id, source=f"inherited:{target.id}")
+                self.engine.set_reference(p.model_id, inherited)
+                if self.save_profile is not None:
+                    self.save_profile(inherited)
+
+    def on_written(self, result: WriteResult, now: float) -> None:
+        """Hand a durably written batch to the statistics (the consumer's ``on_written`` hook)."""
+        with self._lock:
+            for p in result.promotions:
+                self._promote(p)
+            if result.new_inferences or result.label_changes:
+                self.engine.observe(result.new_inferences, result.label_changes, now)
+            fresh = self.engine.new_references()
+            if fresh and self.save_profile is not None:
+                for profile in fresh:
+                    self.save_profile(profile)
+
+    def due(self, now: float) -> float | None:
+        """The aligned evaluation instant due at ``now``, or None."""
+        instant = (now // self.evaluate_every_s) * self.evaluate_every_s
+        if self._last_eval_at is not None and instant <= self._last_eval_at:
+            return None
+        return instant
+
+    def tick(self, now: float) -> Snapshot | None:
+        """Evaluate if an evaluation is due at ``now``; returns the snapshot when one ran."""
+        with self._lock:
+            instant = self.due(now)
+            if instant is None:
+                return None
+            return self.evaluate(instant)
+
+    def evaluate(self, now: float) -> Snapshot:
+        with self._lock:
+            snapshot = self.engine.evaluate(now)
+            transitions = self.evaluator.evaluate(snapshot, self.promotions, now)
+            self._last_eval_at = now
+            self.last_snapshot = snapshot
+            self.stats.evaluations += 1
+            self.stats.transitions.extend(t for t in transitions if t.to_state in ("firing", "resolved"))
+            events = [
+                (build_drift_event(t.alert), t.fingerprint)
+                for t in transitions
+                if t.to_state in ("firing", "resolved")
+            ]
+            if self.db is not None:
+                try:
+                    alert_store.save_alert_states(self.db, self.evaluator.states.values(), transitions)
+                    if events:
+                        alert_store.add_drift_events(
+                            self.db, [e for e, _ in events], [fp for _, fp in events], now
+                        )
+                except StoreError as e:
+                    # The evaluator keeps its in-memory state; the next evaluation saves again.
+                    log.warning("could not persist alerts: %s", e)
+            self.stats.drift_events += len(events)
+            if self.on_drift_event is not None:
+                for event, _ in events:
+                    self.on_drift_event(event)
+            self.flush(now)
+            if self.metrics is not None:
+                self.metrics.update(snapshot, self.evaluator.states)
+            if self.on_snapshot is not None:
+                self.on_snapshot(snapshot)
+            return snapshot
+
+    def flush(self, now: float) -> None:
+        """Publish the drift event outbox and push alerts to Alertmanager (retries on later calls)."""
+        if self.publisher is not None and self.db is not None:
+            try:
+                self.publisher.flush_outbox(self.db, now)
+            except (PublishError, StoreError) as e:
+                log.warning("drift event publication delayed: %s", e)
+        if self.alertmanager is not None:
+            try:
+                self.alertmanager.push(self.evaluator.notifiable(now), now)
+            except PublishError as e:
+                log.warning("Alertmanager push failed: %s", e)

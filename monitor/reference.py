@@ -1,0 +1,48 @@
+"""``slicewatch reference build``: a reference profile from a file or from the model's logged rows,
+stored (versioned, with its content hash) in ``reference_profile``. An edge: reads files and the DB."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from monitor.config import Settings
+from monitor.stats.errors import ProfileError
+from monitor.stats.profile import ReferenceProfile
+from monitor.stats.profile_builder import build_profile, build_profile_from_log, load_reference_file
+from monitor.store import profiles as profile_store
+from monitor.store.engine import make_engine
+from monitor.store.migrate import upgrade
+from monitor.store.repository import Repository
+
+
+def build_reference(
+    settings: Settings,
+    model_id: str,
+    *,
+    from_file: Path | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    now: float | None = None,
+) -> ReferenceProfile:
+    """Build, store and return the profile; raises ``ProfileError`` when there is nothing to build from."""
+    s = settings.stats
+    kwargs = {
+        "features": s.features,
+        "numeric_bins": s.numeric_bins,
+        "top_k_categories": s.top_k_categories,
+        "protected_slices": s.protected_slices,
+        "created_at": time.time() if now is None else now,
+    }
+    url = settings.database.resolved_url()
+    upgrade(url)
+    db = make_engine(url)
+    if from_file is not None:
+        profile = build_profile(load_reference_file(from_file), model_id, **kwargs)
+    else:
+        assert since is not None and until is not None
+        rows = Repository(db).load_rows([model_id], since, until)
+        if not rows:
+            raise ProfileError(f"no rows of {model_id} in inference_log in that time range")
+        profile = build_profile_from_log(rows, model_id, **kwargs)
+    return profile_store.save_profile(db, profile, source="file" if from_file else "log")

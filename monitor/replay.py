@@ -1,0 +1,234 @@
+"""``slicewatch replay``: a backtest of recorded events through the live statistics and alerting code.
+
+Events (JSONL or Parquet, each file in the event contract) are decoded with the live decoder, put
+in event-time order (promotions, then inferences, then feedback at equal times) and written in
+chunks of one evaluation interval to a throw-away SQLite store in a temp dir (no broker, no
+database server), so the label join, the statistics and the alert lifecycle are the live ones.
+The clock is event time; evaluations happen at the same aligned instants as in a live run.
+Every drift event is written to ``out`` as a JSON line (the drift-event schema).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import msgspec
+import polars as pl
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from monitor.config import Settings
+from monitor.events import FeedbackEvent, InferenceEvent, PromotionEvent
+from monitor.ingest.decoder import DecodeFailure, decode
+from monitor.pipeline import Pipeline, fired_epoch
+from monitor.snapshot import Snapshot
+from monitor.stats.errors import StatsError
+from monitor.store import alerts as alert_store
+from monitor.store.engine import make_engine
+from monitor.store.migrate import upgrade
+from monitor.store.repository import Repository
+
+Kind = Literal["inference", "feedback", "promotion"]
+_KIND_ORDER = {"promotion": 0, "inference": 1, "feedback": 2}
+
+
+class ReplayError(StatsError):
+    """A replay input could not be read."""
+
+
+def _raw_lines(path: Path) -> Iterator[bytes]:
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            encode = msgspec.json.Encoder().encode
+            for row in pl.read_parquet(path).to_dicts():
+                yield encode({k: v for k, v in row.items() if v is not None})
+            return
+        with path.open("rb") as f:
+            for line in f:
+                if line.strip():
+                    yield line.rstrip(b"\r\n")
+    except (OSError, pl.exceptions.PolarsError) as e:
+        raise ReplayError(f"cannot read {path.name} ({type(e).__name__})") from e
+
+
+@dataclass
+class ReplaySummary:
+    events_in: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    rejected: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    drift_events: list[dict[str, Any]] = field(default_factory=list)
+    evaluations: int = 0
+    plots: list[Path] = field(default_factory=list)
+
+    def print(self, console: Console | None = None) -> None:
+        console = console or Console()
+        console.print(
+            f"replayed {dict(self.events_in)} events, {self.evaluations} evaluations, "
+            f"{len(self.drift_events)} drift events"
+            + (f"; rejected {dict(self.rejected)}" if self.rejected else "")
+        )
+        table = Table(title="drift events")
+        for col in ("fired_at", "state", "model_id", "signal", "slice", "feature", "statistic", "value",
+                    "threshold", "severity", "action", "rollback_target"):
+            table.add_column(col)
+        for e in self.drift_events:
+            table.add_row(
+                str(e.get("fired_at")), e["state"], e["model_id"], e["signal"], e["slice"], e["feature"],
+                e["statistic"], f"{e['value']:.4g}", f"{e['threshold']:.4g}", e["severity"], e["action"],
+                str(e.get("rollback_target") or ""),
+            )
+        console.print(table)
+        for p in self.plots:
+            console.print(f"plot: {p}")
+
+
+def load_events(
+    inference: Path, feedback: Path | None, promotions: Path | None, max_bytes: int, summary: ReplaySummary
+) -> list[tuple[float, int, Any]]:
+    """Decode every file with the live decoder; returns ``(time, kind order, event)`` sorted."""
+    timeline: list[tuple[float, int, Any]] = []
+    for kind, path in (("inference", inference), ("feedback", feedback), ("promotion", promotions)):
+        if path is None:
+            continue
+        for raw in _raw_lines(path):
+            try:
+                event = decode(cast(Kind, kind), raw, max_bytes)
+            except DecodeFailure as e:
+                summary.rejected[e.error_class] += 1
+                continue
+            summary.events_in[kind] += 1
+            if isinstance(event, InferenceEvent):
+                ts = event.served_at.timestamp()
+            elif isinstance(event, FeedbackEvent):
+                ts = event.observed_at.timestamp()
+            else:
+                assert isinstance(event, PromotionEvent)
+                ts = event.promoted_at.timestamp()
+            timeline.append((ts, _KIND_ORDER[kind], event))
+    timeline.sort(key=lambda item: (item[0], item[1]))
+    return timeline
+
+
+def run_replay(
+    settings: Settings,
+    inference: Path,
+    feedback: Path | None,
+    promotions: Path | None,
+    out: Path,
+    *,
+    plot_dir: Path | None = None,
+    progress: bool = False,
+) -> ReplaySummary:
+    from monitor.app import build_engine, build_evaluator
+
+    summary = ReplaySummary()
+    timeline = load_events(inference, feedback, promotions, settings.ingest.max_event_bytes, summary)
+    every = settings.stats.evaluate_every_s
+    series: dict[tuple[str, ...], list[tuple[float, float]]] = defaultdict(list)
+    rule_names = set(settings.alerts.rules)
+
+    def on_snapshot(snap: Snapshot) -> None:
+        if plot_dir is None:
+            return
+        for v in snap.values:
+            if f"{v.signal}.{v.statistic}" in rule_names and v.sufficient:
+                series[(v.model_id, v.slice, v.signal, v.feature, v.statistic)].append(
+                    (snap.evaluated_at, v.value)
+                )
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="slicewatch-replay-") as tmp, out.open("w") as sink:
+        url = f"sqlite:///{Path(tmp) / 'replay.db'}"
+        upgrade(url)
+        db = make_engine(url)
+        repository = Repository(db)
+        engine = build_engine(settings)
+
+        def target_quality(model_id: str, slice_: str, since: float, until: float) -> float | None:
+            return alert_store.slice_accuracy(db, model_id, slice_, since, until)
+
+        def on_drift_event(event: dict[str, Any]) -> None:
+            summary.drift_events.append(event)
+            sink.write(json.dumps(event, sort_keys=True) + "\n")
+
+        pipeline = Pipeline(
+            engine=engine,
+            evaluator=build_evaluator(settings, target_quality),
+            db=db,
+            evaluate_every_s=every,
+            on_drift_event=on_drift_event,
+            on_snapshot=on_snapshot,
+        )
+        with Progress(disable=not progress, transient=True) as bar:
+            task = bar.add_task("replaying", total=len(timeline))
+            i = 0
+            while i < len(timeline):
+                interval = timeline[i][0] // every
+                j = i
+                while j < len(timeline) and timeline[j][0] // every == interval:
+                    j += 1
+                chunk = [item[2] for item in timeline[i:j]]
+                end = (interval + 1) * every
+                outcome = repository.write(
+                    [e for e in chunk if isinstance(e, InferenceEvent)],
+                    [e for e in chunk if isinstance(e, FeedbackEvent)],
+                    [e for e in chunk if isinstance(e, PromotionEvent)],
+                    [],
+                    end,
+                )
+                pipeline.on_written(outcome.result, end)
+                pipeline.tick(end)
+                bar.advance(task, j - i)
+                i = j
+        summary.evaluations = pipeline.stats.evaluations
+        db.dispose()
+    if plot_dir is not None:
+        summary.plots = _plot(series, summary.drift_events, settings, plot_dir)
+    return summary
+
+
+def _plot(
+    series: dict[tuple[str, ...], list[tuple[float, float]]],
+    events: list[dict[str, Any]],
+    settings: Settings,
+    plot_dir: Path,
+) -> list[Path]:
+    """One PNG per alerted signal: the statistic over time against its warning/critical thresholds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    alerted = {(e["model_id"], e["slice"], e["feature"], e["statistic"]) for e in events}
+    written: list[Path] = []
+    for key, points in sorted(series.items()):
+        model_id, slice_, signal, feature, statistic = key
+        if (model_id, slice_, feature, statistic) not in alerted or not points:
+            continue
+        rule = settings.alerts.rules[f"{signal}.{statistic}"]
+        xs = [(t - points[0][0]) / 60 for t, _ in points]
+        fig, ax = plt.subplots(figsize=(9, 3.5))
+        ax.plot(xs, [v for _, v in points], label=statistic)
+        ax.axhline(rule.warning, color="orange", linestyle="--", label="warning")
+        ax.axhline(rule.critical, color="red", linestyle="--", label="critical")
+        for e in events:
+            if (e["model_id"], e["slice"], e["feature"], e["statistic"]) == (model_id, slice_, feature, statistic):
+                ax.axvline((fired_epoch(e) - points[0][0]) / 60, color="grey", alpha=0.5)
+        ax.set_title(f"{model_id} {slice_} {signal}/{feature}/{statistic}")
+        ax.set_xlabel("minutes")
+        ax.legend(loc="upper left")
+        name = "_".join(key).replace("/", "_").replace("=", "-").replace("@", "_").replace(":", "_")
+        path = plot_dir / f"{name}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path)
+    return written
