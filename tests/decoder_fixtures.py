@@ -126,9 +126,7 @@ def payload(kind: str, **changes: Any) -> bytes:
 OFFSETS = st.sampled_from(
     [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=23, minutes=59)), timezone.min]
 )
-aware_datetimes = st.datetimes(
-    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=OFFSETS
-)
+aware_datetimes = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=OFFSETS)
 ids = st.text(min_size=1, max_size=40).filter(lambda s: not s.isspace())
 names = st.text(min_size=1, max_size=24)
 feature_values = st.one_of(
@@ -198,15 +196,15 @@ promotion_dicts = st.fixed_dictionaries(
     optional={"alias": opt_str, "traffic_fraction": st.none() | probabilities},
 )
 
-EVENT_DICTS = {"inference": inference_dicts, "feedback": feedback_dicts, "promotion": promotion_dicts}
+EVENT_DICTS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
+    "inference": inference_dicts,
+    "feedback": feedback_dicts,
+    "promotion": promotion_dicts,
+}
 kinds: st.SearchStrategy[Kind] = st.sampled_from(["inference", "feedback", "promotion"])
 
 json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.integers()
-    | st.text(max_size=12),
+    st.none() | st.booleans() | st.floats(allow_nan=False, allow_infinity=False) | st.integers() | st.text(max_size=12),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
     max_leaves=6,
 )

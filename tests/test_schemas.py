@@ -392,11 +392,7 @@ def test_drift_examples_validate(event: dict[str, Any]) -> None:
         {"window": {"start": "2026-11-22T10:12:00Z", "end": "2026-11-22T10:42:00Z"}},
         {"window": {"start": "2026-11-22T10:12:00Z", "end": "2026-11-22T10:42:00Z", "sample_count": -1}},
         {"reference": None},
-        {
-            "suspected_causes": [
-                {"field": "served_at", "from": None, "to": "x", "first_seen": "2026-11-22T10:00:00Z"}
-            ]
-        },
+        {"suspected_causes": [{"field": "served_at", "from": None, "to": "x", "first_seen": "2026-11-22T10:00:00Z"}]},
         {"suspected_causes": [{"field": "judge_model", "from": None, "first_seen": "2026-11-22T10:00:00Z"}]},
         {"value": "0.08"},
         {"event_id": ""},

@@ -129,16 +129,12 @@ def decode(kind: Kind, raw: bytes | None, max_bytes: int) -> AnyEvent:
     if not raw:
         raise DecodeFailure("size", "empty", "empty or null record value")
     if len(raw) > max_bytes:
-        raise DecodeFailure(
-            "size", "oversized", f"value of {len(raw)} bytes exceeds the {max_bytes}-byte limit"
-        )
+        raise DecodeFailure("size", "oversized", f"value of {len(raw)} bytes exceeds the {max_bytes}-byte limit")
     if not raw.isascii():
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise DecodeFailure(
-                "json", "invalid_utf8", f"value is not valid UTF-8 (byte {e.start})"
-            ) from None
+            raise DecodeFailure("json", "invalid_utf8", f"value is not valid UTF-8 (byte {e.start})") from None
     try:
         event = decoder.decode(raw)
         _post_validate(kind, raw, event)
@@ -180,6 +176,20 @@ def decode_key(raw_key: bytes | None) -> str | None:
         return None
 
 
+@overload
+def decode_record(
+    kind: Literal["inference"], key: bytes | None, value: bytes | None, max_bytes: int
+) -> InferenceEvent: ...
+@overload
+def decode_record(
+    kind: Literal["feedback"], key: bytes | None, value: bytes | None, max_bytes: int
+) -> FeedbackEvent: ...
+@overload
+def decode_record(
+    kind: Literal["promotion"], key: bytes | None, value: bytes | None, max_bytes: int
+) -> PromotionEvent: ...
+@overload
+def decode_record(kind: Kind, key: bytes | None, value: bytes | None, max_bytes: int) -> AnyEvent: ...
 def decode_record(kind: Kind, key: bytes | None, value: bytes | None, max_bytes: int) -> AnyEvent:
     """Decode ``value`` and check that a present Kafka key equals the event's ``model_id``.
 
@@ -213,9 +223,7 @@ def _post_validate(kind: str, raw: bytes, event: AnyEvent) -> None:
         _non_blank(event.model_id, "$.model_id")
         for path, count in (("$.tokens_in", event.tokens_in), ("$.tokens_out", event.tokens_out)):
             if count is not None and count > INT64_MAX:
-                raise DecodeFailure(
-                    "schema", "out_of_range", f"{path} exceeds the 64-bit integer range", path
-                )
+                raise DecodeFailure("schema", "out_of_range", f"{path} exceeds the 64-bit integer range", path)
     elif isinstance(event, FeedbackEvent):
         _non_blank(event.request_id, "$.request_id")
         if event.was_correct is None and event.score is None:
@@ -227,9 +235,7 @@ def _post_validate(kind: str, raw: bytes, event: AnyEvent) -> None:
     # msgspec also takes ``2024-01-01 10:00:00Z`` and ``+0100``; the contract is RFC 3339 proper.
     field = _TIME_FIELD[kind]
     if not _RFC3339.match(getattr(_TIME_DECODERS[kind].decode(raw), field)):
-        raise DecodeFailure(
-            "schema", "schema_violation", f"$.{field} is not an RFC 3339 date-time", f"$.{field}"
-        )
+        raise DecodeFailure("schema", "schema_violation", f"$.{field} is not an RFC 3339 date-time", f"$.{field}")
 
 
 def _non_blank(value: str, path: str) -> None:
@@ -273,9 +279,7 @@ def _schema_failure(raw: bytes, message: str) -> DecodeFailure:
     if m_type := _WRONG_TYPE.match(text):
         if path == "$" and not where:
             return DecodeFailure("schema", "not_an_object", f"value is a JSON {m_type['got']}, not an object")
-        return DecodeFailure(
-            "schema", "wrong_type", f"{path}: expected {m_type['want']}, got {m_type['got']}", path
-        )
+        return DecodeFailure("schema", "wrong_type", f"{path}: expected {m_type['want']}, got {m_type['got']}", path)
     if text == "Integer value out of range":
         return DecodeFailure("schema", "out_of_range", f"{path}: integer out of range", path)
     if text == "Number out of range":
@@ -283,9 +287,7 @@ def _schema_failure(raw: bytes, message: str) -> DecodeFailure:
     if _CONSTRAINT.match(text):
         return DecodeFailure("schema", "out_of_range", f"{path}: {text.replace('`', '')}", path)
     if text.startswith("Invalid enum value"):
-        return DecodeFailure(
-            "schema", "schema_violation", f"{path}: value is not one of the allowed values", path
-        )
+        return DecodeFailure("schema", "schema_violation", f"{path}: value is not one of the allowed values", path)
     if text == "Invalid RFC3339 encoded datetime":
         return DecodeFailure("schema", "schema_violation", f"{path} is not an RFC 3339 date-time", path)
     if text == "Expected `datetime` with a timezone component":
