@@ -30,13 +30,24 @@ class CorrectnessDrop:
         self._adwin = ADWIN(delta=delta)
         self._last_drop_at: float | None = None
         self._n = 0
+        # ADWIN's window is everything since its last cut, so its mean before an update is ours:
+        self._sum = 0.0
+        self._width = 0
 
     def update(self, correct: bool, served_at: float) -> None:
-        before = self._adwin.estimation
-        self._adwin.update(1.0 if correct else 0.0)
+        x = 1.0 if correct else 0.0
+        adwin = self._adwin
+        adwin.update(x)
         self._n += 1
-        if self._adwin.drift_detected and self._adwin.estimation < before:
-            self._last_drop_at = served_at
+        if adwin.drift_detected:
+            before = self._sum / self._width if self._width else x
+            if adwin.estimation < before:
+                self._last_drop_at = served_at
+            self._width = int(adwin.width)
+            self._sum = adwin.estimation * self._width
+        else:
+            self._sum += x
+            self._width += 1
 
     @property
     def estimate(self) -> float:

@@ -122,9 +122,7 @@ def records_from_rows(
                 judge_model=r.get("judge_model"),
                 rubric_version=r.get("rubric_version"),
             )
-            labels.append(
-                LabelChange(str(r.get("request_id", "")), str(r["model_id"]), t, sl, feats, None, lab)
-            )
+            labels.append(LabelChange(str(r.get("request_id", "")), str(r["model_id"]), t, sl, feats, None, lab))
     return out, labels
 
 
@@ -165,12 +163,11 @@ def slice_membership(
     protected: Sequence[tuple[str, str]],
 ) -> list[NDArray[np.int64]]:
     """Row indices of each protected (key, value) pair, in the order given."""
-    keys: dict[str, NDArray[Any]] = {}
+    codes: dict[str, NDArray[np.int64]] = {}
     for key in dict.fromkeys(k for k, _ in protected):
+        lookup = {v: i for i, (k, v) in enumerate(protected, start=1) if k == key}
         col = [s.get(key) for s in slices]
-        if any(v is None for v in col):
-            col = [
-                v if v is not None else slice_value(f.get(key)) for v, f in zip(col, features, strict=True)
-            ]
-        keys[key] = np.asarray(col, dtype=object)
-    return [np.flatnonzero(keys[k] == v).astype(np.int64) for k, v in protected]
+        if None in col:
+            col = [v if v is not None else slice_value(f.get(key)) for v, f in zip(col, features, strict=True)]
+        codes[key] = np.fromiter((lookup.get(v, 0) for v in col), dtype=np.int64, count=len(col))  # type: ignore[arg-type]
+    return [np.flatnonzero(codes[k] == i).astype(np.int64) for i, (k, _) in enumerate(protected, start=1)]

@@ -151,15 +151,11 @@ class DriftEngine:
                 self._cohort_windows[m] = self._new_window(self._profiles[base], ())
 
     # ---- observe ----------------------------------------------------------------------------
-    def observe(
-        self, inferences: Sequence[InferenceEvent], labels: Sequence[LabelChange], now: float
-    ) -> None:
+    def observe(self, inferences: Sequence[InferenceEvent], labels: Sequence[LabelChange], now: float) -> None:
         """Add new inferences and label changes (as handed over by the store after a write)."""
         self._observe_records(records_from_events(inferences), labels, now)
 
-    def _observe_records(
-        self, by_model: Mapping[str, Records], labels: Sequence[LabelChange], now: float
-    ) -> None:
+    def _observe_records(self, by_model: Mapping[str, Records], labels: Sequence[LabelChange], now: float) -> None:
         labels_by_model: dict[str, list[LabelChange]] = {}
         for lc in labels:
             labels_by_model.setdefault(lc.model_id, []).append(lc)
@@ -236,13 +232,16 @@ class DriftEngine:
 
     def _track_lineage(self, model_id: str, rec: Records, labels: list[LabelChange]) -> None:
         if len(rec):
-            distinct = _distinct(rec.lineage)
-            if distinct != [None]:
-                order = sorted(range(len(rec)), key=rec.served_at.__getitem__)
-                times = [rec.served_at[i] for i in order]
-                for f in LINEAGE_FIELDS:
-                    values = [_get(rec.lineage[i], f) for i in order]
-                    self._lineage.update(model_id, f, values, times)
+            distinct = [d for d in _distinct(rec.lineage) if d is not None]
+            order: list[int] | None = None
+            for f in LINEAGE_FIELDS:
+                seen = {_get(d, f) for d in distinct} - {None}
+                if not seen or seen == {self._lineage.last_value(model_id, f)}:
+                    continue
+                if order is None:
+                    order = sorted(range(len(rec)), key=rec.served_at.__getitem__)
+                values = [_get(rec.lineage[i], f) for i in order]
+                self._lineage.update(model_id, f, values, [rec.served_at[i] for i in order])
         if labels:
             ordered = sorted(labels, key=lambda lc: lc.new.observed_at)
             times = [lc.new.observed_at for lc in ordered]

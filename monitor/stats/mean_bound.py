@@ -16,9 +16,7 @@ import math
 from monitor.stats.wilson import z_value
 
 
-def mean_interval(
-    n: int, total: float, total_sq: float, confidence: float = 0.99
-) -> tuple[float, float, float]:
+def mean_interval(n: int, total: float, total_sq: float, confidence: float = 0.99) -> tuple[float, float, float]:
     """Return ``(mean, lower, upper)``; with fewer than two values the interval is unbounded."""
     if n <= 0:
         return float("nan"), float("-inf"), float("inf")

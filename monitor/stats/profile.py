@@ -92,9 +92,7 @@ class SliceCounts:
     def to_dict(self) -> dict[str, Any]:
         return {
             "features": self.features,
-            "sketches": {
-                k: [[int(i), int(c)] for i, c in sorted(v.items())] for k, v in self.sketches.items()
-            },
+            "sketches": {k: [[int(i), int(c)] for i, c in sorted(v.items())] for k, v in self.sketches.items()},
             "output": self.output,
             "confidence": self.confidence,
             "scalars": self.scalars,

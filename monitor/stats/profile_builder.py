@@ -200,11 +200,7 @@ def build_profile_from_records(
 
 
 def _labels_from_frame(frame: pl.DataFrame, model_id: str, rec: Records) -> list[LabelChange]:
-    cols = {
-        c: frame.get_column(c).to_list()
-        for c in ("was_correct", "score", "label_source")
-        if c in frame.columns
-    }
+    cols = {c: frame.get_column(c).to_list() for c in ("was_correct", "score", "label_source") if c in frame.columns}
     if "was_correct" not in cols and "score" not in cols:
         return []
     n = frame.height
@@ -257,6 +253,4 @@ def build_profile_from_log(
         raise ProfileError("no inference_log rows for this model in the requested range")
     kwargs.setdefault("source", "log")
     kwargs.setdefault("labelled", True)
-    return build_profile_from_records(
-        model_id, rec, [lc for lc in labels if lc.model_id == model_id], **kwargs
-    )
+    return build_profile_from_records(model_id, rec, [lc for lc in labels if lc.model_id == model_id], **kwargs)

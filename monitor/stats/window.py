@@ -125,15 +125,11 @@ class ModelWindow:
         self._add_scalars(ucombo, inv, scal[rexp])
         return int(rows.size)
 
-    def _add_scalars(
-        self, ucombo: NDArray[np.int64], inv: NDArray[np.int64], scal: NDArray[np.int64]
-    ) -> None:
+    def _add_scalars(self, ucombo: NDArray[np.int64], inv: NDArray[np.int64], scal: NDArray[np.int64]) -> None:
         u = ucombo.size
         for c in np.flatnonzero(scal.any(axis=0)):
             # float64 weights are exact here: per-batch sums stay far below 2**53
-            self.scalars[ucombo, c] += np.rint(np.bincount(inv, weights=scal[:, c], minlength=u)).astype(
-                np.int64
-            )
+            self.scalars[ucombo, c] += np.rint(np.bincount(inv, weights=scal[:, c], minlength=u)).astype(np.int64)
 
     def observe_labels(self, changes: Sequence[LabelChange]) -> int:
         """Retract old / add new labels in their predictions' buckets; returns how many were credited."""
