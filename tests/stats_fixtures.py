@@ -1,0 +1,100 @@
+"""Seeded synthetic inference streams for the statistics tests (events built column-wise with numpy)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from monitor.events import InferenceEvent, Lineage
+from monitor.records import Label, LabelChange
+
+LANGS = np.array(["en", "es", "ja", "de", "fr"])
+DOMAINS = np.array(["general", "regulatory", "medical"])
+
+
+@dataclass
+class StreamSpec:
+    """How one synthetic model behaves; ``*_shift`` are applied to events with ``served_at >= onset``."""
+
+    model_id: str = "m1"
+    n_numeric: int = 3
+    n_categorical: int = 1
+    n_boolean: int = 1
+    accuracy: float = 0.9
+    label_share: float = 1.0
+    onset: float = float("inf")
+    input_shift: float = 0.0
+    output_shift: float = 0.0
+    accuracy_drop: float = 0.0
+    slice_accuracy_drop: dict[tuple[str, str], float] = field(default_factory=dict)
+    lang_p: tuple[float, ...] = (0.80, 0.05, 0.05, 0.05, 0.05)
+    embedding_model: str = "e1"
+    embedding_after_onset: str | None = None
+
+
+def make_batch(
+    rng: np.random.Generator, spec: StreamSpec, n: int, t0: float, t1: float
+) -> tuple[list[InferenceEvent], list[LabelChange]]:
+    """``n`` events with ``served_at`` uniform in ``[t0, t1)`` (sorted) and their first labels."""
+    t = np.sort(rng.uniform(t0, t1, n))
+    after = t >= spec.onset
+    cols: dict[str, list] = {}
+    for i in range(spec.n_numeric):
+        x = rng.normal(0.0, 1.0, n) * (1 + i) + np.where(after, spec.input_shift * (1 + i), 0.0)
+        cols[f"x{i}"] = x.tolist()
+    for i in range(spec.n_categorical):
+        p = np.array([0.5, 0.3, 0.15, 0.05])
+        cols[f"c{i}"] = rng.choice(np.array(["a", "b", "c", "d"]), n, p=p).tolist()
+    for i in range(spec.n_boolean):
+        cols[f"b{i}"] = (rng.random(n) < 0.3).tolist()
+    lang = rng.choice(LANGS, n, p=np.asarray(spec.lang_p)).tolist()
+    domain = rng.choice(DOMAINS, n, p=[0.9, 0.05, 0.05]).tolist()
+    p_yes = np.where(after, 0.5 + spec.output_shift, 0.5)
+    output = np.where(rng.random(n) < p_yes, "yes", "no").tolist()
+    conf = np.clip(rng.beta(8, 2, n) - np.where(after, spec.output_shift, 0.0), 0, 1).tolist()
+    tokens = np.maximum(1, rng.lognormal(5, 1, n)).astype(int).tolist()
+    acc = np.full(n, spec.accuracy) - np.where(after, spec.accuracy_drop, 0.0)
+    lang_arr = np.asarray(lang)
+    dom_arr = np.asarray(domain)
+    for (key, value), drop in spec.slice_accuracy_drop.items():
+        col = lang_arr if key == "language" else dom_arr
+        acc = acc - np.where(after & (col == value), drop, 0.0)
+    correct = (rng.random(n) < acc).tolist()
+    labelled = (rng.random(n) < spec.label_share).tolist()
+    names = list(cols)
+    ts = t.tolist()
+    events, labels = [], []
+    for j in range(n):
+        feats = {k: cols[k][j] for k in names}
+        emb = spec.embedding_after_onset if (after[j] and spec.embedding_after_onset) else spec.embedding_model
+        rid = f"{spec.model_id}-{ts[j]:.6f}-{j}"
+        ev = InferenceEvent(
+            schema_version=1, request_id=rid, model_id=spec.model_id,
+            served_at=datetime.fromtimestamp(ts[j], tz=UTC), input_features=feats, output=output[j],
+            confidence=conf[j], slice={"language": lang[j], "domain": domain[j]},
+            lineage=Lineage(embedding_model=emb), tokens_in=tokens[j],
+        )
+        events.append(ev)
+        if labelled[j]:
+            labels.append(LabelChange(rid, spec.model_id, ts[j], ev.slice, feats, None,
+                                      Label(correct[j], None, "human", ts[j] + 1.0)))
+    return events, labels
+
+
+def to_rows(events: list[InferenceEvent], labels: list[LabelChange]) -> list[dict]:
+    """What the store would return for these events (current label joined in)."""
+    by_id = {lc.request_id: lc.new for lc in labels}
+    rows = []
+    for e in events:
+        lab = by_id.get(e.request_id)
+        rows.append({
+            "request_id": e.request_id, "model_id": e.model_id, "served_at": e.served_at.timestamp(),
+            "input_features": dict(e.input_features), "output": e.output, "confidence": e.confidence,
+            "slice": dict(e.slice), "lineage": {"embedding_model": e.lineage.embedding_model} if e.lineage else None,
+            "tokens_in": e.tokens_in, "tokens_out": None, "latency_ms": None,
+            "was_correct": lab.was_correct if lab else None, "score": lab.score if lab else None,
+            "label_source": lab.source if lab else None, "judge_model": None, "rubric_version": None,
+        })
+    return rows
