@@ -1,0 +1,116 @@
+"""The scrape-time collector on a fresh registry, the HTTP server, and `promtool check metrics`."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import urllib.request
+
+from prometheus_client import CollectorRegistry
+
+from monitor.metrics.collector import MonitorCollector
+from monitor.metrics.server import MetricsServer
+from monitor.snapshot import SignalValue, Snapshot
+from tests.metrics_fixtures import NOW, full_registry, sample_alert, sample_snapshot
+
+
+def fresh(max_models: int = 10) -> tuple[CollectorRegistry, MonitorCollector]:
+    registry = CollectorRegistry()
+    collector = MonitorCollector(max_models=max_models)
+    registry.register(collector)
+    return registry, collector
+
+
+def test_values_come_from_the_latest_snapshot() -> None:
+    registry, collector = fresh()
+    snap = sample_snapshot()
+    collector.update(snap, [sample_alert("firing")])
+    get = registry.get_sample_value
+    for v in snap.values:
+        if v.signal == "quality":
+            labels = {"model_id": v.model_id, "slice": v.slice, "statistic": v.statistic}
+            assert get("slicewatch_quality", labels) == v.value
+        else:
+            labels = {
+                "model_id": v.model_id,
+                "slice": v.slice,
+                "signal": v.signal,
+                "feature": v.feature,
+                "statistic": v.statistic,
+            }
+            assert get("slicewatch_drift_statistic", labels) == v.value
+            assert get("slicewatch_drift_p_value", labels) == v.p_value
+            assert get("slicewatch_drift_p_value_adjusted", labels) == v.p_value_adjusted
+    assert get("slicewatch_quality_bar", {"model_id": "m1", "slice": "domain=tax", "statistic": "accuracy"}) == 0.88
+    # window samples: the largest count over the signal's features
+    assert get("slicewatch_window_samples", {"model_id": "m1", "slice": "all", "signal": "input"}) == 900
+    assert get("slicewatch_label_coverage_ratio", {"model_id": "m1", "slice": "all", "source": "all"}) == 0.6
+    assert get("slicewatch_label_coverage_ratio", {"model_id": "m1", "slice": "all", "source": "judge"}) == 0.4
+    assert get("slicewatch_late_events_total") == 7
+    assert get("slicewatch_last_evaluation_timestamp_seconds") == NOW
+    assert get("slicewatch_window_seconds") == 3600
+    alert_labels = {
+        "alertname": "SlicewatchSliceRegression",
+        "model_id": "m1",
+        "slice": "domain=tax",
+        "signal": "slice",
+        "feature": "was_correct",
+        "statistic": "accuracy_gap",
+        "severity": "critical",
+        "action": "rollback",
+    }
+    assert get("slicewatch_alert_state", alert_labels) == 1.0
+    collector.update(snap, [sample_alert("pending")])
+    assert get("slicewatch_alert_state", alert_labels) == 0.5
+    collector.update(snap, [sample_alert("resolved")])
+    assert get("slicewatch_alert_state", alert_labels) == 0.0
+    collector.update(snap, [])
+    assert get("slicewatch_alert_state", alert_labels) is None
+
+
+def test_model_cap_drops_labels_and_counts_overflow() -> None:
+    registry, collector = fresh(max_models=2)
+
+    def snap(models: list[str]) -> Snapshot:
+        return Snapshot(0, 0, 0, tuple(SignalValue(m, "all", "input", "x", "psi", 0.1, 10) for m in models))
+
+    collector.update(snap(["b", "a", "c"]), [])
+    collector.update(snap(["d", "a", "c"]), [])
+    collector.update(snap(["d"]), [])
+    exported = {
+        s.labels["model_id"] for f in registry.collect() if f.name == "slicewatch_drift_statistic" for s in f.samples
+    }
+    assert exported == set() and collector.exported_models == {"a", "b"}
+    collector.update(snap(["a", "b", "c", "d", "e"]), [])
+    exported = {
+        s.labels["model_id"] for f in registry.collect() if f.name == "slicewatch_drift_statistic" for s in f.samples
+    }
+    assert exported == {"a", "b"}
+    assert registry.get_sample_value("slicewatch_models_overflow_total") == 3  # c, d, e
+
+
+def test_every_family_has_help_text() -> None:
+    registry, _, _ = full_registry()
+    for family in registry.collect():
+        assert family.documentation.strip(), family.name
+        assert family.name.startswith("slicewatch_")
+
+
+def test_scrape_passes_promtool_check_metrics() -> None:
+    registry, _, consumer = full_registry()
+    consumer.consumed.labels("inference-events").inc(10)
+    consumer.dead_lettered.labels("inference-events", "decode").inc()
+    consumer.lag.labels("inference-events", "0").set(12)
+    consumer.batch_duration.observe(0.02)
+    server = MetricsServer(registry, host="127.0.0.1", port=0).start()
+    try:
+        with urllib.request.urlopen(server.url, timeout=5) as response:
+            body = response.read()
+    finally:
+        server.close()
+    text = body.decode()
+    assert "slicewatch_drift_statistic{" in text and "slicewatch_events_consumed_total{" in text
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool missing: run scripts/system-deps.sh"
+    result = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=30)
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
