@@ -28,6 +28,7 @@ Examples:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, Final, Literal, overload
 
 import msgspec
@@ -51,7 +52,7 @@ RFC3339_PATTERN: Final = (
 )
 INT64_MAX: Final = 2**63 - 1
 
-_RFC3339 = re.compile(RFC3339_PATTERN)
+_rfc3339 = re.compile(RFC3339_PATTERN).match
 
 
 class DecodeFailure(SlicewatchError):
@@ -88,17 +89,9 @@ class _PromotionTime(msgspec.Struct):
     promoted_at: str
 
 
-_DECODERS: Final[dict[str, msgspec.json.Decoder[Any]]] = {
-    "inference": msgspec.json.Decoder(InferenceEvent),
-    "feedback": msgspec.json.Decoder(FeedbackEvent),
-    "promotion": msgspec.json.Decoder(PromotionEvent),
-}
-_TIME_DECODERS: Final[dict[str, msgspec.json.Decoder[Any]]] = {
-    "inference": msgspec.json.Decoder(_InferenceTime),
-    "feedback": msgspec.json.Decoder(_FeedbackTime),
-    "promotion": msgspec.json.Decoder(_PromotionTime),
-}
-_TIME_FIELD: Final = {"inference": "served_at", "feedback": "observed_at", "promotion": "promoted_at"}
+_INFERENCE_TIME: Final = msgspec.json.Decoder(_InferenceTime)
+_FEEDBACK_TIME: Final = msgspec.json.Decoder(_FeedbackTime)
+_PROMOTION_TIME: Final = msgspec.json.Decoder(_PromotionTime)
 _VERSION_DECODER: Final = msgspec.json.Decoder(_Version)
 
 _PATH = re.compile(r"^(?P<key>`key` in )?`(?P<path>\$[A-Za-z0-9_.\[\]]*)`$")
@@ -121,9 +114,10 @@ def decode(kind: Kind, raw: bytes | None, max_bytes: int) -> AnyEvent:
 
     ``ValueError`` only for caller bugs (unknown ``kind``, ``max_bytes`` < 1).
     """
-    decoder = _DECODERS.get(kind)
-    if decoder is None:
+    entry = _KINDS.get(kind)
+    if entry is None:
         raise ValueError(f"unknown event kind {kind!r}")
+    decoder, check = entry
     if max_bytes < 1:
         raise ValueError("max_bytes must be >= 1")
     if not raw:
@@ -137,7 +131,7 @@ def decode(kind: Kind, raw: bytes | None, max_bytes: int) -> AnyEvent:
             raise DecodeFailure("json", "invalid_utf8", f"value is not valid UTF-8 (byte {e.start})") from None
     try:
         event = decoder.decode(raw)
-        _post_validate(kind, raw, event)
+        check(raw, event)
     except msgspec.ValidationError as e:
         raise _schema_failure(raw, str(e)) from None
     except msgspec.DecodeError as e:
@@ -216,31 +210,54 @@ def decode_record(kind: Kind, key: bytes | None, value: bytes | None, max_bytes:
     return event
 
 
-def _post_validate(kind: str, raw: bytes, event: AnyEvent) -> None:
-    """The rules msgspec's types cannot express; each failure names its path."""
-    if isinstance(event, InferenceEvent):
-        _non_blank(event.request_id, "$.request_id")
-        _non_blank(event.model_id, "$.model_id")
-        for path, count in (("$.tokens_in", event.tokens_in), ("$.tokens_out", event.tokens_out)):
-            if count is not None and count > INT64_MAX:
-                raise DecodeFailure("schema", "out_of_range", f"{path} exceeds the 64-bit integer range", path)
-    elif isinstance(event, FeedbackEvent):
-        _non_blank(event.request_id, "$.request_id")
-        if event.was_correct is None and event.score is None:
-            raise DecodeFailure("schema", "missing_label", "feedback has neither $.was_correct nor $.score")
-    else:
-        _non_blank(event.model_id, "$.model_id")
-        if event.rollback_target is not None:
-            _non_blank(event.rollback_target, "$.rollback_target")
-    # msgspec also takes ``2024-01-01 10:00:00Z`` and ``+0100``; the contract is RFC 3339 proper.
-    field = _TIME_FIELD[kind]
-    if not _RFC3339.match(getattr(_TIME_DECODERS[kind].decode(raw), field)):
-        raise DecodeFailure("schema", "schema_violation", f"$.{field} is not an RFC 3339 date-time", f"$.{field}")
+# The rules msgspec's types cannot express, one function per kind. msgspec also accepts
+# ``2026-11-22 10:15:00Z`` and ``+0100`` offsets, so the time text is read again (a cheap
+# one-field decode) and matched against the schema's RFC 3339 pattern.
 
 
-def _non_blank(value: str, path: str) -> None:
-    if value.isspace():
-        raise DecodeFailure("schema", "schema_violation", f"{path} is blank", path)
+def _check_inference(raw: bytes, event: InferenceEvent) -> None:
+    if event.request_id.isspace():
+        raise _blank("$.request_id")
+    if event.model_id.isspace():
+        raise _blank("$.model_id")
+    if (event.tokens_in or 0) > INT64_MAX or (event.tokens_out or 0) > INT64_MAX:
+        path = "$.tokens_in" if (event.tokens_in or 0) > INT64_MAX else "$.tokens_out"
+        raise DecodeFailure("schema", "out_of_range", f"{path} exceeds the 64-bit integer range", path)
+    if not _rfc3339(_INFERENCE_TIME.decode(raw).served_at):
+        raise _not_rfc3339("$.served_at")
+
+
+def _check_feedback(raw: bytes, event: FeedbackEvent) -> None:
+    if event.request_id.isspace():
+        raise _blank("$.request_id")
+    if event.was_correct is None and event.score is None:
+        raise DecodeFailure("schema", "missing_label", "feedback has neither $.was_correct nor $.score")
+    if not _rfc3339(_FEEDBACK_TIME.decode(raw).observed_at):
+        raise _not_rfc3339("$.observed_at")
+
+
+def _check_promotion(raw: bytes, event: PromotionEvent) -> None:
+    if event.model_id.isspace():
+        raise _blank("$.model_id")
+    if event.rollback_target is not None and event.rollback_target.isspace():
+        raise _blank("$.rollback_target")
+    if not _rfc3339(_PROMOTION_TIME.decode(raw).promoted_at):
+        raise _not_rfc3339("$.promoted_at")
+
+
+def _blank(path: str) -> DecodeFailure:
+    return DecodeFailure("schema", "schema_violation", f"{path} is blank", path)
+
+
+def _not_rfc3339(path: str) -> DecodeFailure:
+    return DecodeFailure("schema", "schema_violation", f"{path} is not an RFC 3339 date-time", path)
+
+
+_KINDS: Final[dict[str, tuple[msgspec.json.Decoder[Any], Callable[[bytes, Any], None]]]] = {
+    "inference": (msgspec.json.Decoder(InferenceEvent), _check_inference),
+    "feedback": (msgspec.json.Decoder(FeedbackEvent), _check_feedback),
+    "promotion": (msgspec.json.Decoder(PromotionEvent), _check_promotion),
+}
 
 
 def _json_failure(message: str) -> DecodeFailure:
