@@ -1,0 +1,121 @@
+"""Every file in deploy/ parsed and checked for the structure the monitor relies on."""
+
+from __future__ import annotations
+
+import configparser
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from monitor.config import load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+
+
+def docs(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+
+
+def k8s_objects() -> dict[str, dict[str, Any]]:
+    objs = {}
+    for path in sorted(K8S.glob("*.yaml")):
+        for d in docs(path):
+            objs[d["kind"]] = d
+    return objs
+
+
+def test_every_yaml_file_in_deploy_parses() -> None:
+    files = sorted(DEPLOY.rglob("*.yml")) + sorted(DEPLOY.rglob("*.yaml"))
+    assert len(files) >= 12
+    for f in files:
+        assert docs(f), f
+
+
+def test_example_configs_validate(tmp_path: Path) -> None:
+    settings = load_settings(DEPLOY / "config" / "slicewatch.yaml", environ={})
+    assert settings.metrics.port == 9731 and "quality.accuracy_gap" in settings.alerts.rules
+    cm = k8s_objects()["ConfigMap"]
+    path = tmp_path / "config.yaml"
+    path.write_text(cm["data"]["config.yaml"])
+    in_cluster = load_settings(path, environ={})
+    assert in_cluster.metrics.host == "0.0.0.0"  # reachable by probes and the PodMonitor
+
+
+def test_deployment_consumer_group_secrets_config_probes() -> None:
+    objs = k8s_objects()
+    dep = objs["Deployment"]
+    assert dep["apiVersion"] == "apps/v1" and dep["spec"]["replicas"] >= 2
+    pod = dep["spec"]["template"]["spec"]
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    (container,) = pod["containers"]
+    assert container["args"][:1] == ["run"] and "/etc/slicewatch/config.yaml" in container["args"]
+    env = {e["name"]: e for e in container["env"]}
+    db = env["SLICEWATCH_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    assert "value" not in env["SLICEWATCH_DATABASE_URL"]  # never inline
+    secret = objs["Secret"]
+    assert db["name"] == secret["metadata"]["name"] and db["key"] in secret["stringData"]
+    sasl = env["SLICEWATCH_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert sasl["key"] in secret["stringData"]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert mounts["config"]["mountPath"] == "/etc/slicewatch/config.yaml"
+    assert volumes["config"]["configMap"]["name"] == objs["ConfigMap"]["metadata"]["name"]
+    assert mounts["config"]["subPath"] in objs["ConfigMap"]["data"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["metrics"] == 9731
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["port"] in ("metrics", 9731)
+    for m in container["volumeMounts"]:
+        assert m["name"] in volumes
+    init = pod["initContainers"][0]
+    assert init["args"][:2] == ["db", "upgrade"]
+
+
+def test_service_and_podmonitor_select_the_pods() -> None:
+    objs = k8s_objects()
+    pod_labels = objs["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    svc = objs["Service"]
+    assert svc["spec"]["selector"].items() <= pod_labels.items()
+    assert svc["spec"]["ports"][0]["targetPort"] == "metrics"
+    pm = objs["PodMonitor"]
+    assert pm["apiVersion"] == "monitoring.coreos.com/v1"
+    assert pm["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert pm["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    kustomization = docs(K8S / "kustomization.yaml")[0]
+    for resource in kustomization["resources"]:
+        assert (K8S / resource).exists()
+    assert "secret.example.yaml" not in kustomization["resources"]
+
+
+def test_kustomize_renders_if_kubectl_is_present() -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not installed (optional; the structural checks above always run)")
+    out = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    kinds = {d["kind"] for d in yaml.safe_load_all(out.stdout) if d}
+    assert kinds == {"ConfigMap", "Deployment", "Service", "PodMonitor"}
+
+
+def test_systemd_unit() -> None:
+    parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string((DEPLOY / "systemd" / "slicewatch.service").read_text())
+    assert set(parser.sections()) == {"Unit", "Service", "Install"}
+    service = parser["Service"]
+    assert service["ExecStart"].split()[1:3] == ["run", "--config"]
+    assert service["ExecStart"].split()[0].endswith("/slicewatch")
+    assert "db upgrade" in service["ExecStartPre"]
+    assert service["EnvironmentFile"].startswith("/etc/slicewatch/")
+    assert service["Restart"] in ("on-failure", "always")
+    assert "DATABASE_URL=" not in (DEPLOY / "systemd" / "slicewatch.service").read_text().replace(" ", "")
+    assert service["User"] != "root"
+    assert parser["Install"]["WantedBy"] == "multi-user.target"
+    assert "network-online.target" in parser["Unit"]["After"]
