@@ -19,6 +19,7 @@ from monitor.snapshot import SignalValue, Snapshot
 from monitor.store import alerts as store
 from monitor.store.base import metadata
 from monitor.store.engine import make_engine
+from tests.test_alert_drift_event import VALIDATOR
 
 pytestmark = pytest.mark.integration
 
@@ -86,4 +87,5 @@ def test_broker_outage_delays_but_does_not_lose_drift_events(tmp_path: Path, top
         pub.close()
     assert [(k, e["event_id"]) for k, e in got] == [("m-b", queued[0])]
     assert got[0][1]["model_id"] == "m-b" and got[0][1]["state"] == "firing"
+    VALIDATOR.validate(got[0][1])
     engine.dispose()
