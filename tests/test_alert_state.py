@@ -25,14 +25,8 @@ def rule(**kw: object) -> Rule:
     return Rule("input.psi", **base)
 
 
-def snap(
-    t: float, value: float | None, *, n: int = 500, p_adj: float | None = None, **kw: object
-) -> Snapshot:
-    values = (
-        ()
-        if value is None
-        else (SignalValue("m1", "all", "input", "x", "psi", value, n, p_value_adjusted=p_adj),)
-    )
+def snap(t: float, value: float | None, *, n: int = 500, p_adj: float | None = None, **kw: object) -> Snapshot:
+    values = () if value is None else (SignalValue("m1", "all", "input", "x", "psi", value, n, p_value_adjusted=p_adj),)
     return Snapshot(t, t - 3600, t, values, **kw)  # type: ignore[arg-type]
 
 
@@ -200,14 +194,10 @@ def test_action_rollback_inside_watch_window_and_lineage_investigate() -> None:
     st.integers(1, 4),
     st.integers(1, 4),
 )
-def test_property_firing_needs_hold_consecutive_breaches(
-    series: list[float | None], hold: int, clear: int
-) -> None:
+def test_property_firing_needs_hold_consecutive_breaches(series: list[float | None], hold: int, clear: int) -> None:
     """Oracle: replay the series with counters; the machine fires exactly after ``hold`` consecutive
     breaches and resolves exactly after ``clear`` consecutive non-breaches."""
-    ev = AlertEvaluator(
-        {"input.psi": rule(hold_evaluations=hold, clear_evaluations=clear)}, resolved_resend_s=1e9
-    )
+    ev = AlertEvaluator({"input.psi": rule(hold_evaluations=hold, clear_evaluations=clear)}, resolved_resend_s=1e9)
     got = [tr[2] for tr in run(ev, series)]
     expected = []
     state, breaches, clears = "inactive", 0, 0

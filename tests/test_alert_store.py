@@ -42,13 +42,9 @@ def snapshot(t: float, gap: float, psi: float) -> Snapshot:
         t - 600,
         t,
         (
-            SignalValue(
-                "m2", "domain=tax", "quality", "was_correct", "accuracy_gap", gap, 80, reference_id="r1"
-            ),
+            SignalValue("m2", "domain=tax", "quality", "was_correct", "accuracy_gap", gap, 80, reference_id="r1"),
             SignalValue("m2", "domain=tax", "quality", "was_correct", "accuracy", 0.8, 80),
-            SignalValue(
-                "m2", "all", "input", "x", "psi", psi, 500, p_value_adjusted=0.001, reference_hash="h"
-            ),
+            SignalValue("m2", "all", "input", "x", "psi", psi, 500, p_value_adjusted=0.001, reference_hash="h"),
         ),
         (LineageChange("m2", "embedding_model", "e1", "e2", t - 100),),
     )
@@ -78,9 +74,7 @@ def test_restart_neither_refires_nor_loses_resolution(engine: Engine) -> None:
     assert states["slice"].state == "firing" and states["input"].state == "resolved"
 
     loaded = store.load_alert_states(engine, now=t0 + 30, resolved_resend_s=300)
-    assert sorted(loaded, key=lambda s: s.fingerprint) == sorted(
-        ev.states.values(), key=lambda s: s.fingerprint
-    )
+    assert sorted(loaded, key=lambda s: s.fingerprint) == sorted(ev.states.values(), key=lambda s: s.fingerprint)
 
     restarted = evaluator(engine)
     restarted.restore(loaded)
