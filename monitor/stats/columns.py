@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from monitor.events import LINEAGE_FIELDS, InferenceEvent
+from monitor.events import LINEAGE_FIELDS, InferenceEvent, Lineage
 from monitor.records import Label, LabelChange
 from monitor.stats.bins import FeatureSpec
 
@@ -44,8 +44,7 @@ class Records:
     confidence: list[float | None] = field(default_factory=list)
     tokens_in: list[float | None] = field(default_factory=list)
     slices: list[Mapping[str, str]] = field(default_factory=list)
-    lineage: list[Any] = field(default_factory=list)
-    """``Lineage`` structs (live) or dicts (rebuilt rows) or None."""
+    lineage: list[Lineage | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.served_at)
@@ -63,12 +62,11 @@ class Records:
         )
 
 
-def _lineage_dict(lin: Any) -> dict[str, Any] | None:
-    if lin is None:
-        return None
-    if isinstance(lin, Mapping):
-        return dict(lin)
-    return {f: getattr(lin, f, None) for f in LINEAGE_FIELDS}
+def _lineage(lin: Any) -> Lineage | None:
+    """Rows carry lineage as a dict; use the (hashable) event struct so batches dedupe cheaply."""
+    if lin is None or isinstance(lin, Lineage):
+        return lin
+    return Lineage(**{f: lin.get(f) for f in LINEAGE_FIELDS})
 
 
 def records_from_events(events: Iterable[InferenceEvent]) -> dict[str, Records]:
@@ -112,7 +110,7 @@ def records_from_rows(
         rec.confidence.append(r.get("confidence"))
         rec.tokens_in.append(r.get("tokens_in"))
         rec.slices.append(sl)
-        rec.lineage.append(_lineage_dict(r.get("lineage")))
+        rec.lineage.append(_lineage(r.get("lineage")))
         if r.get("was_correct") is not None or r.get("score") is not None:
             lab = Label(
                 was_correct=r.get("was_correct"),

@@ -35,7 +35,7 @@ import polars as pl
 
 from monitor.detect.adwin import CorrectnessDrop
 from monitor.detect.lineage import LineageTracker
-from monitor.events import LINEAGE_FIELDS, InferenceEvent
+from monitor.events import LINEAGE_FIELDS, InferenceEvent, Lineage
 from monitor.records import LabelChange
 from monitor.snapshot import AGGREGATE, LineageChange, SignalValue, Snapshot, slice_label
 from monitor.stats.columns import Records, records_from_events, records_from_rows, slice_membership
@@ -232,7 +232,7 @@ class DriftEngine:
 
     def _track_lineage(self, model_id: str, rec: Records, labels: list[LabelChange]) -> None:
         if len(rec):
-            distinct = [d for d in _distinct(rec.lineage) if d is not None]
+            distinct = [d for d in set(rec.lineage) if d is not None]
             order: list[int] | None = None
             for f in LINEAGE_FIELDS:
                 seen = {_get(d, f) for d in distinct} - {None}
@@ -352,16 +352,5 @@ class DriftEngine:
         return out
 
 
-def _distinct(values: Sequence[Any]) -> list[Any]:
-    try:
-        return list(set(values))
-    except TypeError:
-        return [v for i, v in enumerate(values) if v not in values[:i]]
-
-
-def _get(lineage: Any, field: str) -> str | None:
-    if lineage is None:
-        return None
-    if isinstance(lineage, Mapping):
-        return lineage.get(field)
-    return getattr(lineage, field, None)
+def _get(lineage: Lineage | None, field: str) -> str | None:
+    return None if lineage is None else getattr(lineage, field, None)
