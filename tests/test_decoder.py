@@ -82,7 +82,7 @@ def test_size_limit_is_inclusive() -> None:
          "$.schema_version"),
         ("promotion", b"[1]", "schema", "not_an_object", None),
         ("promotion", b"{", "json", "invalid_json", None),
-        ("promotion", b'{"a": "\xc3"}', "json", "invalid_utf8", None),
+        ("promotion", payload("promotion").replace(b"@v42", b"\xc3"), "json", "invalid_utf8", None),
     ],
 )  # fmt: skip
 def test_failures_name_stage_class_and_path(
