@@ -83,9 +83,18 @@ def test_adjusted_p_value_must_be_significant() -> None:
     assert run(ev, [0.9], p_adj=0.001) == [(0.0, "inactive", "firing")]
 
 
-def test_missing_value_counts_as_no_breach() -> None:
+def test_missing_value_counts_as_no_breach_only_for_a_known_model() -> None:
     ev = AlertEvaluator({"input.psi": rule(hold_evaluations=1, clear_evaluations=2)})
-    assert run(ev, [0.9, None, None]) == [(0.0, "inactive", "firing"), (30.0, "firing", "resolved")]
+    assert run(ev, [0.9, None, None], models=("m1",)) == [(0.0, "inactive", "firing"), (30.0, "firing", "resolved")]
+    ev = AlertEvaluator({"input.psi": rule(hold_evaluations=1, clear_evaluations=2)})
+    assert run(ev, [0.9, None, None]) == [(0.0, "inactive", "firing")]  # model absent: no verdict
+
+
+def test_forget_drops_revoked_models_without_resolving() -> None:
+    ev = AlertEvaluator({"input.psi": rule(hold_evaluations=1)})
+    run(ev, [0.9])
+    assert ev.forget(["m9"]) == 0 and len(ev.states) == 1
+    assert ev.forget(["m1"]) == 1 and ev.states == {}
 
 
 def test_resolved_kept_for_resend_then_dropped_and_refire_is_a_new_onset() -> None:
@@ -198,7 +207,7 @@ def test_property_firing_needs_hold_consecutive_breaches(series: list[float | No
     """Oracle: replay the series with counters; the machine fires exactly after ``hold`` consecutive
     breaches and resolves exactly after ``clear`` consecutive non-breaches."""
     ev = AlertEvaluator({"input.psi": rule(hold_evaluations=hold, clear_evaluations=clear)}, resolved_resend_s=1e9)
-    got = [tr[2] for tr in run(ev, series)]
+    got = [tr[2] for tr in run(ev, series, models=("m1",))]
     expected = []
     state, breaches, clears = "inactive", 0, 0
     for v in series:

@@ -83,6 +83,8 @@ def test_restart_neither_refires_nor_loses_resolution(engine: Engine) -> None:
     # past the resend period the resolved alert is no longer loaded, the firing one still is
     later = store.load_alert_states(engine, now=t0 + 15 + 301, resolved_resend_s=300)
     assert [s.state for s in later] == ["firing"]
+    assert store.load_alert_states(engine, now=t0 + 30, resolved_resend_s=300, model_ids=["m9"]) == []
+    assert len(store.load_alert_states(engine, now=t0 + 30, resolved_resend_s=300, model_ids=["m2"])) == 2
 
     n = store.add_transition_events(engine, all_transitions, now=t0 + 15)
     assert n == 3  # psi firing, psi resolved, slice firing

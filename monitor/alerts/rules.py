@@ -88,9 +88,7 @@ class Rule:
     @classmethod
     def from_mapping(cls, name: str, spec: Mapping[str, Any] | Any) -> Rule:
         """Build from a mapping or any object with the same attributes (e.g. a settings model)."""
-        get: Callable[..., Any] = (
-            spec.get if isinstance(spec, Mapping) else lambda k, d=None: getattr(spec, k, d)
-        )
+        get: Callable[..., Any] = spec.get if isinstance(spec, Mapping) else lambda k, d=None: getattr(spec, k, d)
         return cls(
             name=name,
             warning=float(get("warning")),

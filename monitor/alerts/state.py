@@ -5,7 +5,8 @@ labels (alertname, model_id, slice, signal, feature, statistic), so severity can
 fires without making a new alert. A breach must hold for ``hold_evaluations`` consecutive
 evaluations before the alert fires, and be absent for ``clear_evaluations`` before it resolves.
 A value with too few samples is no verdict (counters unchanged); a value missing from the
-snapshot counts as no breach. Resolved alerts are kept (and re-sent by the sinks) for
+snapshot counts as no breach when the snapshot covers its model (``models`` or any value), and as
+no verdict when it does not. Resolved alerts are kept (and re-sent by the sinks) for
 ``resolved_resend_s``. Pure: the time is an argument; ``target_quality`` is injected.
 
 Examples
@@ -153,22 +154,25 @@ class AlertEvaluator:
             if s.state != "inactive":
                 self._states[s.fingerprint] = s
 
+    def forget(self, model_ids: Iterable[str]) -> int:
+        """Drop the states of models this instance no longer owns (partitions revoked), without
+        resolving them: the replica that takes the models over restores them from the store."""
+        gone = set(model_ids)
+        drop = [fp for fp, s in self._states.items() if s.model_id in gone]
+        for fp in drop:
+            del self._states[fp]
+        return len(drop)
+
     def notifiable(self, now: float) -> list[AlertState]:
         """Alerts to send to Alertmanager: firing ones and those resolved within the resend period."""
         return [
             s
             for s in self._states.values()
             if s.state == "firing"
-            or (
-                s.state == "resolved"
-                and s.resolved_at is not None
-                and now - s.resolved_at <= self.resolved_resend_s
-            )
+            or (s.state == "resolved" and s.resolved_at is not None and now - s.resolved_at <= self.resolved_resend_s)
         ]
 
-    def evaluate(
-        self, snapshot: Snapshot, promotions: Mapping[str, Promotion], now: float
-    ) -> list[Transition]:
+    def evaluate(self, snapshot: Snapshot, promotions: Mapping[str, Promotion], now: float) -> list[Transition]:
         """One evaluation at ``now``; returns the transitions it caused, in a stable order."""
         transitions: list[Transition] = []
         seen: set[str] = set()
@@ -204,19 +208,16 @@ class AlertEvaluator:
                 t = self._no_breach(fp, prev, rule, now, v, snapshot)
             if t is not None:
                 transitions.append(t)
+        present = {*snapshot.models, *(v.model_id for v in snapshot.values)}
         for fp, prev in list(self._states.items()):
-            if fp in seen:
-                continue
+            if fp in seen or prev.model_id not in present:
+                continue  # a model this evaluation knows nothing about is no verdict
             rule = self.rules.get(f"{'quality' if prev.signal == 'slice' else prev.signal}.{prev.statistic}")
             t = self._no_breach(fp, prev, rule, now)
             if t is not None:
                 transitions.append(t)
         for fp, s in list(self._states.items()):
-            if (
-                s.state == "resolved"
-                and s.resolved_at is not None
-                and now - s.resolved_at > self.resolved_resend_s
-            ):
+            if s.state == "resolved" and s.resolved_at is not None and now - s.resolved_at > self.resolved_resend_s:
                 del self._states[fp]
         return transitions
 

@@ -150,9 +150,7 @@ def _row(s: AlertState) -> dict[str, Any]:
     }
 
 
-def save_alert_states(
-    engine: Engine, states: Iterable[AlertState], transitions: Iterable[Transition] = ()
-) -> int:
+def save_alert_states(engine: Engine, states: Iterable[AlertState], transitions: Iterable[Transition] = ()) -> int:
     """Upsert the evaluator's current states, plus the alerts that went back to inactive.
 
     Call after every evaluation with ``evaluator.states.values()`` and its transitions; returns
@@ -177,13 +175,18 @@ def save_alert_states(
     return len(rows)
 
 
-def load_alert_states(engine: Engine, now: float, resolved_resend_s: float) -> list[AlertState]:
-    """Pending and firing alerts, and those resolved within ``resolved_resend_s`` before ``now``."""
+def load_alert_states(
+    engine: Engine, now: float, resolved_resend_s: float, model_ids: Iterable[str] | None = None
+) -> list[AlertState]:
+    """Pending and firing alerts, and those resolved within ``resolved_resend_s`` before ``now``;
+    only of ``model_ids`` when given (the models a replica was just assigned)."""
     c = drift_alert.c
     cutoff = _dt(now - resolved_resend_s)
     query = select(drift_alert).where(
         or_(c.state.in_(("pending", "firing")), and_(c.state == "resolved", c.resolved_at >= cutoff))
     )
+    if model_ids is not None:
+        query = query.where(c.model_id.in_(list(model_ids)))
     try:
         with engine.connect() as conn:
             rows = conn.execute(query.order_by(c.fingerprint)).mappings().all()
@@ -225,9 +228,7 @@ def load_alert_states(engine: Engine, now: float, resolved_resend_s: float) -> l
     ]
 
 
-def add_drift_events(
-    engine: Engine, events: Iterable[dict[str, Any]], fingerprints: Sequence[str], now: float
-) -> int:
+def add_drift_events(engine: Engine, events: Iterable[dict[str, Any]], fingerprints: Sequence[str], now: float) -> int:
     """Store drift events in the outbox (unpublished); an ``event_id`` already stored is ignored.
 
     ``fingerprints[i]`` is the alert fingerprint of ``events[i]``. Returns the number of new rows.
@@ -263,9 +264,7 @@ def add_transition_events(engine: Engine, transitions: Iterable[Transition], now
     from monitor.alerts.drift_event import build_drift_event
 
     chosen = [t for t in transitions if t.to_state in ("firing", "resolved")]
-    return add_drift_events(
-        engine, [build_drift_event(t.alert) for t in chosen], [t.fingerprint for t in chosen], now
-    )
+    return add_drift_events(engine, [build_drift_event(t.alert) for t in chosen], [t.fingerprint for t in chosen], now)
 
 
 def unpublished_events(engine: Engine, limit: int = 500) -> list[tuple[str, str, dict[str, Any]]]:
@@ -288,11 +287,7 @@ def mark_published(engine: Engine, event_ids: Sequence[str], now: float) -> None
     if not event_ids:
         return
     c = drift_event.c
-    stmt = (
-        update(drift_event)
-        .where(c.event_id.in_(list(event_ids)))
-        .values(published=True, published_at=_dt(now))
-    )
+    stmt = update(drift_event).where(c.event_id.in_(list(event_ids))).values(published=True, published_at=_dt(now))
     try:
         with engine.begin() as conn:
             conn.execute(stmt)

@@ -25,9 +25,7 @@ from monitor.alerts.state import AlertState
 
 
 class AlertmanagerSink:
-    def __init__(
-        self, url: str, ttl_s: float = 60.0, timeout_s: float = 5.0, generator_url: str = ""
-    ) -> None:
+    def __init__(self, url: str, ttl_s: float = 60.0, timeout_s: float = 5.0, generator_url: str = "") -> None:
         if ttl_s <= 0:
             raise ValueError("ttl_s must be > 0")
         base = url.rstrip("/")

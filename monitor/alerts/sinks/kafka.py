@@ -91,9 +91,7 @@ class KafkaDriftPublisher:
     def publish(self, event: Mapping[str, Any]) -> None:
         """Send one event and wait for the acknowledgement; raises :class:`PublishError`."""
         try:
-            future = self._connect().send(
-                self.topic, key=str(event["model_id"]).encode(), value=_encode(dict(event))
-            )
+            future = self._connect().send(self.topic, key=str(event["model_id"]).encode(), value=_encode(dict(event)))
             future.get(timeout=self.send_timeout_s + 1)
         except KafkaError as e:
             self._reset()
