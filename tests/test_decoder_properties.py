@@ -27,7 +27,7 @@ from tests.decoder_fixtures import (
     schema_accepts,
 )
 
-FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TYPES = {"inference": InferenceEvent, "feedback": FeedbackEvent, "promotion": PromotionEvent}
 TIME_FIELD = {"inference": "served_at", "feedback": "observed_at", "promotion": "promoted_at"}
 INT_FIELDS = {"schema_version", "tokens_in", "tokens_out"}

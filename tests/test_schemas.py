@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -450,3 +451,15 @@ def test_demo_traffic_obeys_the_contract() -> None:
                 assert decoder_accepts(kind, raw), kind  # type: ignore[arg-type]
                 seen += 1
     assert seen > 500
+
+
+def test_readme_examples_are_valid() -> None:
+    """The four examples in schemas/README.md, in order: inference, feedback, promotion, drift."""
+    text = (Path(__file__).resolve().parent.parent / "schemas" / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```json\n(.*?)```", text, flags=re.DOTALL)
+    assert len(blocks) == 4
+    for kind, block in zip(("inference", "feedback", "promotion", "drift"), blocks, strict=True):
+        raw = block.encode()
+        assert schema_accepts(kind, raw), kind
+        if kind != "drift":
+            assert decoder_accepts(kind, raw), kind  # type: ignore[arg-type]
