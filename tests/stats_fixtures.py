@@ -65,20 +65,24 @@ def make_batch(
     labelled = (rng.random(n) < spec.label_share).tolist()
     names = list(cols)
     ts = t.tolist()
+    after_l = after.tolist()
+    rows = zip(*(cols[k] for k in names), strict=True)
+    emb_before = Lineage(embedding_model=spec.embedding_model)
+    emb_after = Lineage(embedding_model=spec.embedding_after_onset or spec.embedding_model)
+    prefix = f"{spec.model_id}-{t0:.3f}-"
     events, labels = [], []
-    for j in range(n):
-        feats = {k: cols[k][j] for k in names}
-        emb = spec.embedding_after_onset if (after[j] and spec.embedding_after_onset) else spec.embedding_model
-        rid = f"{spec.model_id}-{ts[j]:.6f}-{j}"
+    for j, row in enumerate(rows):
+        feats = dict(zip(names, row, strict=True))
+        rid = prefix + str(j)
+        sl = {"language": lang[j], "domain": domain[j]}
         ev = InferenceEvent(
             schema_version=1, request_id=rid, model_id=spec.model_id,
             served_at=datetime.fromtimestamp(ts[j], tz=UTC), input_features=feats, output=output[j],
-            confidence=conf[j], slice={"language": lang[j], "domain": domain[j]},
-            lineage=Lineage(embedding_model=emb), tokens_in=tokens[j],
+            confidence=conf[j], slice=sl, lineage=emb_after if after_l[j] else emb_before, tokens_in=tokens[j],
         )
         events.append(ev)
         if labelled[j]:
-            labels.append(LabelChange(rid, spec.model_id, ts[j], ev.slice, feats, None,
+            labels.append(LabelChange(rid, spec.model_id, ts[j], sl, feats, None,
                                       Label(correct[j], None, "human", ts[j] + 1.0)))
     return events, labels
 

@@ -19,6 +19,8 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from river.drift import ADWIN
 
 
@@ -48,6 +50,24 @@ class CorrectnessDrop:
         else:
             self._sum += x
             self._width += 1
+
+    def update_many(self, correct: Sequence[bool], served_at: Sequence[float]) -> None:
+        """Same as calling :meth:`update` for each pair in order (one call per batch)."""
+        adwin = self._adwin
+        total, width = self._sum, self._width
+        for c, t in zip(correct, served_at, strict=True):
+            x = 1.0 if c else 0.0
+            adwin.update(x)
+            if adwin.drift_detected:
+                if adwin.estimation < (total / width if width else x):
+                    self._last_drop_at = t
+                width = int(adwin.width)
+                total = adwin.estimation * width
+            else:
+                total += x
+                width += 1
+        self._sum, self._width = total, width
+        self._n += len(correct)
 
     @property
     def estimate(self) -> float:

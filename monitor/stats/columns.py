@@ -155,6 +155,9 @@ def feature_frame(
     return df
 
 
+_ABSENT = object()
+
+
 def slice_membership(
     slices: Sequence[Mapping[str, str]],
     features: Sequence[Mapping[str, Any]],
@@ -163,9 +166,12 @@ def slice_membership(
     """Row indices of each protected (key, value) pair, in the order given."""
     codes: dict[str, NDArray[np.int64]] = {}
     for key in dict.fromkeys(k for k, _ in protected):
-        lookup = {v: i for i, (k, v) in enumerate(protected, start=1) if k == key}
-        col = [s.get(key) for s in slices]
-        if None in col:
-            col = [v if v is not None else slice_value(f.get(key)) for v, f in zip(col, features, strict=True)]
-        codes[key] = np.fromiter((lookup.get(v, 0) for v in col), dtype=np.int64, count=len(col))  # type: ignore[arg-type]
-    return [np.flatnonzero(codes[k] == i).astype(np.int64) for i, (k, _) in enumerate(protected, start=1)]
+        lookup: dict[Any, int] = {v: i for i, (k, v) in enumerate(protected, start=1) if k == key}
+        lookup[_ABSENT] = -1
+        get = lookup.get
+        code = np.array([get(s.get(key, _ABSENT), 0) for s in slices], dtype=np.int64)
+        absent = np.flatnonzero(code < 0)
+        if absent.size:  # not in the event's slice: look in its input features
+            code[absent] = [get(slice_value(features[i].get(key)), 0) for i in absent]
+        codes[key] = code
+    return [np.flatnonzero(codes[k] == i) for i, (k, _) in enumerate(protected, start=1)]

@@ -2,7 +2,7 @@
 
 Examples
 --------
->>> from monitor.records import LabelChange
+>>> from monitor.records import Label, LabelChange
 >>> ch = LabelChange("r1", "m", 60.0, {}, {}, None, Label(True, 0.5, "human", 61.0))
 >>> t, scal, slices, feats = label_contributions([ch])
 >>> int(scal[0, CORRECT_SUM]), int(scal[0, SCORE_SUM])
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from monitor.records import LabelChange
+from monitor.records import Label, LabelChange
 from monitor.stats.layout import (
     CORRECT_N,
     CORRECT_SUM,
@@ -36,18 +36,18 @@ def label_contributions(
     changes: Sequence[LabelChange],
 ) -> tuple[NDArray[np.float64], NDArray[np.int64], list[Mapping[str, str]], list[Mapping[str, Any]]]:
     """``(served_at, scalars (n, N_SCALARS), slices, input_features)``: one row per old/new label."""
-    entries = [(ch, ch.old, -1) for ch in changes if ch.old is not None]
-    entries += [(ch, ch.new, 1) for ch in changes]
-    n = len(entries)
+    olds = [ch for ch in changes if ch.old is not None]
+    chs = [*changes, *olds]
+    labels: list[Label] = [ch.new for ch in changes] + [ch.old for ch in olds]  # type: ignore[misc]
+    n = len(chs)
     scal = np.zeros((n, N_SCALARS), dtype=np.int64)
     if n == 0:
         return np.zeros(0), scal, [], []
-    sign = np.fromiter((e[2] for e in entries), dtype=np.int64, count=n)
-    wc = np.fromiter(
-        (-1 if e[1].was_correct is None else int(e[1].was_correct) for e in entries), dtype=np.int64, count=n
-    )
-    score = np.fromiter((np.nan if e[1].score is None else e[1].score for e in entries), dtype=np.float64, count=n)
-    src = np.fromiter((source_index(e[1].source) for e in entries), dtype=np.int64, count=n)
+    sign = np.ones(n, dtype=np.int64)
+    sign[len(changes):] = -1
+    wc = np.array([-1 if lb.was_correct is None else int(lb.was_correct) for lb in labels], dtype=np.int64)
+    score = np.array([np.nan if lb.score is None else lb.score for lb in labels], dtype=np.float64)
+    src = np.array([source_index(lb.source) for lb in labels], dtype=np.int64)
     has_wc = wc >= 0
     has_score = np.isfinite(score)
     s = np.where(has_score, score, 0.0)
@@ -58,5 +58,5 @@ def label_contributions(
     scal[:, SCORE_SUM] = sign * np.rint(s * FIXED_POINT).astype(np.int64)
     scal[:, SCORE_SQ] = sign * np.rint(s * s * FIXED_POINT).astype(np.int64)
     scal[np.arange(n), SOURCE_BASE + src] = sign
-    t = np.fromiter((e[0].served_at for e in entries), dtype=np.float64, count=n)
-    return t, scal, [e[0].slice for e in entries], [e[0].input_features for e in entries]
+    t = np.array([ch.served_at for ch in chs], dtype=np.float64)
+    return t, scal, [ch.slice for ch in chs], [ch.input_features for ch in chs]

@@ -226,9 +226,7 @@ class DriftEngine:
             det = self._adwin.get((model_id, label))
             if det is None:
                 det = self._adwin[(model_id, label)] = CorrectnessDrop(self.adwin_delta)
-            for i in rows:
-                lc = scored[i]
-                det.update(bool(lc.new.was_correct), lc.served_at)
+            det.update_many([bool(scored[i].new.was_correct) for i in rows], [scored[i].served_at for i in rows])
 
     def _track_lineage(self, model_id: str, rec: Records, labels: list[LabelChange]) -> None:
         if len(rec):

@@ -1,0 +1,62 @@
+"""10^6 stationary events, 20 features, 4 protected slices: no signal crosses its threshold, and the
+state size stays flat once the window is full. Thresholds mirror ``monitor.config._default_rules``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from monitor.stats import DriftEngine
+from tests.stats_fixtures import StreamSpec, make_batch
+
+THRESHOLDS = {
+    ("input", "psi"): 0.2,
+    ("input", "p99_shift"): 0.5,
+    ("output", "psi"): 0.2,
+    ("output", "mean_confidence_delta"): 0.05,
+    ("quality", "accuracy_gap"): 0.0,
+    ("quality", "adwin_drift"): 0.5,
+    ("label_coverage", "coverage_delta"): 0.2,
+    ("cohort", "psi"): 0.2,
+}
+SLICES = {"language": ["es", "ja"], "domain": ["regulatory", "medical"]}
+
+
+@pytest.mark.slow
+def test_stationary_million_events_no_alarm_and_flat_state():
+    bar = (0.88, None)
+    eng = DriftEngine(
+        bucket_seconds=60, window_buckets=10, allowed_lateness_s=120, min_samples=200, alpha=0.01,
+        protected_slices=SLICES, auto_reference_events=20_000,
+        quality_bars={"*": {"all": bar, **{f"{k}={v}": bar for k, vs in SLICES.items() for v in vs}}},
+    )
+    spec = StreamSpec(n_numeric=14, n_categorical=4, n_boolean=2, lang_p=(0.85, 0.05, 0.05, 0.025, 0.025))
+    rng = np.random.default_rng(2024)
+    batch, span = 5000, 30.0
+    sizes = []
+    crossings = []
+    checked = 0
+    for i in range(1_000_000 // batch):
+        events, labels = make_batch(rng, spec, batch, i * span, (i + 1) * span)
+        now = (i + 1) * span
+        eng.observe(events, labels, now)
+        sizes.append(eng.state_size)
+        if (i + 1) % 10 == 0:
+            snap = eng.evaluate(now)
+            for v in snap.values:
+                if not v.sufficient:
+                    continue
+                limit = THRESHOLDS.get((v.signal, v.statistic))
+                if limit is not None:
+                    checked += 1
+                    if v.value > limit:
+                        crossings.append(v)
+                if v.p_value_adjusted is not None:
+                    checked += 1
+                    if v.p_value_adjusted < eng.alpha:
+                        crossings.append(v)
+    assert checked > 4000
+    assert crossings == [], crossings[:5]
+    full = 40 + 2 * 10  # reference built after 4 batches; window of 10 minutes = 20 batches
+    assert len(set(sizes[full:])) == 1, "state size must be flat once the window is full"
+    assert eng.late_events_total == 0
