@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import msgspec
-from sqlalchemy import Connection, Engine, Table, bindparam, func, select, text, update
+from sqlalchemy import ARRAY, Connection, Engine, String, Table, any_, bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, SQLAlchemyError
 
@@ -63,6 +63,13 @@ def to_epoch(dt: datetime | None) -> float | None:
 def input_hash(features: dict[str, Any]) -> str:
     """SHA-256 of the canonical (key-sorted) JSON of the input features."""
     return hashlib.sha256(msgspec.json.encode(features, order="sorted")).hexdigest()
+
+
+def _in(column: Any, ids: Sequence[str], dialect: str) -> Any:
+    """``column IN ids``; on PostgreSQL ``= ANY(array)``, one parameter instead of thousands."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, list(ids), type_=ARRAY(String), unique=True))
+    return column.in_(list(ids))
 
 
 def _chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
@@ -236,12 +243,15 @@ class Repository:
             rows.append(_inference_row(ev, origin, now))
         if not rows:
             return {}
-        stmt = (
-            self._insert(inference_log)
-            .on_conflict_do_nothing(index_elements=["request_id"])
-            .returning(inference_log.c.request_id)
-        )
-        new_ids = {r[0] for r in conn.execute(stmt, rows)}
+        if self._dialect == "postgresql":
+            new_ids = _copy_inferences(conn, rows)
+        else:
+            stmt = (
+                self._insert(inference_log)
+                .on_conflict_do_nothing(index_elements=["request_id"])
+                .returning(inference_log.c.request_id)
+            )
+            new_ids = {r[0] for r in conn.execute(stmt, rows)}
         out.duplicate_inferences += len(rows) - len(new_ids)
         new = {rid: ev for rid, ev in batch.items() if rid in new_ids}
         out.result.new_inferences = list(new.values())
@@ -251,7 +261,7 @@ class Repository:
         ids = list(new)
         found: list[Any] = []
         for chunk in _chunks(ids):
-            found.extend(conn.execute(select(pending_label).where(pending_label.c.request_id.in_(chunk))))
+            found.extend(conn.execute(select(pending_label).where(_in(pending_label.c.request_id, chunk, self._dialect))))
         if not found:
             return
         params = []
@@ -281,7 +291,7 @@ class Repository:
         conn.execute(_SET_LABEL, params)
         done = [row.request_id for row in found]
         for chunk in _chunks(done):
-            conn.execute(pending_label.delete().where(pending_label.c.request_id.in_(chunk)))
+            conn.execute(pending_label.delete().where(_in(pending_label.c.request_id, chunk, self._dialect)))
 
     def _write_feedback(
         self, conn: Connection, events: Sequence[FeedbackEvent], now: datetime, out: BatchOutcome
@@ -304,7 +314,7 @@ class Repository:
                 cols.request_id, cols.model_id, cols.served_at, cols.slice, cols.input_features,
                 cols.was_correct, cols.score, cols.label_source, cols.judge_model, cols.rubric_version,
                 cols.failure_cluster, cols.label_observed_at,
-            ).where(cols.request_id.in_(chunk))
+            ).where(_in(cols.request_id, chunk, self._dialect))
             rows.update({r.request_id: r for r in conn.execute(query)})
         updates = []
         for rid, label in winners.items():
@@ -351,7 +361,7 @@ class Repository:
         held: dict[str, float] = {}
         for chunk in _chunks(list(labels)):
             query = select(pending_label.c.request_id, pending_label.c.observed_at).where(
-                pending_label.c.request_id.in_(chunk)
+                _in(pending_label.c.request_id, chunk, self._dialect)
             )
             held.update({r.request_id: to_epoch(r.observed_at) or 0.0 for r in conn.execute(query)})
         inserts, updates = [], []
@@ -542,6 +552,50 @@ class _Guard:
 def _cls(e: SQLAlchemyError) -> str:
     orig = getattr(e, "orig", None)
     return type(orig if orig is not None else e).__name__
+
+
+_COLUMNS = (
+    "request_id", "model_id", "input_hash", "input_features", "output", "confidence", "served_at", "slice",
+    "lineage", "latency_ms", "tokens_in", "tokens_out", "topic", "partition", "offset", "ingested_at",
+)
+_JSON_COLUMNS = frozenset({"input_features", "slice", "lineage"})
+_COLUMN_LIST = ", ".join(f'"{c}"' for c in _COLUMNS)
+_STAGE = "_slicewatch_inference_stage"
+
+
+def _copy_inferences(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
+    """PostgreSQL fast path: COPY into a session temp table, then one INSERT ... SELECT ... ON CONFLICT
+    DO NOTHING RETURNING. Same transaction as the rest of the batch (same connection).
+
+    A multi-row ``INSERT ... VALUES`` spends most of its time in the driver parsing the huge
+    statement text; COPY streams the rows instead.
+    """
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur:
+        cur.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (LIKE inference_log INCLUDING DEFAULTS) "
+            "ON COMMIT DELETE ROWS"
+        )
+        cur.execute(f"TRUNCATE {_STAGE}")
+        with cur.copy(f"COPY {_STAGE} ({_COLUMN_LIST}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(
+                    [
+                        (None if row[c] is None else _encoder.encode(row[c]).decode())
+                        if c in _JSON_COLUMNS
+                        else row[c]
+                        for c in _COLUMNS
+                    ]
+                )
+        cur.execute(
+            f"INSERT INTO inference_log ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {_STAGE} "
+            "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
+        )
+        return {r[0] for r in cur.fetchall()}
+
+
+_encoder = msgspec.json.Encoder()
 
 
 def _inference_row(ev: InferenceEvent, origin: Origin | None, now: datetime) -> dict[str, Any]:
