@@ -118,6 +118,9 @@ class Monitor:
         finally:
             stop.set()
             evaluator.join(timeout=5)
+            close = getattr(self.pipeline.publisher, "close", None)
+            if close is not None:  # the drift-event producer's threads and sockets
+                close()
             if self.metrics_server is not None:
                 self.metrics_server.close()
 
