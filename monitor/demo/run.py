@@ -38,7 +38,7 @@ _encode = msgspec.json.Encoder().encode
 class DemoOptions:
     bootstrap_servers: str | None = None
     database_url: str | None = None
-    minutes: float = 150.0
+    minutes: float = 120.0
     speedup: float = 60.0
     rate: float = 24.0
     workdir: Path = Path("slicewatch-demo")
@@ -89,24 +89,37 @@ def demo_settings(bootstrap: str, database_url: str, metrics_port: int) -> Setti
                 "quality_bars": {"*": {"all": {"accuracy": 0.86}, "domain=regulatory": {"accuracy": 0.86},
                                        "language=es": {"accuracy": 0.86}, "language=ja": {"accuracy": 0.86}}},
             },
-            "alerts": {"promotion_watch_s": 3600, "lineage_lookback_s": 1800},
+            "alerts": {
+                "promotion_watch_s": 3600,
+                "lineage_lookback_s": 1800,
+                "rules": {
+                    # A quality figure significantly below the release bar (Wilson 99% upper bound) warns.
+                    "quality.accuracy_gap": {"warning": 0.005, "critical": 0.03, "min_samples": 300,
+                                             "hold_evaluations": 2, "clear_evaluations": 6},
+                    "input.psi": {"warning": 0.2, "critical": 0.3, "min_samples": 300},
+                    "input.p99_shift": {"warning": 0.5, "critical": 1.0, "min_samples": 300},
+                    "output.psi": {"warning": 0.15, "critical": 0.3, "min_samples": 300},
+                    "output.mean_confidence_delta": {"warning": 0.05, "critical": 0.1, "min_samples": 300},
+                },
+            },
             "metrics": {"host": "127.0.0.1", "port": metrics_port},
         }
     )
 
 
 def match(incident: Incident, events: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The first firing drift event that detects ``incident`` with the expected action."""
+    """The first firing drift event at or after the incident's onset that detects it as expected:
+    the right model, signal and action (and, for the tail drift, the ``tokens_in`` feature)."""
     for e in events:
         if e["state"] != "firing" or e["model_id"] != incident.model_id:
             continue
-        actions = set(e.get("actions") or [e["action"]])
-        if incident.signal == "slice" and e["signal"] == "slice" and "rollback" in actions:
-            return e
-        if incident.signal == "input" and e["signal"] == "input" and incident.action in actions:
-            return e
-        if incident.signal == "output" and e["signal"] == "output" and incident.action in actions:
-            return e
+        if fired_epoch(e) < incident.starts_at or e["signal"] != incident.signal:
+            continue
+        if incident.action not in set(e.get("actions") or [e["action"]]):
+            continue
+        if incident.signal == "input" and e["feature"] != "tokens_in":
+            continue
+        return e
     return None
 
 
@@ -136,7 +149,7 @@ def _producer_loop(
 def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult:
     from monitor.app import build_monitor
 
-    console = console or Console()
+    console = console or Console(width=None if options.live else 160)
     broker: TansuBroker | None = None
     if options.bootstrap_servers is None:
         broker = TansuBroker().start()
@@ -176,7 +189,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
     gen = TrafficGenerator(
         seed=options.seed, start=start, events_per_s=options.rate,
         promote_at_s=options.minutes * 60 * 0.4, tail_drift_at_s=options.minutes * 60 * 0.3,
-        template_change_at_s=options.minutes * 60 * 0.65,
+        template_change_at_s=options.minutes * 60 * 0.55,
     )
     clock.advance(start)
     stop = threading.Event()
