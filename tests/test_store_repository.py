@@ -65,6 +65,23 @@ def test_row_contents_round_trip(repo: Repository) -> None:
     assert tuple(stored[:3]) == ("inference-events", 2, 41) and len(stored.input_hash) == 64
 
 
+def test_minimal_event_and_escapes_round_trip(repo: Repository) -> None:
+    import msgspec
+
+    from monitor.events import InferenceEvent
+
+    ev = msgspec.convert({"schema_version": 1, "request_id": "a\\b\t\"c", "model_id": "m@v1",
+                          "served_at": "2025-10-09T12:00:00+02:00", "input_features": {"x\\": "é\n"},
+                          "output": "tab\there"}, InferenceEvent)
+    assert repo.write_batch([ev], [], [], [], BASE).new_inferences == [ev]
+    [row] = repo.load_rows(None, 0, 2e9)
+    assert row["request_id"] == 'a\\b\t"c' and row["output"] == "tab\there"
+    assert row["input_features"] == {"x\\": "é\n"}
+    assert row["served_at"] == ev.served_at.timestamp()
+    assert row["confidence"] is None and row["slice"] == {} and row["lineage"] == {}
+    assert row["tokens_in"] is None
+
+
 def test_label_after_prediction_latest_observed_wins(repo: Repository) -> None:
     repo.write_batch([inference(1)], [], [], [], BASE)
     r1 = repo.write_batch([], [feedback(1, BASE + 10, correct=True)], [], [], BASE)

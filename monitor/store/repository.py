@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, SQL
 from monitor.events import FeedbackEvent, InferenceEvent, PromotionEvent
 from monitor.records import Label, LabelChange, Promotion, WriteResult
 from monitor.store.errors import StoreError, StoreUnavailable
+from monitor.store.pg_copy import copy_inferences
 from monitor.store.rows import DeadLetterRecord, Origin
 from monitor.store.tables import dead_letter, inference_log, model_version, pending_label
 
@@ -233,26 +234,28 @@ class Repository:
         out: BatchOutcome,
     ) -> dict[str, InferenceEvent]:
         batch: dict[str, InferenceEvent] = {}
-        rows: list[dict[str, Any]] = []
+        unique: list[tuple[InferenceEvent, Origin | None]] = []
         for item in items:
             ev, origin = item if isinstance(item, tuple) else (item, None)
             if ev.request_id in batch:
                 out.duplicate_inferences += 1
                 continue
             batch[ev.request_id] = ev
-            rows.append(_inference_row(ev, origin, now))
-        if not rows:
+            unique.append((ev, origin))
+        if not unique:
             return {}
         if self._dialect == "postgresql":
-            new_ids = _copy_inferences(conn, rows)
+            new_ids = copy_inferences(
+                conn, [(ev, origin, input_hash(ev.input_features)) for ev, origin in unique], now
+            )
         else:
             stmt = (
                 self._insert(inference_log)
                 .on_conflict_do_nothing(index_elements=["request_id"])
                 .returning(inference_log.c.request_id)
             )
-            new_ids = {r[0] for r in conn.execute(stmt, rows)}
-        out.duplicate_inferences += len(rows) - len(new_ids)
+            new_ids = {r[0] for r in conn.execute(stmt, [_inference_row(ev, o, now) for ev, o in unique])}
+        out.duplicate_inferences += len(unique) - len(new_ids)
         new = {rid: ev for rid, ev in batch.items() if rid in new_ids}
         out.result.new_inferences = list(new.values())
         return new
@@ -261,7 +264,8 @@ class Repository:
         ids = list(new)
         found: list[Any] = []
         for chunk in _chunks(ids):
-            found.extend(conn.execute(select(pending_label).where(_in(pending_label.c.request_id, chunk, self._dialect))))
+            query = select(pending_label).where(_in(pending_label.c.request_id, chunk, self._dialect))
+            found.extend(conn.execute(query))
         if not found:
             return
         params = []
@@ -552,50 +556,6 @@ class _Guard:
 def _cls(e: SQLAlchemyError) -> str:
     orig = getattr(e, "orig", None)
     return type(orig if orig is not None else e).__name__
-
-
-_COLUMNS = (
-    "request_id", "model_id", "input_hash", "input_features", "output", "confidence", "served_at", "slice",
-    "lineage", "latency_ms", "tokens_in", "tokens_out", "topic", "partition", "offset", "ingested_at",
-)
-_JSON_COLUMNS = frozenset({"input_features", "slice", "lineage"})
-_COLUMN_LIST = ", ".join(f'"{c}"' for c in _COLUMNS)
-_STAGE = "_slicewatch_inference_stage"
-
-
-def _copy_inferences(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
-    """PostgreSQL fast path: COPY into a session temp table, then one INSERT ... SELECT ... ON CONFLICT
-    DO NOTHING RETURNING. Same transaction as the rest of the batch (same connection).
-
-    A multi-row ``INSERT ... VALUES`` spends most of its time in the driver parsing the huge
-    statement text; COPY streams the rows instead.
-    """
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cur:
-        cur.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (LIKE inference_log INCLUDING DEFAULTS) "
-            "ON COMMIT DELETE ROWS"
-        )
-        cur.execute(f"TRUNCATE {_STAGE}")
-        with cur.copy(f"COPY {_STAGE} ({_COLUMN_LIST}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(
-                    [
-                        (None if row[c] is None else _encoder.encode(row[c]).decode())
-                        if c in _JSON_COLUMNS
-                        else row[c]
-                        for c in _COLUMNS
-                    ]
-                )
-        cur.execute(
-            f"INSERT INTO inference_log ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {_STAGE} "
-            "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
-        )
-        return {r[0] for r in cur.fetchall()}
-
-
-_encoder = msgspec.json.Encoder()
 
 
 def _inference_row(ev: InferenceEvent, origin: Origin | None, now: datetime) -> dict[str, Any]:

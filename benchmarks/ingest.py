@@ -1,0 +1,172 @@
+"""Ingestion throughput: Kafka -> PostgreSQL end to end vs the raw kafka-python consume rate.
+
+Produces N realistic inference events to a fresh Tansu broker, then, in the same run and on the
+same records, measures (a) a bare kafka-python consumer reading every record (the ceiling) and
+(b) IngestConsumer decoding, writing to a fresh PostgreSQL database and committing offsets.
+Repeated ``--repeat`` times; prints medians and the ratio (target >= 0.80).
+
+    .venv/bin/python -m benchmarks.ingest --events 200000 --repeat 3
+
+Timing of (b) starts when the group assignment arrives (the join handshake, ~3 s on Tansu, is
+not throughput) and ends when the last row is committed to PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+
+import psycopg
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from prometheus_client import CollectorRegistry
+
+from monitor.embedded.postgres import PostgresServer
+from monitor.embedded.tansu import TansuBroker
+from monitor.ingest.consumer import IngestConsumer
+from monitor.ingest.topics import ensure_topics
+from monitor.metrics.consumer import ConsumerMetrics
+from monitor.store.base import metadata
+from monitor.store.engine import make_engine
+from monitor.store.repository import Repository
+from monitor.store.tables import dead_letter, inference_log, model_version, pending_label
+
+TOPIC, FEEDBACK, PROMOTIONS = "bench-inference", "bench-feedback", "bench-promotions"
+PARTITIONS = 3
+
+
+def events(n: int, seed: int = 1) -> list[tuple[bytes, bytes]]:
+    rng = random.Random(seed)
+    models = ["fraud-clf@2026-10-01", "fraud-clf@2026-11-02", "support-llm@lora-17"]
+    start = 1_763_000_000.0
+    out = []
+    for i in range(n):
+        model = models[i % 3]
+        ev = {
+            "schema_version": 1,
+            "request_id": f"req-{i:09d}-{rng.getrandbits(32):08x}",
+            "model_id": model,
+            "served_at": datetime.fromtimestamp(start + i * 0.01, tz=UTC).isoformat(),
+            "input_features": {
+                "amount": round(rng.lognormvariate(3, 1), 2),
+                "account_age_days": rng.randint(0, 4000),
+                "country": rng.choice(["de", "fr", "us", "br", "in", "jp"]),
+                "channel": rng.choice(["web", "ios", "android"]),
+                "is_returning": rng.random() < 0.6,
+                "n_items": rng.randint(1, 12),
+                "risk_score_v2": round(rng.random(), 4),
+                "merchant_category": rng.choice(["grocery", "travel", "electronics", "fashion"]),
+            },
+            "output": rng.choice(["approve", "review", "decline"]),
+            "confidence": round(rng.random(), 4),
+            "slice": {"tier": rng.choice(["free", "pro", "enterprise"]), "region": rng.choice(["eu", "us", "apac"])},
+            "lineage": {"prompt_template_sha": "9f2c1e7", "dataset_version": "2026-10"},
+            "latency_ms": round(rng.uniform(5, 80), 1),
+            "tokens_in": rng.randint(20, 400),
+            "tokens_out": rng.randint(1, 50),
+        }
+        out.append((model.encode(), json.dumps(ev).encode()))
+    return out
+
+
+def produce(bootstrap: str, records: list[tuple[bytes, bytes]]) -> float:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=20, batch_size=512 * 1024)
+    t0 = time.perf_counter()
+    for key, value in records:
+        producer.send(TOPIC, key=key, value=value)
+    producer.flush(timeout=600)
+    elapsed = time.perf_counter() - t0
+    producer.close()
+    return elapsed
+
+
+def raw_consume(bootstrap: str, n: int) -> float:
+    """Events/s of a bare kafka-python consumer reading all partitions from the beginning."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                             max_poll_records=5000)
+    tps = [TopicPartition(TOPIC, p) for p in range(PARTITIONS)]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    seen = 0
+    t0 = time.perf_counter()
+    while seen < n:
+        for recs in consumer.poll(timeout_ms=1000).values():
+            seen += len(recs)
+    elapsed = time.perf_counter() - t0
+    consumer.close()
+    return n / elapsed
+
+
+def end_to_end(bootstrap: str, pg: PostgresServer, n: int) -> float:
+    """Events/s from Kafka into a fresh PostgreSQL database through IngestConsumer."""
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(host="127.0.0.1", port=pg.port, user="slicewatch", dbname="postgres",
+                         autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql+psycopg://slicewatch@127.0.0.1:{pg.port}/{name}"
+    engine = make_engine(url)
+    metadata.create_all(engine, tables=[inference_log, model_version, dead_letter, pending_label])
+    registry = CollectorRegistry()
+    assigned = threading.Event()
+    started: list[float] = []
+
+    def on_assigned(tps: set[TopicPartition]) -> None:
+        if tps and not started:
+            started.append(time.perf_counter())
+            assigned.set()
+
+    consumer = IngestConsumer(
+        bootstrap_servers=bootstrap, group_id=f"bench-{uuid.uuid4().hex[:6]}", inference_topic=TOPIC,
+        feedback_topic=FEEDBACK, promotions_topic=PROMOTIONS, repository=Repository(engine),
+        metrics=ConsumerMetrics(registry), max_poll_records=5000, poll_timeout_ms=200,
+        session_timeout_ms=6000, heartbeat_interval_ms=1000, on_assigned=on_assigned,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+    thread.start()
+    while True:
+        written = registry.get_sample_value("slicewatch_events_written_total", {"topic": TOPIC}) or 0
+        if written >= n:
+            break
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - started[0]
+    stop.set()
+    thread.join(15)
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT count(*) FROM inference_log").scalar_one()
+    engine.dispose()
+    assert rows == n, f"expected {n} rows, found {rows}"
+    return n / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    records = events(args.events)
+    with TansuBroker() as broker, PostgresServer() as pg:
+        ensure_topics(broker.bootstrap_servers, [TOPIC, FEEDBACK, PROMOTIONS], partitions=PARTITIONS)
+        ensure_topics(broker.bootstrap_servers, [f"{t}.dlq" for t in (TOPIC, FEEDBACK, PROMOTIONS)])
+        took = produce(broker.bootstrap_servers, records)
+        size = sum(len(v) for _, v in records) / len(records)
+        print(f"produced {args.events} events ({size:.0f} B avg) in {took:.1f} s")
+        raw_rates, e2e_rates = [], []
+        for i in range(args.repeat):
+            raw_rates.append(raw_consume(broker.bootstrap_servers, args.events))
+            e2e_rates.append(end_to_end(broker.bootstrap_servers, pg, args.events))
+            print(f"run {i + 1}: raw consume {raw_rates[-1]:,.0f} ev/s   "
+                  f"end to end {e2e_rates[-1]:,.0f} ev/s   ratio {e2e_rates[-1] / raw_rates[-1]:.2f}")
+        raw_m, e2e_m = statistics.median(raw_rates), statistics.median(e2e_rates)
+        print(f"median raw kafka-python consume: {raw_m:,.0f} events/s")
+        print(f"median end to end Kafka -> PostgreSQL: {e2e_m:,.0f} events/s")
+        print(f"ratio end to end / raw: {e2e_m / raw_m:.2f} (target >= 0.80)")
+
+
+if __name__ == "__main__":
+    main()
