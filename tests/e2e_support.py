@@ -10,13 +10,13 @@ process even when the test fails.
 
 Examples
 --------
->>> with Webhook() as hook, Alertmanager(tmp, hook.url) as am, Prometheus(tmp, "127.0.0.1:9731", am.address) as prom:
-...     wait_until(lambda: prom.alerts(), timeout_s=30)  # doctest: +SKIP
+>>> with Webhook() as hook, Alertmanager(tmp / "am", hook.url) as am:  # doctest: +SKIP
+...     with Prometheus(tmp / "prom", "127.0.0.1:9731", am.address) as prom:
+...         firing = wait_until(prom.alerts, timeout_s=30, what="an alert")
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import shutil
@@ -26,7 +26,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -301,14 +301,3 @@ class Prometheus(_Process):
     def targets_up(self) -> bool:
         active = http_json(f"{self.url}/api/v1/targets")["data"]["activeTargets"]
         return bool(active) and all(t["health"] == "up" for t in active)
-
-
-@contextlib.contextmanager
-def stack(workdir: Path, scrape_target: str) -> Iterator[tuple[Webhook, Alertmanager, Prometheus]]:
-    """Webhook, Alertmanager (routing to the webhook) and Prometheus (scraping ``scrape_target``)."""
-    with (
-        Webhook() as hook,
-        Alertmanager(workdir / "am", hook.url) as am,
-        Prometheus(workdir / "prom", scrape_target, am.address) as prom,
-    ):
-        yield hook, am, prom
