@@ -1,0 +1,173 @@
+"""The command line: check-config, db upgrade (SQLite and PostgreSQL), reference build (file and log)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from sqlalchemy import create_engine, inspect
+from typer.testing import CliRunner
+
+from monitor.cli import app
+from monitor.config import load_settings
+from monitor.events import InferenceEvent
+from monitor.store import profiles as profile_store
+from monitor.store.engine import make_engine
+from monitor.store.migrate import upgrade
+from monitor.store.repository import Repository
+
+runner = CliRunner()
+TABLES = {"inference_log", "model_version", "dead_letter", "pending_label", "reference_profile", "drift_alert",
+          "drift_event"}
+
+
+def _env(db: Path) -> dict[str, str]:
+    return {"SLICEWATCH_DATABASE_URL": f"sqlite:///{db}"}
+
+
+def test_check_config_accepts_the_shipped_example() -> None:
+    result = runner.invoke(app, ["check-config", "deploy/config/slicewatch.yaml"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("ok:")
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ("stats:\n  window_buckets: 0\n", "stats.window_buckets"),
+        ("kafka:\n  topics:\n    inference: 5\n    nope: 1\n", "kafka.topics.nope"),
+        ("alerts:\n  rules:\n    psi: {warning: 1, critical: 2}\n", "alerts"),
+        ("- a list\n", "mapping"),
+    ],
+)
+def test_check_config_names_the_bad_key(tmp_path: Path, body: str, key: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(body)
+    result = runner.invoke(app, ["check-config", str(path)])
+    assert result.exit_code == 2
+    assert key in result.output
+
+
+def test_db_upgrade_on_sqlite_creates_every_table(tmp_path: Path) -> None:
+    db = tmp_path / "x.db"
+    result = runner.invoke(app, ["db", "upgrade"], env=_env(db))
+    assert result.exit_code == 0, result.output
+    assert TABLES <= set(inspect(create_engine(f"sqlite:///{db}")).get_table_names())
+    again = runner.invoke(app, ["db", "upgrade"], env=_env(db))  # idempotent
+    assert again.exit_code == 0
+
+
+@pytest.mark.integration
+def test_db_upgrade_on_postgresql_creates_every_table(pg_url: str) -> None:
+    result = runner.invoke(app, ["db", "upgrade", "--database-url", pg_url])
+    assert result.exit_code == 0, result.output
+    assert TABLES <= set(inspect(make_engine(pg_url)).get_table_names())
+    columns = {c["name"]: c for c in inspect(make_engine(pg_url)).get_columns("inference_log")}
+    assert type(columns["input_features"]["type"]).__name__ == "JSONB"
+
+
+def _reference_rows(n: int, seed: int) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    return [
+        {"language": str(rng.choice(["en", "es", "ja"], p=[0.6, 0.3, 0.1])),
+         "tokens_in": float(rng.lognormal(5, 0.7)), "output": str(rng.choice(["a", "b"])),
+         "confidence": float(rng.uniform()), "was_correct": bool(rng.random() < 0.9)}
+        for _ in range(n)
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_reference_build_from_file_matches_numpy(tmp_path: Path, fmt: str) -> None:
+    rows = _reference_rows(3000, seed=5)
+    frame = pl.DataFrame(rows)
+    path = tmp_path / f"ref.{fmt}"
+    {"csv": frame.write_csv, "jsonl": frame.write_ndjson, "parquet": frame.write_parquet}[fmt](path)
+    db = tmp_path / "x.db"
+    result = runner.invoke(app, ["reference", "build", "--model-id", "m@1", "--from", str(path)], env=_env(db))
+    assert result.exit_code == 0, result.output
+    profile = profile_store.latest_profile(make_engine(f"sqlite:///{db}"), "m@1")
+    assert profile is not None
+    spec = profile.feature("language")
+    assert spec is not None and spec.kind == "categorical"
+    counts = profile.aggregate.feature_counts("language")
+    for i, cat in enumerate(spec.categories):
+        assert counts[i] == sum(1 for r in rows if r["language"] == cat)
+    tokens = profile.feature("tokens_in")
+    assert tokens is not None and tokens.kind == "numeric"
+    x = np.array([r["tokens_in"] for r in rows])
+    binned = profile.aggregate.feature_counts("tokens_in")
+    oracle = np.bincount(np.searchsorted(np.asarray(tokens.edges), x, side="right").clip(0, len(tokens.edges)),
+                         minlength=len(tokens.edges) + 1)
+    # the top edge is closed: values equal to it count in the last value bin, not overflow
+    oracle[len(tokens.edges) - 1] += oracle[len(tokens.edges)]
+    oracle[len(tokens.edges)] = 0
+    assert binned[: len(tokens.edges) + 1].tolist() == oracle.tolist()
+    assert binned.sum() == len(rows)
+    assert profile.aggregate.accuracy == pytest.approx(np.mean([r["was_correct"] for r in rows]))
+    # a second build of the same content does not make a new version
+    again = runner.invoke(app, ["reference", "build", "--model-id", "m@1", "--from", str(path)], env=_env(db))
+    assert again.exit_code == 0
+    assert profile_store.latest_profile(make_engine(f"sqlite:///{db}"), "m@1").version == profile.version  # type: ignore[union-attr]
+
+
+def test_reference_build_from_log(tmp_path: Path) -> None:
+    db = tmp_path / "x.db"
+    url = f"sqlite:///{db}"
+    upgrade(url)
+    rows = _reference_rows(500, seed=9)
+    t0 = datetime(2026, 11, 1, tzinfo=UTC).timestamp()
+    events = [
+        InferenceEvent(schema_version=1, request_id=f"r{i}", model_id="m@2",
+                       served_at=datetime.fromtimestamp(t0 + i, tz=UTC),
+                       input_features={"language": r["language"], "tokens_in": r["tokens_in"]},
+                       output=r["output"], confidence=r["confidence"])
+        for i, r in enumerate(rows)
+    ]
+    Repository(make_engine(url)).write(events, [], [], [], t0 + 1000)
+    since = datetime.fromtimestamp(t0 + 100, tz=UTC).isoformat()
+    until = datetime.fromtimestamp(t0 + 400, tz=UTC).isoformat()
+    result = runner.invoke(
+        app, ["reference", "build", "--model-id", "m@2", "--from-log", "--since", since, "--until", until], env=_env(db)
+    )
+    assert result.exit_code == 0, result.output
+    profile = profile_store.latest_profile(make_engine(url), "m@2")
+    assert profile is not None
+    assert profile.aggregate.n == 300
+    empty = runner.invoke(
+        app, ["reference", "build", "--model-id", "nope", "--from-log", "--since", since, "--until", until],
+        env=_env(db),
+    )
+    assert empty.exit_code == 1 and "no rows" in empty.output
+
+
+def test_reference_build_needs_exactly_one_source(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["reference", "build", "--model-id", "m"], env=_env(tmp_path / "x.db"))
+    assert result.exit_code != 0
+
+
+def test_env_overrides_and_secret_masking(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("kafka:\n  security:\n    sasl_plain_password: hunter2\n")
+    settings = load_settings(path, environ={"SLICEWATCH__KAFKA__BOOTSTRAP_SERVERS": "k1:9093",
+                                            "SLICEWATCH__STATS__PROTECTED_SLICES": json.dumps({"language": ["es"]})})
+    assert settings.kafka.bootstrap_servers == "k1:9093"
+    assert settings.stats.protected_slices == {"language": ["es"]}
+    assert "hunter2" not in repr(settings) and "hunter2" not in str(settings.model_dump())
+    assert settings.kafka.security.client_kwargs()["sasl_plain_password"] == "hunter2"
+
+
+def test_database_url_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = tmp_path / "url"
+    secret.write_text("postgresql+psycopg://u@db/x\n")
+    path = tmp_path / "c.yaml"
+    path.write_text(f"database:\n  url_file: {secret}\n")
+    monkeypatch.delenv("SLICEWATCH_DATABASE_URL", raising=False)
+    assert load_settings(path, environ={}).database.resolved_url() == "postgresql+psycopg://u@db/x"
+    monkeypatch.setenv("SLICEWATCH_DATABASE_URL", "sqlite:///env.db")
+    assert load_settings(path, environ={}).database.resolved_url() == "sqlite:///env.db"
+    monkeypatch.delenv("SLICEWATCH_DATABASE_URL")
+    assert load_settings(None, environ={}).database.resolved_url() == "sqlite:///slicewatch.db"
