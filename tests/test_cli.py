@@ -56,7 +56,7 @@ def test_db_upgrade_on_sqlite_creates_every_table(tmp_path: Path) -> None:
     db = tmp_path / "x.db"
     result = runner.invoke(app, ["db", "upgrade"], env=_env(db))
     assert result.exit_code == 0, result.output
-    assert TABLES <= set(inspect(create_engine(f"sqlite:///{db}")).get_table_names())
+    assert set(inspect(create_engine(f"sqlite:///{db}")).get_table_names()) >= TABLES
     again = runner.invoke(app, ["db", "upgrade"], env=_env(db))  # idempotent
     assert again.exit_code == 0
 
@@ -65,7 +65,7 @@ def test_db_upgrade_on_sqlite_creates_every_table(tmp_path: Path) -> None:
 def test_db_upgrade_on_postgresql_creates_every_table(pg_url: str) -> None:
     result = runner.invoke(app, ["db", "upgrade", "--database-url", pg_url])
     assert result.exit_code == 0, result.output
-    assert TABLES <= set(inspect(make_engine(pg_url)).get_table_names())
+    assert set(inspect(make_engine(pg_url)).get_table_names()) >= TABLES
     columns = {c["name"]: c for c in inspect(make_engine(pg_url)).get_columns("inference_log")}
     assert type(columns["input_features"]["type"]).__name__ == "JSONB"
 
