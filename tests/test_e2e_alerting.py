@@ -20,6 +20,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -165,10 +166,19 @@ def settings_for(broker: TansuBroker, prefix: str, pg_url: str, alertmanager_url
     )
 
 
+@dataclass
+class E2E:
+    monitor: Monitor
+    settings: Settings
+    hook: Webhook
+    am: Alertmanager
+    prom: Prometheus
+
+
 @pytest.fixture
 def running_monitor(
     broker: TansuBroker, pg_url: str, topic_prefix: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[tuple[Monitor, Settings, Webhook, Prometheus]]:
+) -> Iterator[E2E]:
     monkeypatch.setenv("SLICEWATCH_DATABASE_URL", pg_url)
     # Alertmanager's port must be known before the monitor is built, Prometheus needs the monitor's.
     with Webhook() as hook, Alertmanager(tmp_path / "am", hook.url) as am:
@@ -181,13 +191,7 @@ def running_monitor(
             assert monitor.metrics_server is not None
             target = f"127.0.0.1:{monitor.metrics_server.port}"
             with Prometheus(tmp_path / "prom", target, am.address) as prom:
-                try:
-                    yield monitor, settings, hook, prom
-                except BaseException:
-                    print("--- prometheus log ---\n" + prom.log_tail())
-                    print("--- alertmanager log ---\n" + am.log_tail())
-                    raise
-                print("config changes vs deploy/:", "; ".join(am.changes + prom.changes))
+                yield E2E(monitor, settings, hook, am, prom)
         finally:
             stop.set()
             thread.join(timeout=30)
@@ -199,10 +203,14 @@ def send_all(producer: KafkaProducer, topic: str, items: list[dict[str, Any]], k
         producer.send(topic, key=item[key].encode(), value=_encode(item))
 
 
-def test_promotion_regression_pages_and_publishes_rollback(
-    running_monitor: tuple[Monitor, Settings, Webhook, Prometheus], pg_url: str
-) -> None:
-    monitor, settings, hook, prom = running_monitor
+def test_promotion_regression_pages_and_publishes_rollback(running_monitor: E2E, pg_url: str) -> None:
+    monitor, settings, hook, prom = (
+        running_monitor.monitor,
+        running_monitor.settings,
+        running_monitor.hook,
+        running_monitor.prom,
+    )
+    print("\nconfig changes vs deploy/:", "; ".join(running_monitor.am.changes + prom.changes))
     topics = settings.kafka.topics
     bootstrap = settings.kafka.bootstrap_servers
     stream = Stream(seed=20261122)
@@ -357,6 +365,7 @@ def test_promotion_regression_pages_and_publishes_rollback(
 
         via_prom_at, direct_at = wait_until(paged, DEADLINE_S - (time.time() - start), what="page delivered")
         assert not [a for a, _ in hook.alerts("/page") if a["labels"].get("model_id") == V1]
+        assert not [a for a, _ in hook.alerts("/ticket") if a["labels"].get("action") == "rollback"]
 
         print(
             f"\nfirst regressed event produced -> drift event on the topic: {seen_at - start:.1f} s "
@@ -365,6 +374,10 @@ def test_promotion_regression_pages_and_publishes_rollback(
             f"-> page at the webhook: direct push +{direct_at - start:.1f} s, "
             f"via Prometheus +{via_prom_at - start:.1f} s"
         )
+    except BaseException:
+        print("--- prometheus log ---\n" + prom.log_tail())
+        print("--- alertmanager log ---\n" + running_monitor.am.log_tail())
+        raise
     finally:
         traffic_stop.set()
         if traffic is not None:
