@@ -150,7 +150,7 @@ def replay(
 def demo(
     bootstrap_servers: Annotated[str | None, typer.Option(help="Use this Kafka instead of embedded Tansu.")] = None,
     database_url: Annotated[str | None, typer.Option(help="Database URL (default: a SQLite file).")] = None,
-    minutes: Annotated[float, typer.Option(help="Event-time minutes of traffic to simulate.")] = 150.0,
+    minutes: Annotated[float, typer.Option(help="Event-time minutes of traffic to simulate.")] = 120.0,
     speedup: Annotated[float, typer.Option(help="Event time per wall-clock second.")] = 60.0,
     rate: Annotated[float, typer.Option(help="Inference events per event-time second.")] = 24.0,
     workdir: Annotated[Path, typer.Option(help="Where the demo keeps its database.")] = Path("slicewatch-demo"),

@@ -42,7 +42,7 @@ REGIONS = np.array(["eu", "us", "apac"])
 REGION_P = np.array([0.4, 0.45, 0.15])
 CLASSES = np.array(["billing", "technical", "account", "complaint", "other"])
 CLASS_P = np.array([0.30, 0.25, 0.20, 0.15, 0.10])
-CLASS_P_SHIFTED = np.array([0.15, 0.20, 0.20, 0.30, 0.15])
+CLASS_P_SHIFTED = np.array([0.12, 0.18, 0.20, 0.35, 0.15])
 
 INTENT_OLD = "intent-clf@v41"
 INTENT_NEW = "intent-clf@v42"
@@ -161,8 +161,8 @@ class TrafficGenerator:
 
     def _models(self, t: float) -> list[_Model]:
         intent = INTENT_NEW if self.with_incidents and t >= self.promote_at else INTENT_OLD
-        return [_Model(intent, 0.5, 0.91, self.start), _Model(SUMMARIZER, 0.25, 0.88, self.start),
-                _Model(ROUTER, 0.25, 0.90, self.start)]
+        return [_Model(intent, 0.6, 0.91, self.start), _Model(SUMMARIZER, 0.2, 0.88, self.start),
+                _Model(ROUTER, 0.2, 0.90, self.start)]
 
     def step(self, step_s: float) -> TrafficStep:
         """Advance event time by ``step_s`` and return everything that happened in it."""

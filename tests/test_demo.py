@@ -1,0 +1,38 @@
+"""A short ``slicewatch demo``: embedded Tansu broker, SQLite, the live consumer and the scripted
+incidents, each detected with the right action. Then the same traffic replayed offline gives the
+same verdicts as the live run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from monitor.demo.run import DemoOptions, run_demo
+from monitor.demo.traffic import INTENT_OLD
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_short_demo_detects_each_incident_with_its_action(tmp_path: Path) -> None:
+    console = Console(file=(tmp_path / "demo.log").open("w"), width=160)
+    options = DemoOptions(minutes=100, speedup=400, rate=20, workdir=tmp_path / "demo", live=False, seed=11,
+                          drain_s=240)
+    result = run_demo(options, console=console)
+    console.file.close()
+    by_name = {d.incident.name: d for d in result.detections}
+    assert set(by_name) == {"promotion_regression", "tokens_tail_drift", "template_change"}
+    for name, detection in by_name.items():
+        assert detection.detected, f"{name} not detected:\n{(tmp_path / 'demo.log').read_text()}"
+    regression = by_name["promotion_regression"].event
+    assert regression is not None
+    assert regression["actions"][0] == "rollback"
+    assert regression["rollback_target"] == INTENT_OLD
+    assert regression["slice"] == "domain=regulatory"
+    template = by_name["template_change"].event
+    assert template is not None and "investigate" in template["actions"]
+    assert [c["field"] for c in template["suspected_causes"]] == ["prompt_template_sha"]
+    assert by_name["tokens_tail_drift"].event["feature"] == "tokens_in"  # type: ignore[index]
+    assert not any(e["model_id"] == INTENT_OLD and e["state"] == "firing" for e in result.drift_events)
+    assert "scripted incidents" in (tmp_path / "demo.log").read_text()
