@@ -172,6 +172,6 @@ def slice_membership(
         code = np.array([get(s.get(key, _ABSENT), 0) for s in slices], dtype=np.int64)
         absent = np.flatnonzero(code < 0)
         if absent.size:  # not in the event's slice: look in its input features
-            code[absent] = [get(slice_value(features[i].get(key)), 0) for i in absent]
+            code[absent] = [get(slice_value(features[int(i)].get(key)), 0) for i in absent]
         codes[key] = code
     return [np.flatnonzero(codes[k] == i) for i, (k, _) in enumerate(protected, start=1)]

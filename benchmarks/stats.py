@@ -1,0 +1,239 @@
+"""Throughput of the drift statistics, side by side with a per-event loop and Evidently.
+
+    .venv/bin/python -m benchmarks.stats [--batches 20] [--repeat 5] [--no-evidently]
+
+1. ``DriftEngine.observe`` on batches of 5,000 ``InferenceEvent`` objects (reference already set),
+   events/s as the median of ``--repeat`` runs, for a few feature/slice counts; the share spent
+   gathering columns from the event objects is timed separately (``records_from_events``).
+2. ``DriftEngine.evaluate()`` time per snapshot as features and protected slices grow.
+3. Baseline in the same run: a plain per-event Python loop computing the same per-feature
+   histograms (bisect on the same edges) and PSI.
+4. Evidently's data drift (``DataDriftPreset``) recomputed from the raw rows of the same window,
+   as its users run it, in a separate venv (``benchmarks/.peers-venv``, created on first use with
+   ``pip install evidently``) and a subprocess; it is never a dependency of Slicewatch. If the install
+   fails, that is printed and the rest still runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import json
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from monitor.stats import DriftEngine
+from monitor.stats.columns import records_from_events
+from monitor.stats.psi import psi
+from tests.stats_fixtures import StreamSpec, make_batch, to_rows
+
+BATCH = 5000
+PEERS = Path(__file__).parent / ".peers-venv"
+SLICES = {"language": ["es", "ja"], "domain": ["regulatory", "medical"]}
+
+EVIDENTLY_SCRIPT = r"""
+import json, sys, time
+import pandas as pd
+ref = pd.read_parquet(sys.argv[1]); cur = pd.read_parquet(sys.argv[2]); repeat = int(sys.argv[3])
+try:
+    from evidently import Report, Dataset, DataDefinition
+    from evidently.presets import DataDriftPreset
+    new_api = True
+except ImportError:
+    from evidently.report import Report
+    from evidently.metric_preset import DataDriftPreset
+    new_api = False
+times = []
+for _ in range(repeat):
+    t = time.perf_counter()
+    report = Report([DataDriftPreset()])
+    if new_api:
+        report.run(cur, ref)  # the new API takes (current, reference) DataFrames
+    else:
+        report.run(reference_data=ref, current_data=cur)
+    times.append(time.perf_counter() - t)
+import evidently
+print(json.dumps({"version": evidently.__version__, "seconds": sorted(times)[len(times) // 2]}))
+"""
+
+
+def spec_for(n_features: int) -> StreamSpec:
+    n_num = max(1, n_features * 7 // 10)
+    n_cat = max(0, n_features * 2 // 10)
+    return StreamSpec(n_numeric=n_num, n_categorical=n_cat, n_boolean=max(0, n_features - n_num - n_cat))
+
+
+def make_stream(n_features: int, batches: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    spec = spec_for(n_features)
+    return [make_batch(rng, spec, BATCH, 30.0 * i, 30.0 * (i + 1)) for i in range(batches + 4)]
+
+
+def new_engine(slices: dict[str, list[str]], stream) -> DriftEngine:
+    eng = DriftEngine(bucket_seconds=60, window_buckets=60, allowed_lateness_s=600, protected_slices=slices,
+                      auto_reference_events=4 * BATCH)
+    for i in range(4):
+        eng.observe(stream[i][0], [], 30.0 * (i + 1))
+    assert eng.reference("m1") is not None
+    return eng
+
+
+def time_observe(slices, stream, repeat: int, with_labels: bool) -> tuple[float, float]:
+    rates, gather = [], []
+    for _ in range(repeat):
+        eng = new_engine(slices, stream)
+        t = time.perf_counter()
+        for i, (ev, lab) in enumerate(stream[4:], start=4):
+            eng.observe(ev, lab if with_labels else [], 30.0 * (i + 1))
+        rates.append((len(stream) - 4) * BATCH / (time.perf_counter() - t))
+        t = time.perf_counter()
+        for ev, _ in stream[4:]:
+            records_from_events(ev)
+        gather.append((len(stream) - 4) * BATCH / (time.perf_counter() - t))
+    return statistics.median(rates), statistics.median(gather)
+
+
+def per_event_loop(stream, eng: DriftEngine, repeat: int) -> float:
+    """Same per-feature histograms + PSI, one event and one feature at a time (numeric: bisect on the
+    reference edges; categorical/boolean: dict lookup)."""
+    profile = eng.reference("m1")
+    assert profile is not None
+    specs = [f for f in profile.features if f.name != "tokens_in"]
+    rates = []
+    for _ in range(repeat):
+        counts = {f.name: [0] * f.size for f in specs}
+        t = time.perf_counter()
+        for ev, _ in stream[4:]:
+            for e in ev:
+                feats = e.input_features
+                for f in specs:
+                    v = feats.get(f.name)
+                    c = counts[f.name]
+                    if v is None:
+                        c[-1] += 1
+                    elif f.kind == "numeric":
+                        c[bisect.bisect_right(f.edges, v)] += 1
+                    elif f.kind == "boolean":
+                        c[int(v)] += 1
+                    else:
+                        c[f._map.get(v, len(f.categories) + 1)] += 1
+        for f in specs:
+            psi(profile.aggregate.feature_counts(f.name)[:-1], counts[f.name][:-1])
+        rates.append((len(stream) - 4) * BATCH / (time.perf_counter() - t))
+    return statistics.median(rates)
+
+
+def time_evaluate(n_features: int, slices: dict[str, list[str]], repeat: int) -> float:
+    stream = make_stream(n_features, 8, seed=1)
+    eng = new_engine(slices, stream)
+    for i, (ev, lab) in enumerate(stream[4:], start=4):
+        eng.observe(ev, lab, 30.0 * (i + 1))
+    now = 30.0 * len(stream)
+    ts = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        eng.evaluate(now)
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def ensure_peers_venv() -> Path | None:
+    py = PEERS / "bin" / "python"
+    probe = [str(py), "-c", "import evidently, pandas, pyarrow"]
+    if py.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+        return py
+    print(f"creating {PEERS} and installing evidently (first run only) ...", flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(PEERS)], check=True, capture_output=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "evidently", "pandas<3", "pyarrow"], check=True,
+                       capture_output=True, timeout=1200)
+    except (subprocess.SubprocessError, OSError) as e:
+        print(f"EVIDENTLY UNAVAILABLE: installing it into {PEERS} failed ({type(e).__name__}); skipping it")
+        return None
+    return py if subprocess.run(probe, capture_output=True).returncode == 0 else None
+
+
+def time_evidently(stream, n_window_batches: int, repeat: int) -> dict | None:
+    py = ensure_peers_venv()
+    if py is None:
+        return None
+    ref_events = [e for ev, _ in stream[:4] for e in ev]
+    cur_events = [e for ev, _ in stream[4:4 + n_window_batches] for e in ev]
+
+    def frame(events) -> pl.DataFrame:
+        rows = to_rows(events, [])
+        return pl.DataFrame([{**r["input_features"], "tokens_in": r["tokens_in"]} for r in rows])
+
+    with tempfile.TemporaryDirectory() as d:
+        ref_p, cur_p = Path(d) / "ref.parquet", Path(d) / "cur.parquet"
+        frame(ref_events).write_parquet(ref_p)
+        frame(cur_events).write_parquet(cur_p)
+        out = subprocess.run([str(py), "-c", EVIDENTLY_SCRIPT, str(ref_p), str(cur_p), str(repeat)],
+                             capture_output=True, text=True, timeout=3600)
+    if out.returncode != 0:
+        print("EVIDENTLY FAILED:", out.stderr.strip().splitlines()[-1:] or "no output")
+        return None
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res["rows"] = len(cur_events)
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batches", type=int, default=20)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--no-evidently", action="store_true")
+    args = ap.parse_args()
+
+    print(f"batches of {BATCH} events, {args.batches} batches per run, median of {args.repeat} runs\n")
+    print("| features | protected slices | labels | observe() ev/s | gather columns only ev/s |")
+    print("|---|---|---|---|---|")
+    main_stream = None
+    for n_features, slices, labels in ((10, {}, False), (10, SLICES, False), (10, SLICES, True),
+                                        (20, SLICES, False), (20, SLICES, True)):
+        stream = make_stream(n_features, args.batches)
+        rate, gather = time_observe(slices, stream, args.repeat, labels)
+        n_sl = sum(len(v) for v in slices.values())
+        print(f"| {n_features} | {n_sl} | {'yes' if labels else 'no'} | {rate:,.0f} | {gather:,.0f} |", flush=True)
+        if n_features == 10 and not slices:
+            main_stream, main_rate = stream, rate
+    assert main_stream is not None
+    loop_rate = per_event_loop(main_stream, new_engine({}, main_stream), max(1, args.repeat // 2))
+    print(f"\nper-event Python loop (10 features, histograms + PSI): {loop_rate:,.0f} ev/s; "
+          f"observe() / loop = {main_rate / loop_rate:.2f}x")
+
+    print("\n| features | protected slices | evaluate() ms |")
+    print("|---|---|---|")
+    for n_features in (10, 20, 50):
+        for slices in ({}, SLICES, {**SLICES, "region": ["a", "b", "c", "d"]}):
+            ms = time_evaluate(n_features, slices, args.repeat) * 1000
+            print(f"| {n_features} | {sum(len(v) for v in slices.values())} | {ms:.1f} |", flush=True)
+
+    if args.no_evidently:
+        return
+    window_batches = min(args.batches, 20)
+    ev = time_evidently(main_stream, window_batches, max(1, args.repeat // 2))
+    if ev is None:
+        return
+    rows = ev["rows"]
+    ours_eval = time_evaluate(10, {}, args.repeat)
+    ours_total = rows / main_rate + ours_eval
+    print(f"\nEvidently {ev['version']} DataDriftPreset on a window of {rows:,} rows (10 features + tokens_in), "
+          f"recomputed from raw rows: {ev['seconds']:.2f} s per evaluation = {rows / ev['seconds']:,.0f} rows/s")
+    print(f"Slicewatch: observe those rows once ({rows / main_rate:.2f} s) + evaluate() ({ours_eval * 1000:.1f} ms)"
+          f" = {ours_total:.2f} s; per evaluation after that only evaluate(): "
+          f"{ev['seconds'] / ours_eval:,.0f}x faster; first evaluation {ev['seconds'] / ours_total:.1f}x")
+    if not math.isfinite(ours_total):
+        return
+
+
+if __name__ == "__main__":
+    main()
