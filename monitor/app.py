@@ -90,15 +90,27 @@ class Monitor:
     engine: DriftEngine
 
     def rebuild(self, assigned: Iterable[TopicPartition]) -> None:
-        """Rebuild window state from ``inference_log`` for the models on the assigned partitions."""
+        """On partition (re)assignment: rebuild the window state and restore the alert states of the
+        models whose events are on the assigned partitions, from ``inference_log`` and ``drift_alert``;
+        forget the models this replica no longer owns (their new owner restores them)."""
         topic = self.settings.kafka.topics.inference
         partitions = {tp.partition for tp in assigned if tp.topic == topic}
         now = self.clock()
         window = self.settings.stats.bucket_seconds * self.settings.stats.window_buckets
-        rows = self.repository.load_rows(None, now - window - self.settings.stats.allowed_lateness_s, now + 1)
+        since = now - window - self.settings.stats.allowed_lateness_s
+        rows = self.repository.load_rows(None, since, now + 1)
         mine = [r for r in rows if r.get("partition") is None or r["partition"] in partitions]
-        with self.pipeline._lock:
+        models = {r["model_id"] for r in mine}
+        states = alert_store.load_alert_states(
+            self.repository.engine, now, self.settings.alerts.resolved_resend_s, model_ids=sorted(models)
+        )
+        evaluator = self.pipeline.evaluator
+        with self.pipeline.lock:
+            gone = [m for m in self.engine.models if m not in models]
+            self.engine.drop_models(gone)
+            evaluator.forget([*gone, *models])
             self.engine.rebuild(mine, now)
+            evaluator.restore(states)
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set; evaluations run every ``evaluate_every_s`` in a thread."""
@@ -172,6 +184,7 @@ def build_monitor(
         retry_initial_s=settings.alerts.publish_retry.initial_s,
         retry_max_s=settings.alerts.publish_retry.max_s,
         retry_multiplier=settings.alerts.publish_retry.multiplier,
+        send_timeout_s=min(10.0, max(1.0, settings.stats.evaluate_every_s / 3)),
     )
     alertmanager = (
         AlertmanagerSink(settings.alerts.alertmanager_url, ttl_s=max(60.0, 4 * settings.stats.evaluate_every_s))

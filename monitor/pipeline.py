@@ -121,6 +121,11 @@ class Pipeline:
         for p in promotions:
             self._promote(p)
 
+    @property
+    def lock(self) -> threading.RLock:
+        """Held while the engine or the evaluator change; take it to rebuild state from outside."""
+        return self._lock
+
     def _promote(self, p: Promotion) -> None:
         prev = self.promotions.get(p.model_id)
         if prev is None or p.promoted_at >= prev.promoted_at:
