@@ -164,13 +164,15 @@ def test_poison_is_dead_lettered_once_and_valid_rows_all_arrive(  # type: ignore
     messages.append((topics.feedback, b"x", b"\xff\xfe not utf8"))
     messages.append((topics.promotions, b"x", json.dumps({"schema_version": 1}).encode()))
     messages.append((topics.inference, b"m-v1", None))  # tombstone
+    garbage = [rng.randbytes(rng.randint(0, 300)) for _ in range(30)]  # arbitrary bytes, some empty
+    messages += [(topics.promotions, None, g) for g in garbage]
     rng.shuffle(messages)
     produce(broker.bootstrap_servers, messages)
 
     reg = CollectorRegistry()
     consumer = make_ingest_consumer(broker.bootstrap_servers, topics, repo, reg, f"g-{uuid.uuid4().hex[:6]}",
                                     max_event_bytes=max_bytes, dead_letter_value_cap_bytes=64)
-    total_poison = len(poison) + 3
+    total_poison = len(poison) + 3 + len(garbage)
     with running(consumer):
         wait_for(lambda: repo.counts()["dead_letter"] == total_poison
                  and repo.counts()["inference_log"] == len(valid), 60, "dead letters and rows")
@@ -192,7 +194,7 @@ def test_poison_is_dead_lettered_once_and_valid_rows_all_arrive(  # type: ignore
 
     out = read_topic(broker.bootstrap_servers, f"{topics.inference}.dlq", len(inference_dl) + 1)
     out += read_topic(broker.bootstrap_servers, f"{topics.feedback}.dlq", 1)
-    out += read_topic(broker.bootstrap_servers, f"{topics.promotions}.dlq", 1)
+    out += read_topic(broker.bootstrap_servers, f"{topics.promotions}.dlq", 1 + len(garbage))
     assert len(out) == total_poison  # each exactly once
     by_source = {(d.topic, d.partition, d.offset): d for d in stored}
     for rec in out:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -25,7 +27,7 @@ def test_delays_are_monotone_and_bounded(initial: float, factor: float, multipli
     delays = [b.next_delay() for _ in range(n)]
     assert delays[0] == pytest.approx(initial)
     assert all(initial <= d <= initial * factor for d in delays)
-    assert all(a <= c for a, c in zip(delays, delays[1:], strict=False))
+    assert all(a <= c for a, c in itertools.pairwise(delays))
 
 
 @pytest.mark.parametrize("args", [(0, 1, 2), (2, 1, 2), (1, 2, 0.5)])

@@ -216,12 +216,12 @@ class IngestConsumer:
         self._consumer = self._publisher = None
         if consumer is not None:
             try:
-                consumer.close(autocommit=False, timeout_ms=2000)
+                consumer.close(autocommit=False, timeout_ms=1000)
             except Exception as e:
                 log.warning("consumer close failed (%s)", type(e).__name__)
         if publisher is not None:
             try:
-                publisher.close(timeout_s=2.0)
+                publisher.close(timeout_s=1.0)
             except Exception as e:
                 log.warning("dead-letter producer close failed (%s)", type(e).__name__)
         self._set_paused(False)

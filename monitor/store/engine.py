@@ -28,8 +28,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         "json_serializer": _dumps,
         "json_deserializer": msgspec.json.decode,
     }
-    if make_url(url).get_backend_name() == "sqlite":
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
         options["connect_args"] = {"timeout": 30}
+    elif backend == "postgresql":
+        options["connect_args"] = {"connect_timeout": 5}  # an unreachable host must not hang a retry
     options.update(kwargs)
     engine = create_engine(url, **options)
     if engine.dialect.name == "sqlite":
