@@ -15,8 +15,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -60,6 +62,7 @@ class _Batch:
     offsets: dict[TopicPartition, int] = field(default_factory=dict)  # next offset per partition
     consumed: Counter[str] = field(default_factory=Counter)
     started: float = 0.0  # monotonic, for the batch-duration histogram
+    future: Future[BatchOutcome] | None = None  # the write in flight on the writer thread
     outcome: BatchOutcome | None = None  # set once durably written
     published: bool = False
     notified: bool = False
@@ -154,7 +157,8 @@ class IngestConsumer:
         self._kafka_backoff = Backoff(min(retry_initial_s, 1.0), min(retry_max_s, 5.0), retry_multiplier)
         self._consumer: KafkaConsumer | None = None
         self._publisher: DeadLetterPublisher | None = None
-        self._batch: _Batch | None = None
+        self._queue: deque[_Batch] = deque()  # decoded, not yet committed; the head is being written
+        self._executor: ThreadPoolExecutor | None = None
         self._paused = False
         self._sweep_dead_letters = True
 
@@ -203,6 +207,7 @@ class IngestConsumer:
                 stop_event.wait(self._kafka_backoff.next_delay())
         if self._consumer is None:
             return
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="slicewatch-writer")
         try:
             self._consumer.subscribe(self.topics, listener=_Listener(self))
             while not stop_event.is_set():
@@ -212,8 +217,10 @@ class IngestConsumer:
             self._close()
 
     def _close(self) -> None:
-        consumer, publisher = self._consumer, self._publisher
-        self._consumer = self._publisher = None
+        consumer, publisher, executor = self._consumer, self._publisher, self._executor
+        self._consumer = self._publisher = self._executor = None
+        if executor is not None:
+            executor.shutdown(wait=False)
         if consumer is not None:
             try:
                 consumer.close(autocommit=False, timeout_ms=1000)
@@ -227,29 +234,43 @@ class IngestConsumer:
         self._set_paused(False)
 
     def _finish(self) -> None:
-        """Stop requested: finish the batch in hand within the grace period, commit, return."""
+        """Stop requested: finish the batches in hand within the grace period, commit, return."""
         deadline = time.monotonic() + self.shutdown_grace_s
-        while self._batch is not None and time.monotonic() < deadline:
-            if self._advance(self._batch):
-                self._batch = None
-                break
+        while self._queue and time.monotonic() < deadline:
+            if self._advance(self._queue[0], deadline):
+                self._queue.popleft()
+                continue
             time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
-        if self._batch is not None:
-            log.warning("shutdown: batch of %d records left uncommitted (it will be redelivered)",
-                        sum(self._batch.consumed.values()))
-            self._batch = None
+        if self._queue:
+            log.warning("shutdown: %d records left uncommitted (they will be redelivered)",
+                        sum(sum(b.consumed.values()) for b in self._queue))
+            self._queue.clear()
 
     # ---------------------------------------------------------------- main loop
 
     def _step(self, stop_event: threading.Event) -> None:
-        if self._batch is None:
-            self._poll(self.poll_timeout_ms)
-            if self._batch is None:
+        """One turn of the pipeline: batch N is written on the writer thread while batch N+1 is
+        polled and decoded here; N is committed (offsets, hook, dead letters) before N+1 is written."""
+        if len(self._queue) < 2 and not self._paused:
+            self._poll(50 if self._queue else self.poll_timeout_ms)
+        if not self._queue:
+            return
+        head = self._queue[0]
+        if head.outcome is None:
+            if head.future is None:
+                assert self._executor is not None
+                head.future = self._executor.submit(self._write, head)
+            if not head.future.done():
+                if len(self._queue) < 2 and not self._paused:
+                    return  # poll the next batch while this one is written
+                wait_futures([head.future])
+            if not self._collect(head):
+                self._set_paused(True)
+                self._wait(self._backoff.next_delay(), stop_event)
                 return
-        batch = self._batch
-        if self._advance(batch):
-            if self._batch is batch:
-                self._batch = None
+        if self._complete(head):
+            if self._queue and self._queue[0] is head:
+                self._queue.popleft()
             self._backoff.reset()
             self._set_paused(False)
             return
@@ -267,7 +288,7 @@ class IngestConsumer:
 
     def _poll(self, timeout_ms: int) -> None:
         assert self._consumer is not None
-        if self._sweep_dead_letters and self._batch is None:
+        if self._sweep_dead_letters and not self._queue:
             self._republish_dead_letters()
         try:
             records = self._consumer.poll(timeout_ms=timeout_ms)
@@ -278,15 +299,15 @@ class IngestConsumer:
             return
         if not records:
             return
-        if self._batch is not None:
-            # Only after a rebalance could unpaused partitions return records while a batch is held;
-            # rewind them so they are read again once the batch is done.
+        if len(self._queue) >= 2:
+            # Only after a rebalance could unpaused partitions return records while the pipeline
+            # is full; rewind them so they are read again later.
             for tp, recs in records.items():
                 self._safe_seek(tp, recs[0].offset)
             return
         if self._paused:
             self._set_paused(False)
-        self._batch = self._decode(records)
+        self._queue.append(self._decode(records))
         self._update_lag(records)
 
     def _set_paused(self, paused: bool) -> None:
@@ -337,17 +358,34 @@ class IngestConsumer:
 
     # ----------------------------------------------------------------- the batch
 
-    def _advance(self, batch: _Batch) -> bool:
-        """Move the batch through write -> dead-letter publish -> hook -> commit; False to retry later."""
+    def _advance(self, batch: _Batch, deadline: float) -> bool:
+        """Write (if needed) and complete one batch, waiting at most until ``deadline``."""
         if batch.outcome is None:
-            try:
-                batch.outcome = self._write(batch)
-            except StoreUnavailable as e:
-                self.metrics.store_retries.inc()
-                log.warning("batch write failed, will retry: %s", e)
+            if batch.future is None:
+                assert self._executor is not None
+                batch.future = self._executor.submit(self._write, batch)
+            wait_futures([batch.future], timeout=max(0.0, deadline - time.monotonic()))
+            if not batch.future.done() or not self._collect(batch):
                 return False
-            self._count(batch, batch.outcome)
-            self.metrics.last_write.set(self.clock())
+        return self._complete(batch)
+
+    def _collect(self, batch: _Batch) -> bool:
+        """Take the finished write's outcome; False (and forget the future) when the store was down."""
+        assert batch.future is not None
+        try:
+            batch.outcome = batch.future.result()
+        except StoreUnavailable as e:
+            batch.future = None
+            self.metrics.store_retries.inc()
+            log.warning("batch write failed, will retry: %s", e)
+            return False
+        self._count(batch, batch.outcome)
+        self.metrics.last_write.set(self.clock())
+        return True
+
+    def _complete(self, batch: _Batch) -> bool:
+        """Written batch -> dead letters published -> ``on_written`` -> offsets committed."""
+        assert batch.outcome is not None
         if not batch.published:
             if batch.outcome.new_dead_letters and not self._publish(batch.outcome.new_dead_letters):
                 return False
@@ -494,13 +532,15 @@ class IngestConsumer:
         log.warning("kafka %s failed (%s); continuing", what, name)
 
     def _on_revoked(self, revoked: set[TopicPartition]) -> None:
-        batch = self._batch
-        if batch is not None:
-            if batch.outcome is not None:
-                self._commit({tp: o for tp, o in batch.offsets.items() if tp in revoked})
-            # An unwritten batch is dropped: its offsets were never committed, so the new owner
-            # re-reads it; a written one is idempotent if re-read.
-            self._batch = None
+        """Finish the write in flight and complete it (the statistics hook must see every new row);
+        drop the rest: their offsets were never committed, so the new owner re-reads them."""
+        head = self._queue[0] if self._queue else None
+        if head is not None and head.outcome is None and head.future is not None:
+            wait_futures([head.future])
+            self._collect(head)
+        if head is not None and head.outcome is not None:
+            self._complete(head)
+        self._queue.clear()
         self._set_paused(False)
         self._sweep_dead_letters = True
 
