@@ -19,6 +19,7 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -32,6 +33,25 @@ Kind = Literal["numeric", "categorical", "boolean"]
 MAX_VOCABULARY = 10_000
 OTHER = "__other__"
 UNSEEN = "__unseen__"
+
+
+def stringify(v: Any) -> str | None:
+    """How non-string values become categories or slice values: ``True`` -> ``"true"``, ``3.0`` -> ``"3"``."""
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def numeric_array(values: list[Any]) -> NDArray[np.float64]:
+    """Float column with NaN for None and for values that are not numbers (booleans count as 0/1)."""
+    try:
+        return np.array(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return np.array([float(v) if isinstance(v, int | float) else np.nan for v in values], dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -93,28 +113,29 @@ class FeatureSpec:
     def dtype(self) -> type[pl.DataType]:
         return {"numeric": pl.Float64, "categorical": pl.String, "boolean": pl.Boolean}[self.kind]
 
-    def bin(self, column: pl.Series) -> NDArray[np.int64]:
-        """Bin indices of a column already cast to :attr:`dtype` (nulls and NaN -> missing)."""
+    def bin(self, column: pl.Series | NDArray[Any] | Sequence[Any]) -> NDArray[np.int64]:
+        """Bin indices of a column of raw values (nulls, NaN and values of the wrong type -> missing)."""
+        if isinstance(column, pl.Series):
+            column = column.to_numpy() if self.kind == "numeric" else column.to_list()
+        missing = self.missing_index
         if self.kind == "numeric":
-            x = column.cast(pl.Float64).to_numpy()
+            x = column if isinstance(column, np.ndarray) else numeric_array(list(column))
             e = np.asarray(self.edges)
             idx = np.searchsorted(e, x, side="right").astype(np.int64)
             idx[x == e[-1]] = e.size - 1 if e.size > 1 else 0
-            idx[~np.isfinite(x)] = self.missing_index
+            idx[~np.isfinite(x)] = missing
             return idx
         if self.kind == "categorical":
-            null = column.is_null().to_numpy()
-            idx = (
-                column.replace_strict(self._map, default=len(self.categories) + 1, return_dtype=pl.Int64)
-                .to_numpy()
-                .astype(np.int64, copy=True)
+            m: dict[str | None, int] = self._map  # type: ignore[assignment]
+            unseen = len(self.categories) + 1
+            return np.fromiter(
+                (missing if v is None else m.get(v if v.__class__ is str else stringify(v), unseen) for v in column),
+                dtype=np.int64,
+                count=len(column),
             )
-            idx[null] = self.missing_index
-            return idx
-        null = column.is_null().to_numpy()
-        idx = column.fill_null(False).cast(pl.Int64).to_numpy().astype(np.int64, copy=True)
-        idx[null] = self.missing_index
-        return idx
+        return np.fromiter(
+            (1 if v is True else 0 if v is False else missing for v in column), dtype=np.int64, count=len(column)
+        )
 
     def points(self) -> NDArray[np.float64]:
         """Representative point of each value bin (numeric only): outer edges for under/overflow."""

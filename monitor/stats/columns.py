@@ -19,19 +19,12 @@ from numpy.typing import NDArray
 
 from monitor.events import LINEAGE_FIELDS, InferenceEvent, Lineage
 from monitor.records import Label, LabelChange
-from monitor.stats.bins import FeatureSpec
+from monitor.stats.bins import FeatureSpec, numeric_array, stringify
 
 TOKENS_IN = "tokens_in"
 
 
-def slice_value(v: Any) -> str | None:
-    if v is None:
-        return None
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
+slice_value = stringify
 
 
 @dataclass
@@ -124,35 +117,20 @@ def records_from_rows(
     return out, labels
 
 
-def _sanitise(values: list[Any], spec: FeatureSpec) -> list[Any]:
-    if spec.kind == "numeric":
-        return [float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None for v in values]
-    if spec.kind == "boolean":
-        return [v if isinstance(v, bool) else None for v in values]
-    return [slice_value(v) for v in values]
-
-
-def feature_frame(
-    features: Sequence[Mapping[str, Any]],
-    specs: Sequence[FeatureSpec],
-    tokens_in: Sequence[Any] | None = None,
-) -> pl.DataFrame:
-    """One typed column per spec; values of the wrong type become null (counted as missing)."""
-    dict_specs = [s for s in specs if not (s.name == TOKENS_IN and tokens_in is not None)]
-    schema = {s.name: s.dtype for s in dict_specs}
-    try:
-        df = pl.from_dicts(features, schema=schema, strict=False) if features else pl.DataFrame(schema=schema)
-    except (pl.exceptions.ComputeError, TypeError, ValueError):
-        df = pl.DataFrame(
-            {
-                s.name: pl.Series(s.name, _sanitise([d.get(s.name) for d in features], s), dtype=s.dtype)
-                for s in dict_specs
-            },
-            schema=schema,
-        )
-    if tokens_in is not None and any(s.name == TOKENS_IN for s in specs):
-        df = df.with_columns(pl.Series(TOKENS_IN, list(tokens_in), dtype=pl.Float64, strict=False))
-    return df
+def feature_columns(
+    features: Sequence[Mapping[str, Any]], specs: Sequence[FeatureSpec], tokens_in: Sequence[Any] | None = None
+) -> dict[str, Any]:
+    """One column per spec: float arrays (NaN = missing) for numeric features, lists of raw values
+    otherwise. ``tokens_in`` (the event field) is used for a tracked feature named ``tokens_in``."""
+    out: dict[str, Any] = {}
+    for s in specs:
+        if s.name == TOKENS_IN and tokens_in is not None:
+            values = list(tokens_in)
+        else:
+            name = s.name
+            values = [d.get(name) for d in features]
+        out[s.name] = numeric_array(values) if s.kind == "numeric" else values
+    return out
 
 
 _ABSENT = object()

@@ -44,7 +44,7 @@ def label_contributions(
     if n == 0:
         return np.zeros(0), scal, [], []
     sign = np.ones(n, dtype=np.int64)
-    sign[len(changes):] = -1
+    sign[len(changes) :] = -1
     wc = np.array([-1 if lb.was_correct is None else int(lb.was_correct) for lb in labels], dtype=np.int64)
     score = np.array([np.nan if lb.score is None else lb.score for lb in labels], dtype=np.float64)
     src = np.array([source_index(lb.source) for lb in labels], dtype=np.int64)

@@ -12,11 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import polars as pl
 from numpy.typing import NDArray
 
-from monitor.stats.bins import FeatureSpec
-from monitor.stats.columns import Records, feature_frame
+from monitor.stats.bins import FeatureSpec, numeric_array
+from monitor.stats.columns import Records, feature_columns
 
 FIXED_POINT = 1_000_000_000
 SOURCES = ("human", "judge", "user", "system", "unknown")
@@ -82,24 +81,23 @@ class Layout:
         """Flat histogram indices ``(n, blocks)``, sketch indices ``(n, sketched)`` (-1 = none) and the
         per-event scalar contributions ``(n, N_SCALARS)``."""
         n = len(rec)
-        frame = feature_frame(rec.features, self.features, rec.tokens_in)
+        cols = feature_columns(rec.features, self.features, rec.tokens_in)
         hist = np.empty((n, len(self.blocks)), dtype=np.int64)
         sketch = np.empty((n, len(self.sketched)), dtype=np.int64)
         k = 0
         for j, spec in enumerate(self.features):
-            col = frame.get_column(spec.name)
+            col = cols[spec.name]
             hist[:, j] = spec.bin(col) + self.offsets[j]
             if spec.sketch is not None:
-                idx = spec.sketch.index(col.cast(pl.Float64).to_numpy())
+                idx = spec.sketch.index(col)
                 sketch[:, k] = np.where(idx >= 0, idx + self.sketch_offsets[k], -1)
                 k += 1
         nf = len(self.features)
-        hist[:, nf] = self.output.bin(pl.Series("output", rec.outputs, dtype=pl.String)) + self.offsets[nf]
-        conf = pl.Series("confidence", rec.confidence, dtype=pl.Float64, strict=False)
-        hist[:, nf + 1] = self.confidence.bin(conf) + self.offsets[nf + 1]
+        hist[:, nf] = self.output.bin(rec.outputs) + self.offsets[nf]
+        c = numeric_array(rec.confidence)
+        hist[:, nf + 1] = self.confidence.bin(c) + self.offsets[nf + 1]
         scal = np.zeros((n, N_SCALARS), dtype=np.int64)
         scal[:, EVENTS] = 1
-        c = conf.to_numpy()
         ok = np.isfinite(c)
         scal[:, CONF_N] = ok
         scal[ok, CONF_SUM] = np.rint(c[ok] * FIXED_POINT).astype(np.int64)

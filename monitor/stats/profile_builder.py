@@ -19,8 +19,8 @@ import polars as pl
 
 from monitor.records import Label, LabelChange
 from monitor.snapshot import AGGREGATE, slice_label
-from monitor.stats.bins import MAX_VOCABULARY, FeatureSpec, Kind
-from monitor.stats.columns import TOKENS_IN, Records, feature_frame, records_from_rows, slice_membership
+from monitor.stats.bins import MAX_VOCABULARY, FeatureSpec, Kind, stringify
+from monitor.stats.columns import TOKENS_IN, Records, feature_columns, records_from_rows, slice_membership
 from monitor.stats.contributions import label_contributions
 from monitor.stats.errors import ProfileError
 from monitor.stats.layout import N_SCALARS, Layout
@@ -137,14 +137,15 @@ def build_profile_from_records(
     names = None if features is None else [f for f in features if f != TOKENS_IN]
     kinds = _kinds(rec.features, names)
     kinds.pop(TOKENS_IN, None)
-    probe = feature_frame(rec.features, [FeatureSpec(n, k) for n, k in kinds.items()])
+    probe = feature_columns(rec.features, [FeatureSpec(n, k) for n, k in kinds.items()])
     specs: list[FeatureSpec] = []
     for name, kind in kinds.items():
-        col = probe.get_column(name)
+        col = probe[name]
         if kind == "numeric":
-            specs.append(_numeric_spec(name, col.to_numpy(), numeric_bins, sketch_accuracy))
+            specs.append(_numeric_spec(name, col, numeric_bins, sketch_accuracy))
         elif kind == "categorical":
-            cats, voc = _top(col, top_k_categories)
+            strings = [v if v is None or isinstance(v, str) else stringify(v) for v in col]
+            cats, voc = _top(pl.Series(strings, dtype=pl.String), top_k_categories)
             specs.append(FeatureSpec.categorical(name, cats, voc))
         else:
             specs.append(FeatureSpec.boolean(name))
