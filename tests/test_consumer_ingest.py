@@ -202,3 +202,19 @@ def test_poison_is_dead_lettered_once_and_valid_rows_all_arrive(  # type: ignore
         d = by_source[(h["source_topic"], int(h["source_partition"]), int(h["source_offset"]))]
         assert h["stage"] == d.stage and h["error_class"] == d.error_class
         assert rec.value == d.value
+
+
+def test_embedded_sqlite_default(broker, topics: Topics, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path}/slicewatch.db"
+    create_ingest_schema(url)
+    engine = make_engine(url)
+    repo = Repository(engine)
+    produce(broker.bootstrap_servers, [(topics.inference, b"m-v1", raw(inference_dict(i))) for i in range(300)]
+            + [(topics.feedback, b"r1", raw(feedback_dict(1, BASE + 50)))])
+    reg = CollectorRegistry()
+    consumer = make_ingest_consumer(broker.bootstrap_servers, topics, repo, reg, f"g-{uuid.uuid4().hex[:6]}",
+                                    max_poll_records=50)
+    with running(consumer):
+        wait_for(lambda: repo.counts()["inference_log"] == 300, 60, "rows in SQLite")
+        wait_for(lambda: any(r["was_correct"] for r in repo.load_rows(None, BASE, BASE + 2)), 30, "label")
+    engine.dispose()
