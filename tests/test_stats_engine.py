@@ -265,3 +265,25 @@ def test_p_values_adjusted_across_features_and_slices():
 
     expected = false_discovery_control([v.p_value for v in tested], method="bh")
     assert [v.p_value_adjusted for v in tested] == pytest.approx(list(expected), abs=1e-12)
+
+
+def test_protected_key_looked_up_in_slice_then_input_features():
+    from monitor.stats.columns import slice_membership
+
+    slices = [{"language": "es"}, {}, {"language": "en"}, {}]
+    feats = [{"language": "en"}, {"language": "es"}, {}, {"tier": 3.0, "language": None}]
+    got = slice_membership(slices, feats, [("language", "es"), ("tier", "3")])
+    assert [g.tolist() for g in got] == [[0, 1], [3]]
+
+
+def test_labels_before_the_reference_are_replayed_with_the_buffer():
+    eng = engine(auto_reference_events=1500)
+    rng = np.random.default_rng(8)
+    ev, lab = make_batch(rng, StreamSpec(), 1000, 0.0, 60.0)
+    eng.observe(ev, lab, 60.0)
+    assert eng.reference("m1") is None and eng.evaluate(60.0).values == ()
+    ev2, lab2 = make_batch(rng, StreamSpec(), 1000, 60.0, 120.0)
+    eng.observe(ev2, lab2, 120.0)
+    acc = value(eng.evaluate(120.0), "m1", "all", "quality", "was_correct", "accuracy")
+    assert acc is not None and acc.sample_count == len(lab) + len(lab2)
+    assert acc.value == pytest.approx(np.mean([lc.new.was_correct for lc in lab + lab2]))
