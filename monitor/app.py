@@ -61,6 +61,9 @@ def build_engine(settings: Settings) -> DriftEngine:
         protected_slices=s.protected_slices,
         quality_bars=bars,
         auto_reference_events=s.auto_reference_events,
+        cohorts=s.cohorts,
+        adwin_delta=s.adwin_delta,
+        lineage_lookback_s=settings.alerts.lineage_lookback_s,
     )
 
 

@@ -151,6 +151,11 @@ class StatsSettings(_Section):
     """Slice key -> values that matter. A key is looked up in ``slice`` first, then ``input_features``."""
     quality_bars: dict[str, dict[str, QualityBar]] = Field(default_factory=dict)
     """model_id (or ``"*"`` for every model) -> slice (``"all"`` or ``"key=value"``) -> bar."""
+    cohorts: list[list[str]] = Field(default_factory=list)
+    """Groups of model ids serving side by side (a canary and the current model, experiment arms);
+    their input distributions are compared with each other (signal ``cohort``)."""
+    adwin_delta: float = Field(0.002, gt=0, lt=1)
+    """Confidence of river's ADWIN on each slice's correctness stream (smaller: fewer false alarms)."""
 
 
 class AlertRule(_Section):
