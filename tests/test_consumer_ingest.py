@@ -218,3 +218,19 @@ def test_embedded_sqlite_default(broker, topics: Topics, tmp_path) -> None:  # t
         wait_for(lambda: repo.counts()["inference_log"] == 300, 60, "rows in SQLite")
         wait_for(lambda: any(r["was_correct"] for r in repo.load_rows(None, BASE, BASE + 2)), 30, "label")
     engine.dispose()
+
+
+def test_row_the_database_rejects_is_dead_lettered(broker, topics: Topics, repo: Repository) -> None:  # type: ignore[no-untyped-def]
+    bad = {**inference_dict(5), "output": "a\u0000b"}  # valid JSON and schema; PostgreSQL text refuses NUL
+    produce(broker.bootstrap_servers, [(topics.inference, b"m-v1", raw(inference_dict(i))) for i in range(5)]
+            + [(topics.inference, b"m-v1", raw(bad))]
+            + [(topics.inference, b"m-v1", raw(inference_dict(i))) for i in range(6, 10)])
+    reg = CollectorRegistry()
+    consumer = make_ingest_consumer(broker.bootstrap_servers, topics, repo, reg, f"g-{uuid.uuid4().hex[:6]}")
+    with running(consumer):
+        wait_for(lambda: repo.counts()["dead_letter"] == 1 and repo.counts()["inference_log"] == 9, 60,
+                 "rows and the rejected one")
+    [dl] = repo.dead_letters()
+    assert (dl.stage, dl.error_class) == ("store", "store_rejected")
+    assert dl.reason.startswith("rejected by the database") and "a\x00b" not in dl.reason
+    assert {r["request_id"] for r in repo.load_rows(None, 0, 2e9)} == {f"r{i}" for i in range(10) if i != 5}

@@ -13,9 +13,11 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import msgspec
+import psycopg
 from sqlalchemy import Connection
 
 from monitor.events import InferenceEvent
+from monitor.store.errors import StoreError, StoreUnavailable
 from monitor.store.rows import Origin
 
 STAGE = "_slicewatch_inference_stage"
@@ -59,10 +61,16 @@ def copy_inferences(
             ))
     raw = conn.connection.driver_connection
     assert raw is not None
-    with raw.cursor() as cur:
-        cur.execute(_CREATE)
-        cur.execute(f"TRUNCATE {STAGE}")
-        with cur.copy(f'COPY {STAGE} (input_hash, topic, partition, "offset", v) FROM STDIN') as copy:
-            copy.write(b"".join(lines))
-        cur.execute(_INSERT, {"now": now})
-        return {r[0] for r in cur.fetchall()}
+    # psycopg raises directly here (not through SQLAlchemy): translate like the repository does.
+    try:
+        with raw.cursor() as cur:
+            cur.execute(_CREATE)
+            cur.execute(f"TRUNCATE {STAGE}")
+            with cur.copy(f'COPY {STAGE} (input_hash, topic, partition, "offset", v) FROM STDIN') as copy:
+                copy.write(b"".join(lines))
+            cur.execute(_INSERT, {"now": now})
+            return {r[0] for r in cur.fetchall()}
+    except psycopg.OperationalError as e:
+        raise StoreUnavailable(f"inference copy failed: database unavailable ({type(e).__name__})") from e
+    except psycopg.Error as e:
+        raise StoreError(f"inference copy failed ({type(e).__name__})") from e

@@ -191,6 +191,8 @@ class Repository:
         try:
             with self._engine.begin() as conn:
                 return self._write(conn, inferences, feedback, promotions, dead_letters, ingested_at)
+        except StoreError:
+            raise
         except (OperationalError, DisconnectionError) as e:
             raise StoreUnavailable(f"batch write failed: database unavailable ({_cls(e)})") from e
         except DBAPIError as e:
