@@ -159,11 +159,12 @@ class SignalBuilder:
             n = int(counts.sum())
             if n == 0:
                 continue
-            for stat, q in QUANTILES:
-                self._emit(v, "input", spec.name, stat, sk.quantile(counts, q), n)
+            values = sk.quantiles(counts, tuple(q for _, q in QUANTILES))
+            for (stat, _), x in zip(QUANTILES, values, strict=True):
+                self._emit(v, "input", spec.name, stat, x, n)
             ref_p99 = sk.quantile(ref.sketch_counts(spec.name, sk.size), 0.99)
             if np.isfinite(ref_p99):
-                p99 = sk.quantile(counts, 0.99)
+                p99 = values[-1]
                 self._emit(
                     v,
                     "input",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -95,21 +96,20 @@ class SketchSpec:
         return np.bincount(idx[idx >= 0], minlength=self.size).astype(np.int64)
 
     def representatives(self) -> NDArray[np.float64]:
-        keys = np.arange(self.k_lo, self.k_hi + 1, dtype=np.float64)
-        pos = 2.0 * np.power(self.gamma, keys) / (self.gamma + 1.0)
-        parts = [-pos[::-1]] if self.negative else []
-        parts += [np.zeros(1), pos]
-        return np.concatenate(parts)
+        return _representatives(self)
 
     def quantile(self, counts: NDArray[np.int64], q: float) -> float:
         """The value of rank ``floor(q * (n - 1))`` (numpy's ``method="lower"``), within the accuracy."""
-        c = np.asarray(counts)
-        n = int(c.sum())
+        return self.quantiles(counts, (q,))[0]
+
+    def quantiles(self, counts: NDArray[np.int64], qs: tuple[float, ...]) -> list[float]:
+        cum = np.cumsum(np.asarray(counts))
+        n = int(cum[-1]) if cum.size else 0
         if n == 0:
-            return float("nan")
-        rank = math.floor(q * (n - 1))
-        i = int(np.searchsorted(np.cumsum(c), rank, side="right"))
-        return float(self.representatives()[i])
+            return [float("nan")] * len(qs)
+        ranks = [math.floor(q * (n - 1)) for q in qs]
+        idx = np.searchsorted(cum, ranks, side="right")
+        return [float(x) for x in _representatives(self)[idx]]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -122,3 +122,14 @@ class SketchSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SketchSpec:
         return cls(float(d["relative_accuracy"]), int(d["k_lo"]), int(d["k_hi"]), bool(d["negative"]))
+
+
+@lru_cache(maxsize=4096)
+def _representatives(spec: SketchSpec) -> NDArray[np.float64]:
+    keys = np.arange(spec.k_lo, spec.k_hi + 1, dtype=np.float64)
+    pos = 2.0 * np.power(spec.gamma, keys) / (spec.gamma + 1.0)
+    parts = [-pos[::-1]] if spec.negative else []
+    parts += [np.zeros(1), pos]
+    out = np.concatenate(parts)
+    out.setflags(write=False)
+    return out
