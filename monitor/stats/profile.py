@@ -54,6 +54,7 @@ class SliceCounts:
     output: list[int]
     confidence: list[int]
     scalars: list[int]
+    _dense: dict[str, NDArray[np.int64]] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def n(self) -> int:
@@ -63,9 +64,14 @@ class SliceCounts:
         return np.asarray(self.features[name], dtype=np.int64)
 
     def sketch_counts(self, name: str, size: int) -> NDArray[np.int64]:
-        out = np.zeros(size, dtype=np.int64)
-        for i, c in self.sketches.get(name, {}).items():
-            out[int(i)] = c
+        """Dense sketch counts (cached; read-only)."""
+        out = self._dense.get(name)
+        if out is None or out.size != size:
+            out = np.zeros(size, dtype=np.int64)
+            for i, c in self.sketches.get(name, {}).items():
+                out[int(i)] = c
+            out.setflags(write=False)
+            self._dense[name] = out
         return out
 
     @property
