@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from monitor.snapshot import Signal, SignalValue
+from monitor.snapshot import AGGREGATE, Signal, SignalValue
 from monitor.stats.chi_square import chi_square
 from monitor.stats.jensen_shannon import jensen_shannon
 from monitor.stats.ks import ks_binned
@@ -137,9 +137,12 @@ class SignalBuilder:
     ) -> None:
         lay = self.layout
         ref = v.reference
+        # A slice defined by an input feature holds one value of it by construction: comparing that
+        # feature with the reference (the aggregate, when the slice's own counts are too few) is no drift.
+        slice_key = v.slice.partition("=")[0] if v.slice != AGGREGATE else None
         for j, spec in enumerate(lay.features):
             cur = v.hist[lay.block(j)]
-            if spec.name not in ref.features:
+            if spec.name not in ref.features or spec.name == slice_key:
                 continue
             self._distribution(
                 v,
