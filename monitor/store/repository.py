@@ -484,12 +484,15 @@ class Repository:
     # ------------------------------------------------------------------- reads
 
     def load_rows(self, model_ids: Sequence[str] | None, since: float, until: float) -> list[dict[str, Any]]:
-        """Rows served in ``[since, until)`` for the statistics rebuild; times as epoch floats."""
+        """Rows served in ``[since, until)`` for the statistics rebuild; times as epoch floats.
+
+        ``partition`` is the Kafka partition the row was consumed from (None when written without
+        one, e.g. by replay), so a replica rebuilds only the models of the partitions it owns."""
         c = inference_log.c
         query = select(
             c.request_id, c.model_id, c.served_at, c.input_features, c.output, c.confidence, c.slice,
             c.lineage, c.latency_ms, c.tokens_in, c.tokens_out, c.was_correct, c.score, c.label_source,
-            c.judge_model, c.rubric_version, c.failure_cluster, c.label_observed_at,
+            c.judge_model, c.rubric_version, c.failure_cluster, c.label_observed_at, c.partition,
         ).where(c.served_at >= to_datetime(since), c.served_at < to_datetime(until))
         if model_ids is not None:
             query = query.where(c.model_id.in_(list(model_ids)))
