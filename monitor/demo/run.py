@@ -259,7 +259,7 @@ def _summary(console: Console, result: DemoResult, start: float) -> None:
     table = Table(title="scripted incidents")
     for col in ("incident", "model", "began (min)", "detected (min)", "delay (min)", "signal", "statistic",
                 "action", "rollback target", "suspected causes"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("incident", "model", "statistic", "action", "rollback target"))
     for d in result.detections:
         began = (d.incident.starts_at - start) / 60
         if d.event is None:
