@@ -55,8 +55,8 @@ def render(
     signals.add_column("model")
     signals.add_column("slice")
     signals.add_column("n", justify="right")
-    for _, stat, _ in COLUMNS:
-        signals.add_column(stat, justify="right")
+    for signal, stat, _ in COLUMNS:
+        signals.add_column(f"{signal.replace('label_coverage', 'label')} {stat}", justify="right")
     if snapshot is not None:
         index: dict[tuple[str, str], list[SignalValue]] = {}
         for v in snapshot.values:
