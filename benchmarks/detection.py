@@ -50,6 +50,7 @@ from monitor.config import Settings
 from monitor.events import InferenceEvent
 from monitor.pipeline import Pipeline
 from monitor.records import LabelChange, WriteResult
+from monitor.snapshot import Snapshot
 from monitor.stats.columns import records_from_events
 from monitor.stats.profile_builder import build_profile_from_records
 from tests.stats_fixtures import StreamSpec, make_batch
@@ -85,8 +86,17 @@ SCENARIOS = (
 )
 
 
-def settings() -> Settings:
-    return Settings.model_validate({"stats": {"protected_slices": {SLICE_KEY: [SLICE_VALUE]}}})
+ADWIN_RULE = {"warning": 0.5, "critical": 0.5}  # quality.adwin_drift is 1.0 while a drop is in the window
+
+
+def settings(adwin_rule: bool = False) -> Settings:
+    """Default settings with the protected slice; ``adwin_rule`` adds a rule on the engine's ADWIN
+    signal (``quality.adwin_drift``), which the defaults export but never alert on."""
+    data: dict[str, Any] = {"stats": {"protected_slices": {SLICE_KEY: [SLICE_VALUE]}}}
+    if adwin_rule:
+        rules = {k: v.model_dump() for k, v in Settings().alerts.rules.items()}
+        data["alerts"] = {"rules": {**rules, "quality.adwin_drift": ADWIN_RULE}}
+    return Settings.model_validate(data)
 
 
 def relevant(kind: str, signal: str, slice_: str, feature: str) -> bool:
@@ -186,6 +196,7 @@ class StreamResult:
     end: float
     times: np.ndarray
     slicewatch: list[tuple[float, str, str, str]]  # firing: (time, signal, slice, feature)
+    slicewatch_adwin: list[tuple[float, str, str, str]]  # the same with the quality.adwin_drift rule added
     river: dict[str, dict[str, list[float]]]  # signal -> detector -> detection times
     seconds: float
 
@@ -245,7 +256,16 @@ def run_stream(p: Planned, rate: float, out_dir: Path | None, cfg: Settings) -> 
         ref.add(hist_ev, hist_lab)
         _write(ref.frame(), out_dir / f"{p.name}.ref")
     evaluator: AlertEvaluator = build_evaluator(cfg)
-    pipe = Pipeline(engine=engine, evaluator=evaluator, db=None, evaluate_every_s=every)
+    # a second evaluator on the same snapshots: the default rules plus quality.adwin_drift
+    with_adwin: AlertEvaluator = build_evaluator(settings(adwin_rule=True))
+    fired_adwin: list[tuple[float, str, str, str]] = []
+
+    def on_snapshot(snap: Snapshot) -> None:
+        for tr in with_adwin.evaluate(snap, {}, snap.evaluated_at):
+            if tr.to_state == "firing":
+                fired_adwin.append((tr.at, tr.alert.signal, tr.alert.slice, tr.alert.feature))
+
+    pipe = Pipeline(engine=engine, evaluator=evaluator, db=None, evaluate_every_s=every, on_snapshot=on_snapshot)
     signals = SIGNALS if sc is None else (sc.signal,)
     river = {s: RiverPair() for s in signals}
     cols = Columns()
@@ -269,7 +289,7 @@ def run_stream(p: Planned, rate: float, out_dir: Path | None, cfg: Settings) -> 
         _write(cols.frame(), out_dir / p.name)
     return StreamResult(sc.name if sc else "stationary", sc.kind if sc else "none", seed,
                         None if sc is None else onset, end, np.asarray(cols.t),
-                        fired, {s: p.hits for s, p in river.items()}, seconds)
+                        fired, fired_adwin, {s: p.hits for s, p in river.items()}, seconds)
 
 
 # ---- peers (subprocesses in their own environments) --------------------------------------------
@@ -437,7 +457,8 @@ def cell(row: Row | None) -> tuple[str, str, str, str]:
             f"{statistics.median(row.delays_s) / 60:.1f}", str(row.early))
 
 
-DETECTORS = ("Slicewatch", "river ADWIN", "river PageHinkley", "Evidently (1 h windows)", "Alibi Detect online")
+DETECTORS = ("Slicewatch", "Slicewatch + ADWIN rule", "river ADWIN", "river PageHinkley", "Evidently (1 h windows)",
+             "Alibi Detect online")
 
 
 def score(results: list[StreamResult], names: list[str], evid: dict | None, alibi: dict | None,
@@ -449,6 +470,9 @@ def score(results: list[StreamResult], names: list[str], evid: dict | None, alib
         sc = next((s for s in SCENARIOS if s.name == r.scenario), None)
         hits: dict[str, list[float] | None] = {
             "Slicewatch": [f[0] for f in r.slicewatch if sc is None or relevant(sc.kind, f[1], f[2], f[3])],
+            "Slicewatch + ADWIN rule": [
+                f[0] for f in r.slicewatch_adwin if sc is None or relevant(sc.kind, f[1], f[2], f[3])
+            ],
         }
         for det in ("ADWIN", "PageHinkley"):
             hits[f"river {det}"] = sorted(h for s in r.river for h in r.river[s][det])

@@ -111,7 +111,7 @@ def main() -> None:
     cmd = [sys.executable, "-m", "benchmarks.memory", "--child", "--events", str(args.events), "--batch",
            str(args.batch), "--batch-seconds", str(args.batch_seconds), "--every", str(args.every)]
     samples = []
-    print("| events | peak RSS (VmHWM) MiB | RSS MiB | engine state counters | elapsed s | events/s |")
+    print("| events | peak RSS (VmHWM) MiB | RSS MiB | engine state counters | elapsed s | events/s so far |")
     print("|---|---|---|---|---|---|")
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
         assert proc.stdout is not None
