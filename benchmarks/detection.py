@@ -14,6 +14,8 @@ Detectors, all on the same events:
   (``monitor.config``: 60 s buckets x 60 = 1 h window, evaluation every 15 s, hold 3 evaluations,
   min 200 samples), composed by ``Pipeline`` (no database), a labelled reference profile built from
   the history. Verdict = first firing transition of the scenario's alert after onset.
+  **Slicewatch + ADWIN rule**: a second ``AlertEvaluator`` on the same snapshots with one more rule,
+  ``quality.adwin_drift`` (the engine's ADWIN on correctness; no default rule alerts on it).
 - **river ADWIN / PageHinkley** (defaults) on the per-event signal: ``x0`` for input drift, the
   confidence for output drift, correctness for quality, correctness of slice events for the slice.
 - **Evidently** ``DataDriftPreset`` (its default tests) on tumbling 1 h windows (Slicewatch's window)
@@ -46,7 +48,7 @@ from river.drift import ADWIN, PageHinkley
 from benchmarks.peers_env import PeerRun
 from monitor.alerts.state import AlertEvaluator
 from monitor.app import build_engine, build_evaluator
-from monitor.config import Settings
+from monitor.config import AlertRule, Settings
 from monitor.events import InferenceEvent
 from monitor.pipeline import Pipeline
 from monitor.records import LabelChange, WriteResult
@@ -86,17 +88,19 @@ SCENARIOS = (
 )
 
 
-ADWIN_RULE = {"warning": 0.5, "critical": 0.5}  # quality.adwin_drift is 1.0 while a drop is in the window
+ADWIN_RULE = AlertRule(warning=0.5, critical=0.5)  # quality.adwin_drift is 1.0 while a drop is in the window
 
 
-def settings(adwin_rule: bool = False) -> Settings:
-    """Default settings with the protected slice; ``adwin_rule`` adds a rule on the engine's ADWIN
-    signal (``quality.adwin_drift``), which the defaults export but never alert on."""
-    data: dict[str, Any] = {"stats": {"protected_slices": {SLICE_KEY: [SLICE_VALUE]}}}
-    if adwin_rule:
-        rules = {k: v.model_dump() for k, v in Settings().alerts.rules.items()}
-        data["alerts"] = {"rules": {**rules, "quality.adwin_drift": ADWIN_RULE}}
-    return Settings.model_validate(data)
+def settings() -> Settings:
+    """The default settings with the protected slice declared."""
+    return Settings.model_validate({"stats": {"protected_slices": {SLICE_KEY: [SLICE_VALUE]}}})
+
+
+def with_adwin_rule(cfg: Settings) -> Settings:
+    """``cfg`` plus a rule on the engine's ADWIN signal (``quality.adwin_drift``), which the default
+    rules export as a metric but never alert on."""
+    rules = {**cfg.alerts.rules, "quality.adwin_drift": ADWIN_RULE}
+    return cfg.model_copy(update={"alerts": cfg.alerts.model_copy(update={"rules": rules})})
 
 
 def relevant(kind: str, signal: str, slice_: str, feature: str) -> bool:
@@ -257,7 +261,7 @@ def run_stream(p: Planned, rate: float, out_dir: Path | None, cfg: Settings) -> 
         _write(ref.frame(), out_dir / f"{p.name}.ref")
     evaluator: AlertEvaluator = build_evaluator(cfg)
     # a second evaluator on the same snapshots: the default rules plus quality.adwin_drift
-    with_adwin: AlertEvaluator = build_evaluator(settings(adwin_rule=True))
+    with_adwin: AlertEvaluator = build_evaluator(with_adwin_rule(cfg))
     fired_adwin: list[tuple[float, str, str, str]] = []
 
     def on_snapshot(snap: Snapshot) -> None:
