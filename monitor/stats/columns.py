@@ -1,7 +1,9 @@
 """Turn a batch of events (or rows read back from ``inference_log``) into per-model columns.
 
 This is the only place with a Python loop per event: it gathers each model's fields into lists once,
-then everything downstream works on whole columns (polars / numpy).
+then everything downstream works on whole columns (polars / numpy). On CPython 3.11 a list
+comprehension per field measured as fast as ``map``/``itemgetter`` chains (and faster than
+transposing rows), so the loops stay plain; the cost is reading the values, not the loop.
 
 Slice values: a protected key is looked up in the event's ``slice`` first, then in its
 ``input_features``, stringified by :func:`slice_value` (``True`` -> ``"true"``, ``3.0`` -> ``"3"``).
@@ -63,19 +65,24 @@ def _lineage(lin: Any) -> Lineage | None:
 
 
 def records_from_events(events: Iterable[InferenceEvent]) -> dict[str, Records]:
-    by_model: dict[str, list[InferenceEvent]] = {}
-    for e in events:
-        by_model.setdefault(e.model_id, []).append(e)
+    evs = events if isinstance(events, list) else list(events)
+    ids = [e.model_id for e in evs]
+    if ids and ids.count(ids[0]) == len(ids):  # the usual batch: one model (Kafka key = model_id)
+        by_model = {ids[0]: evs}
+    else:
+        by_model = {}
+        for m, e in zip(ids, evs, strict=True):
+            by_model.setdefault(m, []).append(e)
     out = {}
-    for model_id, evs in by_model.items():
+    for model_id, group in by_model.items():
         out[model_id] = Records(
-            served_at=[e.served_at.timestamp() for e in evs],
-            features=[e.input_features for e in evs],
-            outputs=[e.output for e in evs],
-            confidence=[e.confidence for e in evs],
-            tokens_in=[e.tokens_in for e in evs],
-            slices=[e.slice for e in evs],
-            lineage=[e.lineage for e in evs],  # converted lazily by the lineage tracker
+            served_at=[e.served_at.timestamp() for e in group],
+            features=[e.input_features for e in group],
+            outputs=[e.output for e in group],
+            confidence=[e.confidence for e in group],
+            tokens_in=[e.tokens_in for e in group],
+            slices=[e.slice for e in group],
+            lineage=[e.lineage for e in group],  # converted lazily by the lineage tracker
         )
     return out
 
@@ -117,20 +124,28 @@ def records_from_rows(
     return out, labels
 
 
+def raw_feature_columns(
+    features: Sequence[Mapping[str, Any]], specs: Sequence[FeatureSpec], tokens_in: Sequence[Any] | None = None
+) -> dict[str, list[Any]]:
+    """One list of raw values per spec (None = absent); ``tokens_in`` (the event field) is used for a
+    tracked feature named ``tokens_in``."""
+    out: dict[str, list[Any]] = {}
+    for s in specs:
+        if s.name == TOKENS_IN and tokens_in is not None:
+            out[s.name] = list(tokens_in)
+        else:
+            name = s.name
+            out[name] = [d.get(name) for d in features]
+    return out
+
+
 def feature_columns(
     features: Sequence[Mapping[str, Any]], specs: Sequence[FeatureSpec], tokens_in: Sequence[Any] | None = None
 ) -> dict[str, Any]:
     """One column per spec: float arrays (NaN = missing) for numeric features, lists of raw values
     otherwise. ``tokens_in`` (the event field) is used for a tracked feature named ``tokens_in``."""
-    out: dict[str, Any] = {}
-    for s in specs:
-        if s.name == TOKENS_IN and tokens_in is not None:
-            values = list(tokens_in)
-        else:
-            name = s.name
-            values = [d.get(name) for d in features]
-        out[s.name] = numeric_array(values) if s.kind == "numeric" else values
-    return out
+    raw = raw_feature_columns(features, specs, tokens_in)
+    return {s.name: numeric_array(raw[s.name]) if s.kind == "numeric" else raw[s.name] for s in specs}
 
 
 _ABSENT = object()
@@ -150,6 +165,6 @@ def slice_membership(
         code = np.array([get(s.get(key, _ABSENT), 0) for s in slices], dtype=np.int64)
         absent = np.flatnonzero(code < 0)
         if absent.size:  # not in the event's slice: look in its input features
-            code[absent] = [get(slice_value(features[int(i)].get(key)), 0) for i in absent]
+            code[absent] = [get(slice_value(features[i].get(key)), 0) for i in absent.tolist()]
         codes[key] = code
     return [np.flatnonzero(codes[k] == i) for i, (k, _) in enumerate(protected, start=1)]

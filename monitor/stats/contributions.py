@@ -28,8 +28,12 @@ from monitor.stats.layout import (
     SCORE_SQ,
     SCORE_SUM,
     SOURCE_BASE,
+    SOURCES,
     source_index,
 )
+
+_SOURCE: dict[str | None, int] = {s: i for i, s in enumerate(SOURCES)}
+_UNKNOWN = SOURCES.index("unknown")
 
 
 def label_contributions(
@@ -47,7 +51,10 @@ def label_contributions(
     sign[len(changes) :] = -1
     wc = np.array([-1 if lb.was_correct is None else int(lb.was_correct) for lb in labels], dtype=np.int64)
     score = np.array([np.nan if lb.score is None else lb.score for lb in labels], dtype=np.float64)
-    src = np.array([source_index(lb.source) for lb in labels], dtype=np.int64)
+    try:
+        src = np.array([_SOURCE.get(lb.source, _UNKNOWN) for lb in labels], dtype=np.int64)
+    except TypeError:  # an unhashable source: compare by equality as source_index does
+        src = np.array([source_index(lb.source) for lb in labels], dtype=np.int64)
     has_wc = wc >= 0
     has_score = np.isfinite(score)
     s = np.where(has_score, score, 0.0)

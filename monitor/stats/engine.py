@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from numpy.typing import NDArray
 
 from monitor.detect.adwin import CorrectnessDrop
 from monitor.detect.lineage import LineageTracker
@@ -156,9 +157,7 @@ class DriftEngine:
         self._observe_records(records_from_events(inferences), labels, now)
 
     def _observe_records(self, by_model: Mapping[str, Records], labels: Sequence[LabelChange], now: float) -> None:
-        labels_by_model: dict[str, list[LabelChange]] = {}
-        for lc in labels:
-            labels_by_model.setdefault(lc.model_id, []).append(lc)
+        labels_by_model = _by_model(labels)
         limit = now + self.allowed_lateness_s
         for model_id in dict.fromkeys([*by_model, *labels_by_model]):
             rec = by_model.get(model_id, Records())
@@ -175,11 +174,17 @@ class DriftEngine:
             self._buffer(model_id, rec, labels)
             return
         window.observe(rec)
-        window.observe_labels(labels)
+        # slice membership of the labels, computed once for the window and the ADWIN detectors
+        lmember = (
+            slice_membership([lc.slice for lc in labels], [lc.input_features for lc in labels], self._pairs)
+            if labels and self._pairs
+            else []
+        )
+        window.observe_labels(labels, lmember if window.layout.slices == tuple(self._pairs) else None)
         member = self._cohort_windows.get(model_id)
         if member is not None:
             member.observe(rec)
-        self._feed_adwin(model_id, labels)
+        self._feed_adwin(model_id, labels, lmember)
 
     def _buffer(self, model_id: str, rec: Records, labels: list[LabelChange]) -> None:
         n = self.auto_reference_events
@@ -209,24 +214,34 @@ class DriftEngine:
         self._new.append(profile)
         self.set_reference(model_id, profile)
 
-    def _feed_adwin(self, model_id: str, labels: list[LabelChange]) -> None:
-        scored = [lc for lc in labels if lc.new.was_correct is not None]
-        if not scored:
+    def _feed_adwin(self, model_id: str, labels: list[LabelChange], lmember: list[NDArray[np.int64]]) -> None:
+        """Labels with ``was_correct`` in ``served_at`` order, to the aggregate's and each slice's
+        detector; ``lmember`` is :func:`slice_membership` of ``labels`` (empty without protected slices)."""
+        wc = [lc.new.was_correct for lc in labels]
+        n_none = wc.count(None)
+        if n_none == len(wc):
             return
-        scored.sort(key=lambda lc: lc.served_at)
-        members = [np.arange(len(scored))] + (
-            slice_membership([lc.slice for lc in scored], [lc.input_features for lc in scored], self._pairs)
-            if self._pairs
-            else []
-        )
-        labels_ = [AGGREGATE] + [slice_label(k, v) for k, v in self._pairs]
-        for rows, label in zip(members, labels_, strict=True):
-            if rows.size == 0:
-                continue
+        scored = np.flatnonzero([w is not None for w in wc]) if n_none else np.arange(len(wc))
+        times_all = [lc.served_at for lc in labels]
+        order = scored[sorted(range(scored.size), key=[times_all[i] for i in scored.tolist()].__getitem__)]
+        ordered = order.tolist()
+        correct = [bool(wc[i]) for i in ordered]
+        times = [times_all[i] for i in ordered]
+        position = np.full(len(wc), -1, dtype=np.int64)  # label index -> index in the ordered lists
+        position[order] = np.arange(order.size)
+        for j, label in enumerate([AGGREGATE] + [slice_label(k, v) for k, v in self._pairs]):
+            if j == 0:
+                xs, ts = correct, times
+            else:
+                rows = position[lmember[j - 1]]
+                rows = np.sort(rows[rows >= 0]).tolist()
+                if not rows:
+                    continue
+                xs, ts = [correct[i] for i in rows], [times[i] for i in rows]
             det = self._adwin.get((model_id, label))
             if det is None:
                 det = self._adwin[(model_id, label)] = CorrectnessDrop(self.adwin_delta)
-            det.update_many([bool(scored[i].new.was_correct) for i in rows], [scored[i].served_at for i in rows])
+            det.update_many(xs, ts)
 
     def _track_lineage(self, model_id: str, rec: Records, labels: list[LabelChange]) -> None:
         if len(rec):
@@ -240,7 +255,7 @@ class DriftEngine:
                     order = sorted(range(len(rec)), key=rec.served_at.__getitem__)
                 values = [_get(rec.lineage[i], f) for i in order]
                 self._lineage.update(model_id, f, values, [rec.served_at[i] for i in order])
-        if labels:
+        if labels and any(lc.new.judge_model is not None or lc.new.rubric_version is not None for lc in labels):
             ordered = sorted(labels, key=lambda lc: lc.new.observed_at)
             times = [lc.new.observed_at for lc in ordered]
             self._lineage.update(model_id, "judge_model", [lc.new.judge_model for lc in ordered], times)
@@ -348,6 +363,16 @@ class DriftEngine:
         for i, p in zip(tested, adjusted, strict=True):
             out[i] = replace(out[i], p_value_adjusted=p)
         return out
+
+
+def _by_model(labels: Sequence[LabelChange]) -> dict[str, list[LabelChange]]:
+    ids = [lc.model_id for lc in labels]
+    if ids and ids.count(ids[0]) == len(ids):  # the usual batch: one model
+        return {ids[0]: list(labels)}
+    out: dict[str, list[LabelChange]] = {}
+    for m, lc in zip(ids, labels, strict=True):
+        out.setdefault(m, []).append(lc)
+    return out
 
 
 def _get(lineage: Lineage | None, field: str) -> str | None:

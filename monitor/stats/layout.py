@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from monitor.stats.bins import FeatureSpec, numeric_array
-from monitor.stats.columns import Records, feature_columns
+from monitor.stats.bins import FeatureSpec, numeric_bins, numeric_matrix
+from monitor.stats.columns import Records, raw_feature_columns
+from monitor.stats.sketch import sketch_indices
 
 FIXED_POINT = 1_000_000_000
 SOURCES = ("human", "judge", "user", "system", "unknown")
@@ -79,23 +80,33 @@ class Layout:
 
     def bin_records(self, rec: Records) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
         """Flat histogram indices ``(n, blocks)``, sketch indices ``(n, sketched)`` (-1 = none) and the
-        per-event scalar contributions ``(n, N_SCALARS)``."""
+        per-event scalar contributions ``(n, N_SCALARS)``.
+
+        All numeric blocks (numeric features, then confidence) are converted, binned and sketched as
+        one ``(features, n)`` matrix; categorical and boolean features one column at a time."""
         n = len(rec)
-        cols = feature_columns(rec.features, self.features, rec.tokens_in)
-        hist = np.empty((n, len(self.blocks)), dtype=np.int64)
-        sketch = np.empty((n, len(self.sketched)), dtype=np.int64)
-        k = 0
-        for j, spec in enumerate(self.features):
-            col = cols[spec.name]
-            hist[:, j] = spec.bin(col) + self.offsets[j]
-            if spec.sketch is not None:
-                idx = spec.sketch.index(col)
-                sketch[:, k] = np.where(idx >= 0, idx + self.sketch_offsets[k], -1)
-                k += 1
+        raw = raw_feature_columns(rec.features, self.features, rec.tokens_in)
+        numeric = [j for j, f in enumerate(self.features) if f.kind == "numeric"]
+        x = numeric_matrix([raw[self.features[j].name] for j in numeric] + [rec.confidence], n)
         nf = len(self.features)
+        blocks = [*numeric, nf + 1] if self.confidence.kind == "numeric" else numeric
+        hist = np.empty((n, len(self.blocks)), dtype=np.int64)
+        if blocks != numeric:
+            hist[:, blocks] = (numeric_bins([self.blocks[j] for j in blocks], x) + self.offsets[blocks, None]).T
+        else:
+            hist[:, blocks] = (numeric_bins([self.blocks[j] for j in blocks], x[:-1]) + self.offsets[blocks, None]).T
+            hist[:, nf + 1] = self.confidence.bin(rec.confidence) + self.offsets[nf + 1]
+        for j, spec in enumerate(self.features):
+            if spec.kind != "numeric":
+                hist[:, j] = spec.bin(raw[spec.name]) + self.offsets[j]
+        sketch = np.empty((n, len(self.sketched)), dtype=np.int64)
+        if self.sketched:
+            rows = [numeric.index(j) for j in self.sketched]
+            specs = [self.features[j].sketch for j in self.sketched]
+            idx = sketch_indices(specs, x[rows])  # type: ignore[arg-type]
+            sketch[:] = np.where(idx >= 0, idx + self.sketch_offsets[:, None], -1).T
         hist[:, nf] = self.output.bin(rec.outputs) + self.offsets[nf]
-        c = numeric_array(rec.confidence)
-        hist[:, nf + 1] = self.confidence.bin(c) + self.offsets[nf + 1]
+        c = x[-1]
         scal = np.zeros((n, N_SCALARS), dtype=np.int64)
         scal[:, EVENTS] = 1
         ok = np.isfinite(c)

@@ -19,6 +19,7 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -122,6 +123,29 @@ class SketchSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SketchSpec:
         return cls(float(d["relative_accuracy"]), int(d["k_lo"]), int(d["k_hi"]), bool(d["negative"]))
+
+
+def sketch_indices(specs: Sequence[SketchSpec], x: NDArray[np.float64]) -> NDArray[np.int64]:
+    """``specs[j].index(x[j])`` for every row of ``x``: the same element-wise operations, with each
+    spec's constants broadcast along its row, so a batch costs one pass instead of one per feature."""
+
+    def per_row(values: list[Any]) -> NDArray[Any]:
+        return np.array(values)[:, None]
+
+    k_lo = per_row([s.k_lo for s in specs])
+    k_hi = per_row([s.k_hi for s in specs])
+    zero = per_row([s.zero_index for s in specs])
+    negative = per_row([s.negative for s in specs])
+    log_gamma = per_row([math.log(s.gamma) for s in specs])
+    finite = np.isfinite(x)
+    ax = np.abs(np.where(finite, x, 1.0))
+    with np.errstate(divide="ignore"):
+        k = np.ceil(np.log(np.where(ax > 0, ax, 1.0)) / log_gamma)
+    k = np.clip(k, k_lo, k_hi).astype(np.int64)
+    # without a negative store, negative values are clamped into the zero bucket (as in ``index``)
+    out = np.where(x > 0, zero + 1 + (k - k_lo), np.where((x < 0) & negative, k_hi - k, zero))
+    out[~finite] = -1
+    return out
 
 
 @lru_cache(maxsize=4096)

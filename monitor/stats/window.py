@@ -70,12 +70,14 @@ class ModelWindow:
         b: NDArray[np.int64],
         slices: Sequence[Mapping[str, str]],
         feats: Sequence[Mapping[str, Any]],
+        member: list[NDArray[np.int64]] | None = None,
     ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """Rows repeated once per slice they belong to, and their (slot, slice) flat index."""
         parts = [rows]
         sidx = [np.zeros(rows.size, dtype=np.int64)]
         if self.layout.slices:
-            member = slice_membership(slices, feats, self.layout.slices)
+            if member is None:
+                member = slice_membership(slices, feats, self.layout.slices)
             keep = np.zeros(len(slices), dtype=bool)
             keep[rows] = True
             for j, m in enumerate(member, start=1):
@@ -131,18 +133,22 @@ class ModelWindow:
             # float64 weights are exact here: per-batch sums stay far below 2**53
             self.scalars[ucombo, c] += np.rint(np.bincount(inv, weights=scal[:, c], minlength=u)).astype(np.int64)
 
-    def observe_labels(self, changes: Sequence[LabelChange]) -> int:
-        """Retract old / add new labels in their predictions' buckets; returns how many were credited."""
+    def observe_labels(self, changes: Sequence[LabelChange], member: list[NDArray[np.int64]] | None = None) -> int:
+        """Retract old / add new labels in their predictions' buckets; returns how many were credited.
+
+        ``member``: :func:`slice_membership` of ``changes`` on this layout's slices, if already known."""
         if not changes:
             return 0
         t, scal, slices, feats = label_contributions(changes)
+        if member is not None and len(t) != len(changes):  # retractions add rows: recompute for all rows
+            member = None
         b = self._buckets(t)
         ok = (self.slot_bucket[b % self.window_buckets] == b) & (b > self.head - self.window_buckets)
         rows = np.flatnonzero(ok)
         self.late_labels += int(np.sum(~ok & (scal[:, 1] > 0)))
         if rows.size == 0:
             return 0
-        rexp, combo = self._expand(rows, b, slices, feats)
+        rexp, combo = self._expand(rows, b, slices, feats, member)
         ucombo, inv = np.unique(combo, return_inverse=True)
         self._add_scalars(ucombo, inv, scal[rexp])
         return int(rows.size)
