@@ -175,6 +175,8 @@ def _default_rules() -> dict[str, AlertRule]:
         "output.mean_confidence_delta": AlertRule(warning=0.05, critical=0.1),
         "quality.accuracy_gap": AlertRule(warning=0.02, critical=0.05),
         "quality.score_gap": AlertRule(warning=0.02, critical=0.05),
+        # river's ADWIN on each slice's correctness stream: an abrupt drop, long before the window moves.
+        "quality.adwin_drift": AlertRule(warning=0.5, critical=0.5, hold_evaluations=2),
         "label_coverage.coverage_delta": AlertRule(warning=0.2, critical=0.4),
         "cohort.psi": AlertRule(warning=0.2, critical=0.3),
     }

@@ -96,6 +96,8 @@ def demo_settings(bootstrap: str, database_url: str, metrics_port: int) -> Setti
                     # A quality figure significantly below the release bar (Wilson 99% upper bound) warns.
                     "quality.accuracy_gap": {"warning": 0.005, "critical": 0.03, "min_samples": 300,
                                              "hold_evaluations": 2, "clear_evaluations": 6},
+                    "quality.adwin_drift": {"warning": 0.5, "critical": 0.5, "min_samples": 300,
+                                            "hold_evaluations": 2},
                     "input.psi": {"warning": 0.2, "critical": 0.3, "min_samples": 300},
                     "input.p99_shift": {"warning": 0.5, "critical": 1.0, "min_samples": 300},
                     "output.psi": {"warning": 0.15, "critical": 0.3, "min_samples": 300},
