@@ -468,6 +468,8 @@ DETECTORS = ("Slicewatch", "Slicewatch + ADWIN rule", "river ADWIN", "river Page
 def score(results: list[StreamResult], names: list[str], evid: dict | None, alibi: dict | None,
           rate: float) -> None:
     rows: dict[tuple[str, str], Row] = {}
+    pre = {"Slicewatch": 0, "Slicewatch + ADWIN rule": 0}  # firings of any alert before onset
+    pre_events = 0
     fa: dict[str, list[float]] = {d: [0.0, 0.0] for d in DETECTORS}  # detections, stream events
     for r, name in zip(results, names, strict=True):
         n_events = len(r.times)
@@ -511,12 +513,19 @@ def score(results: list[StreamResult], names: list[str], evid: dict | None, alib
         for det, h in hits.items():
             if h is not None:
                 rows.setdefault((sc.name, det), Row()).add(r, h)
+        assert r.onset is not None
+        pre_events += int(np.searchsorted(r.times, r.onset))
+        pre["Slicewatch"] += sum(1 for f in r.slicewatch if f[0] < r.onset)
+        pre["Slicewatch + ADWIN rule"] += sum(1 for f in r.slicewatch_adwin if f[0] < r.onset)
     print("\n| scenario | detector | detected | median delay (events) | median delay (min) | alarms before onset |")
     print("|---|---|---|---|---|---|")
     for sc in SCENARIOS:
         for det in DETECTORS:
             if (sc.name, det) in rows:
                 print(f"| {sc.name} | {det} | " + " | ".join(cell(rows.get((sc.name, det)))) + " |")
+    if pre_events:
+        print(f"\nfirings of any Slicewatch alert before onset in the drift streams ({pre_events:,} events): "
+              + ", ".join(f"{k} {v}" for k, v in pre.items()))
     print("\n| detector | false alarms per 10^6 stationary events | alarms / events |")
     print("|---|---|---|")
     for det, (n, ev) in fa.items():
