@@ -54,10 +54,11 @@ class CorrectnessDrop:
     def update_many(self, correct: Sequence[bool], served_at: Sequence[float]) -> None:
         """Same as calling :meth:`update` for each pair in order (one call per batch)."""
         adwin = self._adwin
+        update = adwin.update
         total, width = self._sum, self._width
         for c, t in zip(correct, served_at, strict=True):
             x = 1.0 if c else 0.0
-            adwin.update(x)
+            update(x)
             if adwin.drift_detected:
                 if adwin.estimation < (total / width if width else x):
                     self._last_drop_at = t

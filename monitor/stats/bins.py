@@ -19,7 +19,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any, Literal
@@ -74,6 +74,18 @@ def numeric_matrix(columns: Sequence[Sequence[Any]], n: int) -> NDArray[np.float
         return pl.Series(flat, dtype=pl.Float64).to_numpy(writable=True).reshape(len(columns), n)
     except (Exception, PanicException):
         return np.stack([numeric_array(c) for c in columns])
+
+
+def numeric_rows(dicts: Sequence[Mapping[str, Any]], names: Sequence[str]) -> NDArray[np.float64]:
+    """``numeric_matrix([[d.get(name) for d in dicts] for name in names])``, reading each dict once
+    (event-major; far fewer cache misses than one pass per name over all the dicts)."""
+    k, n = len(names), len(dicts)
+    flat = [d.get(name) for d in dicts for name in names]
+    try:
+        x = pl.Series(flat, dtype=pl.Float64).to_numpy()
+    except (Exception, PanicException):
+        return np.stack([numeric_array(flat[j::k]) for j in range(k)]) if k else np.empty((0, n))
+    return np.ascontiguousarray(x.reshape(n, k).T)
 
 
 def numeric_bins(specs: Sequence[FeatureSpec], x: NDArray[np.float64]) -> NDArray[np.int64]:

@@ -223,10 +223,14 @@ class DriftEngine:
             return
         scored = np.flatnonzero([w is not None for w in wc]) if n_none else np.arange(len(wc))
         times_all = [lc.served_at for lc in labels]
-        order = scored[sorted(range(scored.size), key=[times_all[i] for i in scored.tolist()].__getitem__)]
-        ordered = order.tolist()
-        correct = [bool(wc[i]) for i in ordered]
-        times = [times_all[i] for i in ordered]
+        t = np.array(times_all, dtype=np.float64)[scored]
+        if n_none == 0 and bool(np.all(t[1:] >= t[:-1])):  # already in served_at order: a stable sort keeps it
+            order, correct, times = scored, [bool(w) for w in wc], times_all
+        else:
+            order = scored[sorted(range(scored.size), key=[times_all[i] for i in scored.tolist()].__getitem__)]
+            ordered = order.tolist()
+            correct = [bool(wc[i]) for i in ordered]
+            times = [times_all[i] for i in ordered]
         position = np.full(len(wc), -1, dtype=np.int64)  # label index -> index in the ordered lists
         position[order] = np.arange(order.size)
         for j, label in enumerate([AGGREGATE] + [slice_label(k, v) for k, v in self._pairs]):

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from monitor.stats.bins import FeatureSpec, numeric_bins, numeric_matrix
-from monitor.stats.columns import Records, raw_feature_columns
+from monitor.stats.bins import FeatureSpec, numeric_bins, numeric_matrix, numeric_rows
+from monitor.stats.columns import TOKENS_IN, Records, raw_feature_columns
 from monitor.stats.sketch import sketch_indices
 
 FIXED_POINT = 1_000_000_000
@@ -78,6 +78,16 @@ class Layout:
         off = int(self.sketch_offsets[k])
         return slice(off, off + _sketch_size(self.features[self.sketched[k]]))
 
+    def _numeric_matrix(self, rec: Records, names: list[str]) -> NDArray[np.float64]:
+        """Rows: the numeric features in order (``tokens_in`` from the event field), then confidence."""
+        from_dicts = [f for f in names if f != TOKENS_IN]
+        x = np.empty((len(names) + 1, len(rec)), dtype=np.float64)
+        x[[i for i, f in enumerate(names) if f != TOKENS_IN]] = numeric_rows(rec.features, from_dicts)
+        x[[i for i, f in enumerate(names) if f == TOKENS_IN] + [len(names)]] = numeric_matrix(
+            [rec.tokens_in] * names.count(TOKENS_IN) + [rec.confidence], len(rec)
+        )
+        return x
+
     def bin_records(self, rec: Records) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
         """Flat histogram indices ``(n, blocks)``, sketch indices ``(n, sketched)`` (-1 = none) and the
         per-event scalar contributions ``(n, N_SCALARS)``.
@@ -85,9 +95,9 @@ class Layout:
         All numeric blocks (numeric features, then confidence) are converted, binned and sketched as
         one ``(features, n)`` matrix; categorical and boolean features one column at a time."""
         n = len(rec)
-        raw = raw_feature_columns(rec.features, self.features, rec.tokens_in)
         numeric = [j for j, f in enumerate(self.features) if f.kind == "numeric"]
-        x = numeric_matrix([raw[self.features[j].name] for j in numeric] + [rec.confidence], n)
+        raw = raw_feature_columns(rec.features, [f for f in self.features if f.kind != "numeric"], rec.tokens_in)
+        x = self._numeric_matrix(rec, [self.features[j].name for j in numeric])
         nf = len(self.features)
         blocks = [*numeric, nf + 1] if self.confidence.kind == "numeric" else numeric
         hist = np.empty((n, len(self.blocks)), dtype=np.int64)
