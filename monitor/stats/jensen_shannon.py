@@ -18,6 +18,8 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from monitor.stats.counts import count_pair
+
 
 def _rel_entr(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
     out = np.zeros_like(a)
@@ -27,12 +29,7 @@ def _rel_entr(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.floa
 
 
 def jensen_shannon(reference: ArrayLike, current: ArrayLike, base: float = 2.0) -> float:
-    p = np.asarray(reference, dtype=np.float64)
-    q = np.asarray(current, dtype=np.float64)
-    if p.shape != q.shape:
-        raise ValueError("count vectors must have the same bins")
-    if p.sum() <= 0 or q.sum() <= 0:
-        raise ValueError("counts must have a positive total")
+    p, q = count_pair(reference, current)
     p = p / p.sum()
     q = q / q.sum()
     m = (p + q) / 2.0

@@ -14,12 +14,9 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from monitor.stats.counts import count_pair
+
 
 def ks_binned(reference: ArrayLike, current: ArrayLike) -> float:
-    p = np.asarray(reference, dtype=np.float64)
-    q = np.asarray(current, dtype=np.float64)
-    if p.shape != q.shape:
-        raise ValueError("count vectors must have the same bins")
-    if p.sum() <= 0 or q.sum() <= 0:
-        raise ValueError("counts must have a positive total")
+    p, q = count_pair(reference, current)
     return float(np.max(np.abs(np.cumsum(p) / p.sum() - np.cumsum(q) / q.sum())))
