@@ -4,13 +4,15 @@ same verdicts as the live run."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from monitor.demo.run import DemoOptions, run_demo
+from monitor.demo.run import DemoOptions, demo_settings, demo_traffic, run_demo
 from monitor.demo.traffic import INTENT_OLD
+from monitor.replay import run_replay
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -36,3 +38,24 @@ def test_short_demo_detects_each_incident_with_its_action(tmp_path: Path) -> Non
     assert by_name["tokens_tail_drift"].event["feature"] == "tokens_in"  # type: ignore[index]
     assert not any(e["model_id"] == INTENT_OLD and e["state"] == "firing" for e in result.drift_events)
     assert "scripted incidents" in (tmp_path / "demo.log").read_text()
+
+    # The same events, replayed offline through the same statistics and alerting, give the same verdicts.
+    gen = demo_traffic(options, result.start)
+    files = {name: (tmp_path / f"{name}.jsonl").open("w") for name in ("inference", "feedback", "promotions")}
+    while gen.now < result.start + options.minutes * 60:
+        step = gen.step(10.0)
+        for name, rows in (("inference", step.inferences), ("feedback", step.feedback),
+                           ("promotions", step.promotions)):
+            files[name].writelines(json.dumps(r) + "\n" for r in rows)
+    for f in files.values():
+        f.close()
+    replayed = run_replay(demo_settings("127.0.0.1:1", "sqlite://", 0), tmp_path / "inference.jsonl",
+                          tmp_path / "feedback.jsonl", tmp_path / "promotions.jsonl", tmp_path / "replay.jsonl")
+
+    def verdicts(events: list[dict]) -> set[tuple]:
+        return {(e["model_id"], e["signal"], e["slice"], e["feature"], e["statistic"], e["action"],
+                 e["rollback_target"]) for e in events if e["state"] == "firing"}
+
+    live, offline = verdicts(result.drift_events), verdicts(replayed.drift_events)
+    print(f"live-only {sorted(live - offline)}\nreplay-only {sorted(offline - live)}")
+    assert live == offline

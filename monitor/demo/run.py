@@ -64,10 +64,20 @@ class DemoResult:
     drift_events: list[dict[str, Any]] = field(default_factory=list)
     produced: int = 0
     metrics_url: str = ""
+    start: float = 0.0
 
     @property
     def all_detected(self) -> bool:
         return all(d.detected for d in self.detections)
+
+
+def demo_traffic(options: DemoOptions, start: float) -> TrafficGenerator:
+    """The demo's traffic: the incidents at 30%, 40% and 55% of the run."""
+    return TrafficGenerator(
+        seed=options.seed, start=start, events_per_s=options.rate,
+        promote_at_s=options.minutes * 60 * 0.4, tail_drift_at_s=options.minutes * 60 * 0.3,
+        template_change_at_s=options.minutes * 60 * 0.55,
+    )
 
 
 def demo_settings(bootstrap: str, database_url: str, metrics_port: int) -> Settings:
@@ -188,11 +198,8 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
     console.print(f"monitor up: database {database_url.split('///')[-1] if 'sqlite' in database_url else '(given)'}, "
                   f"metrics {result.metrics_url}")
     start = (time.time() // 60) * 60 - options.minutes * 60
-    gen = TrafficGenerator(
-        seed=options.seed, start=start, events_per_s=options.rate,
-        promote_at_s=options.minutes * 60 * 0.4, tail_drift_at_s=options.minutes * 60 * 0.3,
-        template_change_at_s=options.minutes * 60 * 0.55,
-    )
+    gen = demo_traffic(options, start)
+    result.start = start
     clock.advance(start)
     stop = threading.Event()
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024,
