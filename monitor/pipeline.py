@@ -33,7 +33,9 @@ from monitor.store.errors import StoreError
 log = logging.getLogger(__name__)
 
 
-class Engine_(Protocol):  # the statistics engine, as the pipeline uses it
+class StatsEngine(Protocol):
+    """The statistics engine (``monitor.stats.engine.DriftEngine``) as the pipeline uses it."""
+
     def observe(self, inferences: Sequence[InferenceEvent], labels: Sequence[LabelChange], now: float) -> None: ...
     def evaluate(self, now: float) -> Snapshot: ...
     def set_reference(self, model_id: str, profile: Any) -> None: ...
@@ -89,7 +91,7 @@ class Pipeline:
     def __init__(
         self,
         *,
-        engine: Engine_,
+        engine: StatsEngine,
         evaluator: AlertEvaluator,
         db: Engine | None,
         evaluate_every_s: float,
