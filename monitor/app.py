@@ -237,6 +237,7 @@ def build_monitor(
         retry_max_s=settings.ingest.retry.max_s,
         retry_multiplier=settings.ingest.retry.multiplier,
         shutdown_grace_s=settings.ingest.shutdown_grace_s,
+        rejoin_timeout_s=settings.ingest.rejoin_timeout_s,
         on_written=on_written,
     )
     server = (

@@ -125,6 +125,8 @@ class IngestSettings(_Section):
     dead_letter_value_cap_bytes: int = Field(16 * 1024, ge=0)
     retry: RetrySettings = RetrySettings()
     shutdown_grace_s: float = Field(8.0, gt=0)
+    rejoin_timeout_s: float = Field(60.0, gt=0)
+    """Recreate the Kafka clients when the group membership stays unstable this long."""
 
 
 class QualityBar(_Section):

@@ -139,6 +139,7 @@ def test_broker_restart_is_survived(pg_url: str, topic_prefix: str) -> None:
         ensure_topics(own.bootstrap_servers, topics.all(), partitions=1)
         reg = CollectorRegistry()
         consumer = make_ingest_consumer(own.bootstrap_servers, topics, repo, reg, f"g-{uuid.uuid4().hex[:6]}")
+        consumer.rejoin_timeout_s = 10.0
         with running(consumer) as run:
             produce(own.bootstrap_servers, _events(topics, 0, 200))
             wait_for(lambda: repo.counts()["inference_log"] == 200, 60, "rows before the restart")
@@ -146,9 +147,15 @@ def test_broker_restart_is_survived(pg_url: str, topic_prefix: str) -> None:
             time.sleep(3)
             assert run.thread.is_alive()
             ensure_topics(own.bootstrap_servers, topics.all(), partitions=1)
-            produce(own.bootstrap_servers, _events(topics, 200, 400))
-            wait_for(lambda: repo.counts()["inference_log"] == 400, 120, "rows after the restart")
+            # The recreated topic starts again at offset 0. Whether the consumer resets to the earliest
+            # offset or keeps its old position (200) depends on whether its first fetch after the
+            # restart sees an empty topic or already these events: an artefact of memory storage, not
+            # of a real cluster. Either way every event from offset 200 on must arrive.
+            produce(own.bootstrap_servers, _events(topics, 200, 600))
+            later = {inference_dict(i)["request_id"] for i in range(400, 600)}
+            wait_for(lambda: later <= set(_ids(repo)), 120, "rows after the restart")
             assert run.thread.is_alive()
     ids = _ids(repo)
-    assert len(ids) == len(set(ids)) == 400
+    assert len(ids) == len(set(ids))
+    assert len(ids) in (400, 600)
     engine.dispose()

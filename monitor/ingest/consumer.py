@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
-from kafka.structs import OffsetAndMetadata, TopicPartition
+from kafka.structs import MemberState, OffsetAndMetadata, TopicPartition
 
 from monitor.events import FeedbackEvent, InferenceEvent, PromotionEvent
 from monitor.ingest.backoff import Backoff
@@ -120,6 +120,7 @@ class IngestConsumer:
         retry_max_s: float = 30.0,
         retry_multiplier: float = 2.0,
         shutdown_grace_s: float = 8.0,
+        rejoin_timeout_s: float = 60.0,
         on_written: OnWritten | None = None,
         on_assigned: OnAssigned | None = None,
         clock: Callable[[], float] = time.time,
@@ -150,6 +151,8 @@ class IngestConsumer:
         self.dead_letter_value_cap_bytes = dead_letter_value_cap_bytes
         self.shutdown_grace_s = shutdown_grace_s
         self.on_written = on_written
+        self.rejoin_timeout_s = rejoin_timeout_s
+        self._unstable_since: float | None = None
         self.on_assigned = on_assigned
         self.clock = clock
         self._decode_record = decoder or decode_record
@@ -197,24 +200,50 @@ class IngestConsumer:
         return consumer, DeadLetterPublisher(producer, self.dlq_suffix)
 
     def run(self, stop_event: threading.Event) -> None:
-        """Consume until ``stop_event`` is set; never raises on bad input, broker or database outages."""
+        """Consume until ``stop_event`` is set; never raises on bad input, broker or database outages.
+
+        If the group membership does not become stable again within ``rejoin_timeout_s`` (seen after
+        a broker lost its state and the topics were recreated: kafka-python revoked the partitions
+        and never rejoined), the Kafka clients are recreated. Uncommitted batches are then simply
+        redelivered: the writes are idempotent and the assignment hook rebuilds the statistics.
+        """
         while not stop_event.is_set():
-            try:
-                self._consumer, self._publisher = self._make_clients()
-                break
-            except Exception as e:  # broker unreachable at start: keep trying until stopped
-                self._kafka_error("connect", e)
-                stop_event.wait(self._kafka_backoff.next_delay())
-        if self._consumer is None:
-            return
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="slicewatch-writer")
-        try:
-            self._consumer.subscribe(self.topics, listener=_Listener(self))
             while not stop_event.is_set():
-                self._step(stop_event)
-            self._finish()
-        finally:
-            self._close()
+                try:
+                    self._consumer, self._publisher = self._make_clients()
+                    break
+                except Exception as e:  # broker unreachable: keep trying until stopped
+                    self._kafka_error("connect", e)
+                    stop_event.wait(self._kafka_backoff.next_delay())
+            if self._consumer is None:
+                return
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="slicewatch-writer")
+            self._unstable_since = None
+            try:
+                self._consumer.subscribe(self.topics, listener=_Listener(self))
+                while not stop_event.is_set() and not self._membership_stuck():
+                    self._step(stop_event)
+                if stop_event.is_set():
+                    self._finish()
+                else:
+                    log.warning("group membership not stable for %.0f s: recreating the Kafka clients",
+                                self.rejoin_timeout_s)
+                    self._queue.clear()
+            finally:
+                self._close()
+
+    def _membership_stuck(self) -> bool:
+        """True once the consumer has been out of a stable group membership for ``rejoin_timeout_s``."""
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        state = getattr(coordinator, "state", None)
+        now = time.monotonic()
+        if state is None or state == MemberState.STABLE:
+            self._unstable_since = None
+            return False
+        if self._unstable_since is None:
+            self._unstable_since = now
+            return False
+        return now - self._unstable_since > self.rejoin_timeout_s
 
     def _close(self) -> None:
         consumer, publisher, executor = self._consumer, self._publisher, self._executor
