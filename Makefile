@@ -4,12 +4,13 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test venv lint bench clean
+.PHONY: demo test venv lint bench faults deps-newest lock clean
 
 venv:
-	@scripts/bootstrap.sh
+	@scripts/bootstrap.sh dev
 
-demo: venv
+demo:
+	@scripts/bootstrap.sh runtime
 	$(VENV)/bin/slicewatch demo
 
 test:
@@ -23,5 +24,13 @@ bench: venv
 	$(PY) benchmarks/ingest.py
 	$(PY) benchmarks/stats.py
 
+# the newest versions pyproject.toml allows, unit tests against them (a CI step; reports, never hides)
+deps-newest:
+	@scripts/deps-newest.sh
+
+# re-resolve uv.lock after a change to pyproject.toml (say why in the commit)
+lock:
+	@scripts/bootstrap.sh dev >/dev/null && .tools/uv/bin/uv lock
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools .deps-newest .pytest_cache .mypy_cache .ruff_cache

@@ -93,26 +93,28 @@ class Monitor:
     engine: DriftEngine
 
     def rebuild(self, assigned: Iterable[TopicPartition]) -> None:
-        """On partition (re)assignment: rebuild the window state and restore the alert states of the
-        models whose events are on the assigned partitions, from ``inference_log`` and ``drift_alert``;
-        forget the models this replica no longer owns (their new owner restores them)."""
+        """After a partition (re)assignment (called by the consumer's loop, not inside the rebalance
+        callback): rebuild the window state and restore the alert states of the models whose events
+        are on the assigned partitions, from ``inference_log`` and ``drift_alert``; forget the models
+        this replica no longer owns (their new owner restores them). Rows are read in chunks, filtered
+        by partition in SQL, so memory stays at one chunk whatever the window holds."""
         topic = self.settings.kafka.topics.inference
-        partitions = {tp.partition for tp in assigned if tp.topic == topic}
+        partitions = sorted({tp.partition for tp in assigned if tp.topic == topic})
         now = self.clock()
         window = self.settings.stats.bucket_seconds * self.settings.stats.window_buckets
         since = now - window - self.settings.stats.allowed_lateness_s
-        rows = self.repository.load_rows(None, since, now + 1)
-        mine = [r for r in rows if r.get("partition") is None or r["partition"] in partitions]
-        models = {r["model_id"] for r in mine}
+        models = self.repository.window_models(partitions, since, now + 1)
         states = alert_store.load_alert_states(
-            self.repository.engine, now, self.settings.alerts.resolved_resend_s, model_ids=sorted(models)
+            self.repository.engine, now, self.settings.alerts.resolved_resend_s, model_ids=models
         )
         evaluator = self.pipeline.evaluator
         with self.pipeline.lock:
-            gone = [m for m in self.engine.models if m not in models]
+            gone = [m for m in self.engine.models if m not in set(models)]
             self.engine.drop_models(gone)
             evaluator.forget([*gone, *models])
-            self.engine.rebuild(mine, now)
+            self.engine.reset_models(models)
+            for chunk in self.repository.iter_window_rows(models, partitions, since, now + 1):
+                self.engine.replay(chunk, now)
             evaluator.restore(states)
 
     def run(self, stop: threading.Event) -> None:
@@ -153,7 +155,11 @@ def build_monitor(
     """Wire the monitor. ``event_clock`` makes event time the clock (demo); default: wall time."""
     url = settings.database.resolved_url()
     upgrade(url)
-    db = make_engine(url)
+    db = make_engine(
+        url,
+        connect_timeout_s=settings.database.connect_timeout_s,
+        statement_timeout_s=settings.database.statement_timeout_s,
+    )
     repository = Repository(db)
     engine = build_engine(settings)
     for model_id, profile in profile_store.latest_profiles(db).items():
@@ -238,7 +244,12 @@ def build_monitor(
         retry_multiplier=settings.ingest.retry.multiplier,
         shutdown_grace_s=settings.ingest.shutdown_grace_s,
         rejoin_timeout_s=settings.ingest.rejoin_timeout_s,
+        write_stall_s=settings.ingest.write_stall_s,
+        revoke_wait_s=settings.ingest.revoke_wait_s,
+        max_future_s=settings.ingest.max_future_s,
+        pending_label_ttl_s=settings.ingest.pending_label_ttl_s,
         on_written=on_written,
+        clock=clock or time.time,  # ingest time (dead letters, the future bound): never the event clock
     )
     server = (
         MetricsServer(registry, host=settings.metrics.host, port=settings.metrics.port).start()

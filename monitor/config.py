@@ -101,6 +101,10 @@ class DatabaseSettings(_Section):
     url_file: Path | None = None
     pool_size: int = Field(5, ge=1)
     echo: bool = False
+    connect_timeout_s: int = Field(5, ge=1)
+    """A connection attempt to an unreachable or hung server fails after this long."""
+    statement_timeout_s: float = Field(30.0, gt=0)
+    """PostgreSQL ``statement_timeout`` (and ``lock_timeout``) of every statement the monitor runs."""
 
     def resolved_url(self) -> str:
         """Precedence: ``SLICEWATCH_DATABASE_URL`` env, ``url_file``, ``url``, the SQLite default."""
@@ -127,6 +131,14 @@ class IngestSettings(_Section):
     shutdown_grace_s: float = Field(8.0, gt=0)
     rejoin_timeout_s: float = Field(60.0, gt=0)
     """Recreate the Kafka clients when the group membership stays unstable this long."""
+    write_stall_s: float = Field(10.0, gt=0)
+    """A batch write still running after this long pauses the partitions and is logged (hung database)."""
+    revoke_wait_s: float = Field(3.0, ge=0)
+    """On revoke, wait this long for the write in flight, so the next owner's rebuild sees its rows."""
+    max_future_s: float = Field(600.0, ge=0)
+    """Events stamped further ahead of the wall clock at ingest are dead-lettered (``future_event``)."""
+    pending_label_ttl_s: float = Field(7 * 86400.0, gt=0)
+    """A label whose prediction has not arrived after this long is dead-lettered (``unknown_request``)."""
 
 
 class QualityBar(_Section):

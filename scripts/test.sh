@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/system-deps.sh
-scripts/bootstrap.sh
+scripts/bootstrap.sh dev
 VENV=${VENV:-.venv}
 echo "== ruff"; "$VENV/bin/ruff" check monitor tests benchmarks scripts
 echo "== mypy"; "$VENV/bin/mypy"

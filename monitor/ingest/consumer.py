@@ -17,7 +17,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -28,7 +28,7 @@ from kafka.structs import MemberState, OffsetAndMetadata, TopicPartition
 from monitor.events import FeedbackEvent, InferenceEvent, PromotionEvent
 from monitor.ingest.backoff import Backoff
 from monitor.ingest.deadletter import DeadLetterPublisher, dead_letter_record
-from monitor.ingest.decoder import decode_record
+from monitor.ingest.decoder import FUTURE_EVENT, check_not_future, decode_record
 from monitor.metrics.consumer import ConsumerMetrics
 from monitor.records import WriteResult
 from monitor.store.errors import StoreError, StoreUnavailable
@@ -60,15 +60,21 @@ class _Batch:
     items: list[_Item] = field(default_factory=list)
     dead_letters: list[DeadLetterRecord] = field(default_factory=list)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)  # next offset per partition
+    starts: dict[TopicPartition, int] = field(default_factory=dict)  # first offset per partition
     consumed: Counter[str] = field(default_factory=Counter)
     started: float = 0.0  # monotonic, for the batch-duration histogram
     future: Future[BatchOutcome] | None = None  # the write in flight on the writer thread
+    write_started: float = 0.0  # monotonic, when ``future`` was submitted
     outcome: BatchOutcome | None = None  # set once durably written
     published: bool = False
     notified: bool = False
 
 
 class _Listener(ConsumerRebalanceListener):
+    """Rebalance callbacks: kafka-python 3 runs them on its IO thread, where they block heartbeats
+    and may not make blocking client calls (a commit there fails). They only note that the
+    assignment moved; the consuming thread does the rest after ``poll`` returns."""
+
     def __init__(self, owner: IngestConsumer) -> None:
         self._owner = owner
 
@@ -76,7 +82,24 @@ class _Listener(ConsumerRebalanceListener):
         self._owner._on_revoked(set(revoked))
 
     def on_partitions_assigned(self, assigned: Any) -> None:
-        self._owner._on_assigned(set(assigned))
+        self._owner._note_rebalance()
+
+
+def _submit(fn: Callable[[], BatchOutcome]) -> Future[BatchOutcome]:
+    """Run ``fn`` on a daemon thread. Not a ThreadPoolExecutor: its threads are joined at interpreter
+    exit, so a write stuck on a hung database would keep a SIGTERMed process alive forever."""
+    future: Future[BatchOutcome] = Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(fn())
+        except BaseException as e:
+            future.set_exception(e)
+
+    threading.Thread(target=run, name="slicewatch-writer", daemon=True).start()
+    return future
 
 
 class IngestConsumer:
@@ -121,6 +144,11 @@ class IngestConsumer:
         retry_multiplier: float = 2.0,
         shutdown_grace_s: float = 8.0,
         rejoin_timeout_s: float = 60.0,
+        write_stall_s: float = 10.0,
+        revoke_wait_s: float = 3.0,
+        max_future_s: float | None = 600.0,
+        pending_label_ttl_s: float | None = 7 * 86400.0,
+        maintenance_every_s: float = 60.0,
         on_written: OnWritten | None = None,
         on_assigned: OnAssigned | None = None,
         clock: Callable[[], float] = time.time,
@@ -152,6 +180,12 @@ class IngestConsumer:
         self.shutdown_grace_s = shutdown_grace_s
         self.on_written = on_written
         self.rejoin_timeout_s = rejoin_timeout_s
+        self.write_stall_s = write_stall_s
+        self.revoke_wait_s = revoke_wait_s
+        self.max_future_s = max_future_s
+        self.pending_label_ttl_s = pending_label_ttl_s
+        self.maintenance_every_s = maintenance_every_s
+        self._next_maintenance = 0.0  # monotonic
         self._unstable_since: float | None = None
         self.on_assigned = on_assigned
         self.clock = clock
@@ -161,8 +195,10 @@ class IngestConsumer:
         self._consumer: KafkaConsumer | None = None
         self._publisher: DeadLetterPublisher | None = None
         self._queue: deque[_Batch] = deque()  # decoded, not yet committed; the head is being written
-        self._executor: ThreadPoolExecutor | None = None
         self._paused = False
+        self._stalled = False  # the head's write has run longer than write_stall_s
+        self._rebalance_lock = threading.Lock()
+        self._rebalanced = False  # set by the rebalance callbacks, taken by the consuming thread
         self._sweep_dead_letters = True
 
     # ----------------------------------------------------------------- lifecycle
@@ -217,7 +253,6 @@ class IngestConsumer:
                     stop_event.wait(self._kafka_backoff.next_delay())
             if self._consumer is None:
                 return
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="slicewatch-writer")
             self._unstable_since = None
             try:
                 self._consumer.subscribe(self.topics, listener=_Listener(self))
@@ -228,7 +263,7 @@ class IngestConsumer:
                 else:
                     log.warning("group membership not stable for %.0f s: recreating the Kafka clients",
                                 self.rejoin_timeout_s)
-                    self._queue.clear()
+                    self._drop_queue("recreating the Kafka clients")
             finally:
                 self._close()
 
@@ -246,10 +281,8 @@ class IngestConsumer:
         return now - self._unstable_since > self.rejoin_timeout_s
 
     def _close(self) -> None:
-        consumer, publisher, executor = self._consumer, self._publisher, self._executor
-        self._consumer = self._publisher = self._executor = None
-        if executor is not None:
-            executor.shutdown(wait=False)
+        consumer, publisher = self._consumer, self._publisher
+        self._consumer = self._publisher = None
         if consumer is not None:
             try:
                 consumer.close(autocommit=False, timeout_ms=1000)
@@ -279,20 +312,27 @@ class IngestConsumer:
 
     def _step(self, stop_event: threading.Event) -> None:
         """One turn of the pipeline: batch N is written on the writer thread while batch N+1 is
-        polled and decoded here; N is committed (offsets, hook, dead letters) before N+1 is written."""
+        polled and decoded here; N is committed (offsets, hook, dead letters) before N+1 is written.
+        Every wait is bounded by the poll timeout and polls, so the group membership holds and a
+        stop request is seen whatever the database does."""
+        if not self._queue and not self._paused:
+            self._maintain()
         if len(self._queue) < 2 and not self._paused:
             self._poll(50 if self._queue else self.poll_timeout_ms)
         if not self._queue:
             return
         head = self._queue[0]
         if head.outcome is None:
-            if head.future is None:
-                assert self._executor is not None
-                head.future = self._executor.submit(self._write, head)
-            if not head.future.done():
+            future = head.future or self._start_write(head)
+            if not future.done():
                 if len(self._queue) < 2 and not self._paused:
                     return  # poll the next batch while this one is written
-                wait_futures([head.future])
+                wait_futures([future], timeout=self.poll_timeout_ms / 1000)
+                if not future.done():
+                    self._watch_stall(head)
+                    self._poll(1)  # paused partitions return nothing; the membership holds
+                    return
+            self._end_stall()
             if not self._collect(head):
                 self._set_paused(True)
                 self._wait(self._backoff.next_delay(), stop_event)
@@ -305,6 +345,22 @@ class IngestConsumer:
             return
         self._set_paused(True)
         self._wait(self._backoff.next_delay(), stop_event)
+
+    def _watch_stall(self, head: _Batch) -> None:
+        """A write running past ``write_stall_s`` (a hung database: statement timeouts cannot fire
+        on a stopped server) pauses the partitions and says so once."""
+        if self._stalled or time.monotonic() - head.write_started < self.write_stall_s:
+            return
+        self._stalled = True
+        self.metrics.store_stalls.inc()
+        log.warning("batch write running for more than %.0f s: database hung? partitions paused",
+                    self.write_stall_s)
+        self._set_paused(True)
+
+    def _end_stall(self) -> None:
+        if self._stalled:
+            self._stalled = False
+            log.warning("stalled batch write finished")
 
     def _wait(self, delay_s: float, stop_event: threading.Event) -> None:
         """Wait while polling (paused partitions return nothing) so the group membership holds."""
@@ -325,6 +381,9 @@ class IngestConsumer:
         except Exception as e:
             self._kafka_error("poll", e)
             time.sleep(self._kafka_backoff.next_delay())
+            records = {}
+        if self._take_rebalance():
+            self._after_rebalance(records)
             return
         if not records:
             return
@@ -367,6 +426,8 @@ class IngestConsumer:
                     continue
                 try:
                     event = self._decode_record(kind, rec.key, rec.value, self.max_event_bytes)
+                    if self.max_future_s is not None:
+                        check_not_future(event, now, self.max_future_s)
                 except Exception as failure:  # DecodeFailure, or a decoder bug: dead-letter, never crash
                     batch.dead_letters.append(
                         dead_letter_record(
@@ -377,11 +438,14 @@ class IngestConsumer:
                             now, self.dead_letter_value_cap_bytes,
                         )
                     )
+                    if getattr(failure, "error_class", None) == FUTURE_EVENT:
+                        self.metrics.future_events.labels(topic=tp.topic).inc()
                     continue
                 batch.items.append(
                     _Item(kind, event, Origin(rec.topic, rec.partition, rec.offset), rec.key, rec.value)
                 )
             if recs:
+                batch.starts[tp] = recs[0].offset
                 batch.offsets[tp] = recs[-1].offset + 1
         return batch
 
@@ -390,13 +454,16 @@ class IngestConsumer:
     def _advance(self, batch: _Batch, deadline: float) -> bool:
         """Write (if needed) and complete one batch, waiting at most until ``deadline``."""
         if batch.outcome is None:
-            if batch.future is None:
-                assert self._executor is not None
-                batch.future = self._executor.submit(self._write, batch)
-            wait_futures([batch.future], timeout=max(0.0, deadline - time.monotonic()))
-            if not batch.future.done() or not self._collect(batch):
+            future = batch.future or self._start_write(batch)
+            wait_futures([future], timeout=max(0.0, deadline - time.monotonic()))
+            if not future.done() or not self._collect(batch):
                 return False
         return self._complete(batch)
+
+    def _start_write(self, batch: _Batch) -> Future[BatchOutcome]:
+        batch.write_started = time.monotonic()
+        batch.future = future = _submit(lambda: self._write(batch))
+        return future
 
     def _collect(self, batch: _Batch) -> bool:
         """Take the finished write's outcome; False (and forget the future) when the store was down."""
@@ -509,6 +576,28 @@ class IngestConsumer:
             log.warning("could not mark dead letters published: %s", e)
         return True
 
+    def _maintain(self) -> None:
+        """Every ``maintenance_every_s``, between batches: labels whose prediction never came within
+        ``pending_label_ttl_s`` become dead letters (``unknown_request``); the waiting ones are counted."""
+        if time.monotonic() < self._next_maintenance:
+            return
+        self._next_maintenance = time.monotonic() + self.maintenance_every_s
+        now = self.clock()
+        try:
+            if self.pending_label_ttl_s is not None:
+                feedback_topic = next(t for t, k in self.kinds.items() if k == "feedback")
+                expired = self.repository.expire_pending_labels(now - self.pending_label_ttl_s, now, feedback_topic)
+                if expired:
+                    log.warning("%d labels waited more than %.0f s for their prediction: dead-lettered",
+                                len(expired), self.pending_label_ttl_s)
+                    for dl in expired:
+                        self.metrics.dead_lettered.labels(topic=dl.topic, error_class=dl.error_class).inc()
+                    if not self._publish(expired):
+                        self._sweep_dead_letters = True  # stored; published by the next sweep
+            self.metrics.pending_labels.set(self.repository.pending_label_count())
+        except StoreError as e:
+            log.warning("ingest maintenance skipped: %s", e)
+
     def _republish_dead_letters(self) -> None:
         """Send dead letters stored but never published (a crash between the two steps)."""
         try:
@@ -528,10 +617,16 @@ class IngestConsumer:
             log.error("on_written hook failed (%s)", type(e).__name__)
 
     def _commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit the partitions still assigned: committing one that moved could move its new
+        owner's committed offset backwards."""
         if not offsets or self._consumer is None:
             return
+        assignment = self._consumer.assignment()
+        mine = {tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items() if tp in assignment}
+        if not mine:
+            return
         try:
-            self._consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+            self._consumer.commit(mine)
         except Exception as e:  # rows are idempotent: a redelivery after a failed commit is harmless
             self._kafka_error("commit", e)
 
@@ -560,26 +655,96 @@ class IngestConsumer:
         self.metrics.kafka_errors.labels(error_class=name).inc()
         log.warning("kafka %s failed (%s); continuing", what, name)
 
+    # ------------------------------------------------------------- rebalancing
+
+    def _note_rebalance(self) -> None:
+        with self._rebalance_lock:
+            self._rebalanced = True
+
+    def _take_rebalance(self) -> bool:
+        with self._rebalance_lock:
+            moved, self._rebalanced = self._rebalanced, False
+        return moved
+
     def _on_revoked(self, revoked: set[TopicPartition]) -> None:
-        """Finish the write in flight and complete it (the statistics hook must see every new row);
-        drop the rest: their offsets were never committed, so the new owner re-reads them."""
-        head = self._queue[0] if self._queue else None
-        if head is not None and head.outcome is None and head.future is not None:
-            wait_futures([head.future])
-            self._collect(head)
-        if head is not None and head.outcome is not None:
-            self._complete(head)
+        """Callback (IO thread): wait a little for the write in flight so the partitions' next owner
+        rebuilds its statistics with those rows. Waiting on a future is no client call; it is bounded
+        by ``revoke_wait_s`` because heartbeats wait meanwhile."""
+        self._note_rebalance()
+        try:
+            head: _Batch | None = self._queue[0]
+        except IndexError:  # the consuming thread emptied the queue meanwhile
+            head = None
+        if head is not None and head.future is not None and self.revoke_wait_s > 0:
+            wait_futures([head.future], timeout=self.revoke_wait_s)
+
+    def _after_rebalance(self, records: Mapping[TopicPartition, Sequence[Any]]) -> None:
+        """The assignment moved during the last poll (consuming thread, after ``poll`` returned).
+
+        The batch whose write is in flight is finished and completed (its new rows reach the
+        statistics; offsets are committed for partitions still held). Every other record read but
+        not written - the queued batches and what this poll returned - is dropped, and each partition
+        still assigned is moved back to the first of them. kafka-python 3 keeps the position of a
+        partition retained across a rebalance, so without that seek the consumer would read on past
+        the dropped records and later commit beyond them (rows lost). Seeking back re-reads records
+        at worst (writes are idempotent); it never skips one: everything before the first dropped
+        offset was durably written. Then the ``on_assigned`` hook rebuilds state, outside the callback.
+        """
+        assert self._consumer is not None
+        self._finish_in_flight()
+        held: dict[TopicPartition, int] = {}
+        for batch in self._queue:
+            for tp, start in batch.starts.items():
+                held[tp] = min(start, held.get(tp, start))
+        for tp, recs in records.items():
+            if recs:
+                held[tp] = min(recs[0].offset, held.get(tp, recs[0].offset))
+        assignment = set(self._consumer.assignment())
+        rewound = 0
+        for tp, offset in held.items():
+            if tp in assignment:
+                self._safe_seek(tp, offset)
+                rewound += 1
+        dropped = sum(sum(b.consumed.values()) for b in self._queue) + sum(len(r) for r in records.values())
         self._queue.clear()
+        if dropped:
+            log.warning("rebalance: %d records read but not written are dropped; %d retained partitions "
+                        "rewound to re-read them", dropped, rewound)
         self._set_paused(False)
         self._sweep_dead_letters = True
+        self.metrics.rebalances.inc()
+        if self.on_assigned is not None:
+            try:
+                self.on_assigned(assignment)
+            except Exception as e:
+                log.error("on_assigned hook failed (%s)", type(e).__name__)
 
-    def _on_assigned(self, assigned: set[TopicPartition]) -> None:
-        if self.on_assigned is None:
+    def _finish_in_flight(self) -> None:
+        """Wait for the head's write if one is in flight (bounded by the store's timeouts, watched
+        like any write) and complete it; a failed write stays in the queue and is dropped with it."""
+        head = self._queue[0] if self._queue else None
+        if head is None or (head.future is None and head.outcome is None):
             return
-        try:
-            self.on_assigned(assigned)
-        except Exception as e:
-            log.error("on_assigned hook failed (%s)", type(e).__name__)
+        if head.outcome is None:
+            assert head.future is not None
+            while not head.future.done():
+                wait_futures([head.future], timeout=self.poll_timeout_ms / 1000)
+                if not head.future.done():
+                    self._watch_stall(head)
+            self._end_stall()
+            if not self._collect(head):
+                return
+        if self._complete(head):
+            self._queue.popleft()
+
+    def _drop_queue(self, why: str) -> None:
+        """Before the clients are recreated: complete the write in flight, drop the rest (the new
+        clients start from the committed offsets, so the dropped records are read again)."""
+        self._finish_in_flight()
+        if self._queue:
+            log.warning("%s: %d records read but not written are dropped (they will be re-read)",
+                        why, sum(sum(b.consumed.values()) for b in self._queue))
+        self._queue.clear()
 
 
 def _merge(into: BatchOutcome, part: BatchOutcome) -> None:

@@ -7,7 +7,7 @@ JSON + UTF-8 + types + ranges in one ``msgspec`` pass, then the few rules msgspe
 inside members the decoder ignores is not looked for (checking every non-ASCII payload would cost
 more than the typed decode itself); ``schemas/README.md`` lists this and the other divergences.
 
-A failure carries ``stage`` (``size`` | ``json`` | ``schema`` | ``version``), a short
+A failure carries ``stage`` (``size`` | ``json`` | ``schema`` | ``version`` | ``time``), a short
 ``error_class`` tag for dead-letter headers and metrics, and a ``reason`` that names the field path
 but never echoes payload content. msgspec's own messages can quote values (``Invalid enum value
 'x'``), so they are rewritten from a whitelist and never chained (``from None``).
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Final, Literal, overload
 
 import msgspec
@@ -39,7 +40,7 @@ from monitor.errors import SlicewatchError
 from monitor.events import SCHEMA_VERSION, FeedbackEvent, InferenceEvent, PromotionEvent
 
 Kind = Literal["inference", "feedback", "promotion"]
-Stage = Literal["size", "json", "schema", "version"]
+Stage = Literal["size", "json", "schema", "version", "time"]
 AnyEvent = InferenceEvent | FeedbackEvent | PromotionEvent
 
 # RFC 3339 section 5.6 ``date-time`` with a mandatory offset, valid days per month and leap years,
@@ -53,6 +54,7 @@ RFC3339_PATTERN: Final = (
     r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$(?!\n)"
 )
 INT64_MAX: Final = 2**63 - 1
+FUTURE_EVENT: Final = "future_event"
 
 _rfc3339 = re.compile(RFC3339_PATTERN).match
 
@@ -135,7 +137,7 @@ def decode(kind: Kind, raw: bytes | None, max_bytes: int) -> AnyEvent:
         raise _json_failure(str(e)) from None
     except RecursionError:  # msgspec recurses per nesting level, like json.loads
         raise DecodeFailure("json", "invalid_json", "JSON is nested too deeply") from None
-    except UnicodeDecodeError:  # msgspec checks UTF-8 in the strings it keeps, not in skipped members
+    except UnicodeDecodeError:  # msgspec < 0.23; it checks UTF-8 in the strings it keeps, not in skipped members
         raise DecodeFailure("json", "invalid_utf8", "a string is not valid UTF-8") from None
     return event
 
@@ -222,6 +224,7 @@ def _check_inference(raw: bytes, event: InferenceEvent) -> None:
         raise DecodeFailure("schema", "out_of_range", f"{path} exceeds the 64-bit integer range", path)
     if not _rfc3339(_INFERENCE_TIME.decode(raw).served_at):
         raise _not_rfc3339("$.served_at")
+    _check_utc(event.served_at, "$.served_at")
 
 
 def _check_feedback(raw: bytes, event: FeedbackEvent) -> None:
@@ -231,6 +234,7 @@ def _check_feedback(raw: bytes, event: FeedbackEvent) -> None:
         raise DecodeFailure("schema", "missing_label", "feedback has neither $.was_correct nor $.score")
     if not _rfc3339(_FEEDBACK_TIME.decode(raw).observed_at):
         raise _not_rfc3339("$.observed_at")
+    _check_utc(event.observed_at, "$.observed_at")
 
 
 def _check_promotion(raw: bytes, event: PromotionEvent) -> None:
@@ -240,6 +244,51 @@ def _check_promotion(raw: bytes, event: PromotionEvent) -> None:
         raise _blank("$.rollback_target")
     if not _rfc3339(_PROMOTION_TIME.decode(raw).promoted_at):
         raise _not_rfc3339("$.promoted_at")
+    _check_utc(event.promoted_at, "$.promoted_at")
+
+
+def _check_utc(value: datetime, path: str) -> None:
+    """A valid RFC 3339 time whose UTC instant leaves years 1-9999 (``9999-12-31T23:59:59-01:00``,
+    ``0001-01-01T00:00:00+01:00``) cannot be converted, stored or compared: reject it here."""
+    try:
+        value.astimezone(UTC).timestamp()
+    except (OverflowError, ValueError):
+        raise DecodeFailure(
+            "time", "time_out_of_range", f"{path} is outside the UTC years 1-9999", path
+        ) from None
+
+
+def event_time(event: AnyEvent) -> datetime:
+    """The event's own time: ``served_at``, ``observed_at`` or ``promoted_at``."""
+    if isinstance(event, InferenceEvent):
+        return event.served_at
+    if isinstance(event, FeedbackEvent):
+        return event.observed_at
+    return event.promoted_at
+
+
+def check_not_future(event: AnyEvent, now: float, max_future_s: float) -> None:
+    """Reject an event stamped more than ``max_future_s`` after ``now`` (epoch seconds, the wall
+    clock at ingest): one such event would otherwise hold a label or a watermark hostage.
+
+    Examples:
+        >>> ev = decode("promotion", b'{"schema_version": 1, "model_id": "m", '
+        ...     b'"promoted_at": "2026-11-01T10:20:00Z", "rollback_target": null}', 65536)
+        >>> now = datetime(2026, 11, 1, 10, 0, tzinfo=UTC).timestamp()
+        >>> check_not_future(ev, now, 1200.0)
+        >>> try:
+        ...     check_not_future(ev, now, 600.0)
+        ... except DecodeFailure as e:
+        ...     print(e)
+        time/future_event: $.promoted_at is 1200 s ahead of the ingest clock (limit 600 s)
+    """
+    ahead = event_time(event).timestamp() - now
+    if ahead > max_future_s:
+        path = {InferenceEvent: "$.served_at", FeedbackEvent: "$.observed_at"}.get(type(event), "$.promoted_at")
+        raise DecodeFailure(
+            "time", FUTURE_EVENT, f"{path} is {ahead:.0f} s ahead of the ingest clock (limit {max_future_s:.0f} s)",
+            path,
+        )
 
 
 def _blank(path: str) -> DecodeFailure:
@@ -258,6 +307,8 @@ _KINDS: Final[dict[str, tuple[msgspec.json.Decoder[Any], Callable[[bytes, Any], 
 
 
 def _json_failure(message: str) -> DecodeFailure:
+    if "UTF-8" in message:  # msgspec >= 0.23 reports bad UTF-8 as a DecodeError, not UnicodeDecodeError
+        return DecodeFailure("json", "invalid_utf8", "a string is not valid UTF-8")
     detail = message if _JSON_ERROR.match(message) else "JSON is malformed"
     return DecodeFailure("json", "invalid_json", detail)
 

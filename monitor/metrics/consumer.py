@@ -72,6 +72,26 @@ class ConsumerMetrics:
             "1 while partitions are paused waiting for the database, else 0.",
             registry=registry,
         )
+        self.store_stalls = Counter(
+            "slicewatch_store_stalls",
+            "Batch writes that ran longer than ingest.write_stall_s (the partitions were paused).",
+            registry=registry,
+        )
+        self.rebalances = Counter(
+            "slicewatch_rebalances", "Partition assignments handled by the consumer (the first one included).",
+            registry=registry,
+        )
+        self.future_events = Counter(
+            "slicewatch_future_events",
+            "Events stamped more than ingest.max_future_s ahead of the wall clock (dead-lettered).",
+            ["topic"],
+            registry=registry,
+        )
+        self.pending_labels = Gauge(
+            "slicewatch_pending_labels",
+            "Labels waiting for their prediction (read every ingest maintenance round).",
+            registry=registry,
+        )
         self.kafka_errors = Counter(
             "slicewatch_kafka_errors",
             "Kafka client errors survived by the consumer loop, by error class.",

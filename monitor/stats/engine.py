@@ -126,7 +126,7 @@ class DriftEngine:
                 self._reset_cohort(group)
         buffered = self._buffers.pop(model_id, None)
         if buffered is not None:
-            self._observe_model(model_id, buffered[0], buffered[1])
+            self._observe_model(model_id, buffered[0], buffered[1], None)
 
     def _layout(self, profile: ReferenceProfile, pairs: Sequence[tuple[str, str]]) -> Layout:
         feats = (
@@ -154,9 +154,11 @@ class DriftEngine:
     # ---- observe ----------------------------------------------------------------------------
     def observe(self, inferences: Sequence[InferenceEvent], labels: Sequence[LabelChange], now: float) -> None:
         """Add new inferences and label changes (as handed over by the store after a write)."""
-        self._observe_records(records_from_events(inferences), labels, now)
+        self._observe_records(records_from_events(inferences), labels, now, arrival=now)
 
-    def _observe_records(self, by_model: Mapping[str, Records], labels: Sequence[LabelChange], now: float) -> None:
+    def _observe_records(
+        self, by_model: Mapping[str, Records], labels: Sequence[LabelChange], now: float, arrival: float | None
+    ) -> None:
         labels_by_model = _by_model(labels)
         limit = now + self.allowed_lateness_s
         for model_id in dict.fromkeys([*by_model, *labels_by_model]):
@@ -166,14 +168,14 @@ class DriftEngine:
                 self.future_events_total += len(rec) - len(keep)
                 rec = rec.take(keep)
             self._track_lineage(model_id, rec, labels_by_model.get(model_id, []))
-            self._observe_model(model_id, rec, labels_by_model.get(model_id, []))
+            self._observe_model(model_id, rec, labels_by_model.get(model_id, []), arrival)
 
-    def _observe_model(self, model_id: str, rec: Records, labels: list[LabelChange]) -> None:
+    def _observe_model(self, model_id: str, rec: Records, labels: list[LabelChange], arrival: float | None) -> None:
         window = self._windows.get(model_id)
         if window is None:
             self._buffer(model_id, rec, labels)
             return
-        window.observe(rec)
+        window.observe(rec, arrival)
         # slice membership of the labels, computed once for the window and the ADWIN detectors
         lmember = (
             slice_membership([lc.slice for lc in labels], [lc.input_features for lc in labels], self._pairs)
@@ -183,7 +185,7 @@ class DriftEngine:
         window.observe_labels(labels, lmember if window.layout.slices == tuple(self._pairs) else None)
         member = self._cohort_windows.get(model_id)
         if member is not None:
-            member.observe(rec)
+            member.observe(rec, arrival)
         self._feed_adwin(model_id, labels, lmember)
 
     def _buffer(self, model_id: str, rec: Records, labels: list[LabelChange]) -> None:
@@ -269,11 +271,21 @@ class DriftEngine:
     def rebuild(self, rows: Sequence[Mapping[str, Any]] | pl.DataFrame, now: float) -> None:
         """Replace the state of the models in ``rows`` (the store's window rows) by replaying them."""
         by_model, labels = records_from_rows(rows)
-        models = list(dict.fromkeys([*by_model, *(lc.model_id for lc in labels)]))
-        self._reset_models(models)
-        self._observe_records(by_model, labels, now)
+        self.reset_models(list(dict.fromkeys([*by_model, *(lc.model_id for lc in labels)])))
+        self._observe_records(by_model, labels, now, arrival=None)
 
-    def _reset_models(self, model_ids: Sequence[str]) -> None:
+    def replay(self, rows: Sequence[Mapping[str, Any]], now: float) -> None:
+        """Add stored rows (a chunk of a rebuild, in ``served_at`` order) to the current state. A row
+        that carries ``ingested_at`` is late, as it was live, when served more than
+        ``allowed_lateness_s`` before it was ingested; late rows are counted, not added."""
+        lateness = self.allowed_lateness_s
+        on_time = [r for r in rows if r.get("ingested_at") is None or r["served_at"] >= r["ingested_at"] - lateness]
+        self._late_dropped_models += len(rows) - len(on_time)
+        by_model, labels = records_from_rows(on_time)
+        self._observe_records(by_model, labels, now, arrival=None)
+
+    def reset_models(self, model_ids: Sequence[str]) -> None:
+        """Empty the window state of the models (their reference profiles are kept)."""
         for m in model_ids:
             self._buffers.pop(m, None)
             for key in [k for k in self._adwin if k[0] == m]:

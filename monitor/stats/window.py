@@ -3,9 +3,12 @@
 Each bucket (``bucket_seconds`` of ``served_at``) holds, per slice (index 0 = the aggregate, then
 the protected (key, value) pairs of the layout), the histogram counts, quantile-sketch counts and
 scalar sums of its events. Memory is fixed: ``window_buckets x slices x (bins + sketch + scalars)``.
-A bucket slot is reused when a newer bucket maps onto it. Events older than the watermark (the
-largest ``served_at`` seen before this batch) minus ``allowed_lateness_s``, or older than the ring,
-are counted in :attr:`late_events` and not added. Labels are credited to the bucket of their
+A bucket slot is reused when a newer bucket maps onto it. An event is late when its ``served_at`` is
+more than ``allowed_lateness_s`` before its arrival (the ingest clock, passed in), or older than the
+ring: late events are counted in :attr:`late_events` and not added. Lateness depends on the event
+and its arrival only, never on other events: one event stamped far ahead cannot make on-time
+events late, and a rebuild from the stored rows (arrival = ``ingested_at``) decides as the live
+run did. Labels are credited to the bucket of their
 prediction's ``served_at`` if that bucket is still held.
 """
 
@@ -51,7 +54,6 @@ class ModelWindow:
         self.sketch = np.zeros((w * s, layout.sketch_size), dtype=np.int64)
         self.scalars = np.zeros((w * s, N_SCALARS), dtype=np.int64)
         self.slot_bucket = np.full(w, EMPTY, dtype=np.int64)
-        self.watermark = -math.inf
         self.head = EMPTY
         self.late_events = 0
         self.late_labels = 0
@@ -88,14 +90,15 @@ class ModelWindow:
         combo = (b[rexp] % self.window_buckets) * self.layout.n_slices + np.concatenate(sidx)
         return rexp, combo
 
-    def observe(self, rec: Records) -> int:
-        """Add a batch of this model's events; returns how many were accepted."""
+    def observe(self, rec: Records, arrival: float | None = None) -> int:
+        """Add a batch of this model's events that arrived at ``arrival`` (None: already checked for
+        lateness, as in a rebuild); returns how many were accepted."""
         n = len(rec)
         if n == 0:
             return 0
         t = np.asarray(rec.served_at, dtype=np.float64)
         b = self._buckets(t)
-        ok = t >= self.watermark - self.allowed_lateness_s
+        ok = t >= (-math.inf if arrival is None else arrival - self.allowed_lateness_s)
         if ok.any():
             self.head = max(self.head, int(b[ok].max()))
         ok &= b > self.head - self.window_buckets
@@ -103,7 +106,6 @@ class ModelWindow:
         self.late_events += int(n - rows.size)
         if rows.size == 0:
             return 0
-        self.watermark = max(self.watermark, float(t[rows].max()))
         for ub in np.unique(b[rows]):
             slot = int(ub % self.window_buckets)
             if self.slot_bucket[slot] != ub:

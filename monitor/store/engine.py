@@ -15,8 +15,13 @@ def _dumps(value: Any) -> str:
     return _encoder.encode(value).decode()
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, connect_timeout_s: int = 5, statement_timeout_s: float = 30.0, **kwargs: Any) -> Engine:
     """Create the engine for ``url`` (PostgreSQL via psycopg 3, or SQLite for the embedded default).
+
+    On PostgreSQL every session gets ``statement_timeout`` and ``lock_timeout``, and a connection
+    attempt gives up after ``connect_timeout_s``, so a slow or locked server turns into a retryable
+    error instead of a stuck writer. (A server that is stopped mid-statement cannot enforce its own
+    timeout: the consumer watches the write's duration itself, see ``monitor.ingest.consumer``.)
 
     Examples:
         >>> make_engine("sqlite://").dialect.name
@@ -32,7 +37,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if backend == "sqlite":
         options["connect_args"] = {"timeout": 30}
     elif backend == "postgresql":
-        options["connect_args"] = {"connect_timeout": 5}  # an unreachable host must not hang a retry
+        ms = max(1, int(statement_timeout_s * 1000))
+        options["connect_args"] = {
+            "connect_timeout": connect_timeout_s,  # an unreachable or hung host must not hang a retry
+            "options": f"-c statement_timeout={ms} -c lock_timeout={ms}",
+        }
+        options["pool_timeout"] = connect_timeout_s
     options.update(kwargs)
     engine = create_engine(url, **options)
     if engine.dialect.name == "sqlite":

@@ -20,11 +20,25 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import msgspec
-from sqlalchemy import ARRAY, Connection, Engine, String, Table, any_, bindparam, func, select, text, update
+from sqlalchemy import (
+    ARRAY,
+    Connection,
+    Engine,
+    String,
+    Table,
+    any_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, SQLAlchemyError
 
-from monitor.events import FeedbackEvent, InferenceEvent, PromotionEvent
+from monitor.events import SCHEMA_VERSION, FeedbackEvent, InferenceEvent, PromotionEvent
 from monitor.records import Label, LabelChange, Promotion, WriteResult
 from monitor.store.errors import StoreError, StoreUnavailable
 from monitor.store.pg_copy import copy_inferences
@@ -71,6 +85,11 @@ def _in(column: Any, ids: Sequence[str], dialect: str) -> Any:
     if dialect == "postgresql":
         return column == any_(bindparam(None, list(ids), type_=ARRAY(String), unique=True))
     return column.in_(list(ids))
+
+
+def _on_partitions(column: Any, partitions: Sequence[int]) -> Any:
+    """Rows of these Kafka partitions, or written without one (replay)."""
+    return or_(column.is_(None), column.in_(list(partitions))) if partitions else column.is_(None)
 
 
 def _chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
@@ -455,6 +474,40 @@ class Repository:
         new = {(r[0], r[1], r[2]) for r in conn.execute(stmt, rows)}
         out.new_dead_letters = [r for key, r in by_source.items() if key in new]
 
+    def expire_pending_labels(
+        self, received_before: float, now: float, topic: str, limit: int = 10_000
+    ) -> list[DeadLetterRecord]:
+        """Move labels that waited since before ``received_before`` for a prediction that never came
+        to the dead-letter table (stage ``label``, error class ``unknown_request``), oldest first, at
+        most ``limit`` per call, in one transaction; returns the new dead letters (to publish).
+
+        The original record's bytes and offset are not kept for a waiting label: the dead letter's
+        value is the label re-encoded as a feedback event, its partition -1 and its offset a stable
+        negative number derived from the request id (so a retry inserts nothing twice).
+        """
+        p = pending_label.c
+        query = (
+            select(pending_label)
+            .where(p.received_at < to_datetime(received_before))
+            .order_by(p.received_at, p.request_id)
+            .limit(limit)
+        )
+        with self._guard("expire pending labels"), self._engine.begin() as conn:
+            rows = conn.execute(query).all()
+            if not rows:
+                return []
+            records = [_expired_label(r, topic, now) for r in rows]
+            out = BatchOutcome(result=WriteResult())
+            self._write_dead_letters(conn, records, out)
+            for chunk in _chunks([r.request_id for r in rows]):
+                conn.execute(delete(pending_label).where(_in(p.request_id, chunk, self._dialect)))
+            return out.new_dead_letters
+
+    def pending_label_count(self) -> int:
+        """Labels waiting for their prediction."""
+        with self._guard("count pending labels"), self._engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(pending_label)).scalar_one())
+
     def mark_published(self, records: Sequence[DeadLetterRecord], published_at: float) -> None:
         """Record that these dead letters reached the dead-letter topic."""
         if not records:
@@ -484,27 +537,55 @@ class Repository:
     # ------------------------------------------------------------------- reads
 
     def load_rows(self, model_ids: Sequence[str] | None, since: float, until: float) -> list[dict[str, Any]]:
-        """Rows served in ``[since, until)`` for the statistics rebuild; times as epoch floats.
+        """Rows served in ``[since, until)`` for the statistics rebuild; times as epoch floats."""
+        return [row for chunk in self.iter_window_rows(model_ids, None, since, until) for row in chunk]
+
+    def window_models(self, partitions: Sequence[int] | None, since: float, until: float) -> list[str]:
+        """Model ids with rows served in ``[since, until)`` on ``partitions`` (None: any)."""
+        c = inference_log.c
+        query = select(c.model_id).distinct().where(c.served_at >= to_datetime(since), c.served_at < to_datetime(until))
+        if partitions is not None:
+            query = query.where(_on_partitions(c.partition, partitions))
+        with self._guard("list window models"), self._engine.connect() as conn:
+            return sorted(r.model_id for r in conn.execute(query))
+
+    def iter_window_rows(
+        self,
+        model_ids: Sequence[str] | None,
+        partitions: Sequence[int] | None,
+        since: float,
+        until: float,
+        chunk_rows: int = 20_000,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Rows served in ``[since, until)`` in ``served_at`` order, ``chunk_rows`` at a time (a
+        server-side cursor on PostgreSQL), for the statistics rebuild; times as epoch floats.
 
         ``partition`` is the Kafka partition the row was consumed from (None when written without
-        one, e.g. by replay), so a replica rebuilds only the models of the partitions it owns."""
+        one, e.g. by replay): a replica rebuilds only the models of the partitions it owns."""
         c = inference_log.c
         query = select(
             c.request_id, c.model_id, c.served_at, c.input_features, c.output, c.confidence, c.slice,
             c.lineage, c.latency_ms, c.tokens_in, c.tokens_out, c.was_correct, c.score, c.label_source,
-            c.judge_model, c.rubric_version, c.failure_cluster, c.label_observed_at, c.partition,
+            c.judge_model, c.rubric_version, c.failure_cluster, c.label_observed_at, c.partition, c.ingested_at,
         ).where(c.served_at >= to_datetime(since), c.served_at < to_datetime(until))
         if model_ids is not None:
+            if not model_ids:
+                return
             query = query.where(c.model_id.in_(list(model_ids)))
+        if partitions is not None:
+            query = query.where(_on_partitions(c.partition, partitions))
         query = query.order_by(c.served_at, c.request_id)
         with self._guard("load rows"), self._engine.connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(query)]
-        for row in rows:
-            row["served_at"] = to_epoch(row["served_at"])
-            row["label_observed_at"] = to_epoch(row["label_observed_at"])
-            row["slice"] = row["slice"] or {}
-            row["lineage"] = row["lineage"] or {}
-        return rows
+            result = conn.execution_options(yield_per=chunk_rows).execute(query)
+            for part in result.partitions():
+                rows = [dict(r._mapping) for r in part]
+                for row in rows:
+                    row["served_at"] = to_epoch(row["served_at"])
+                    row["label_observed_at"] = to_epoch(row["label_observed_at"])
+                    row["ingested_at"] = to_epoch(row["ingested_at"])
+                    row["slice"] = row["slice"] or {}
+                    row["lineage"] = row["lineage"] or {}
+                yield rows
 
     def promotions(self, model_ids: Sequence[str] | None = None) -> list[Promotion]:
         """Every stored promotion, oldest first."""
@@ -582,6 +663,23 @@ def _inference_row(ev: InferenceEvent, origin: Origin | None, now: datetime) -> 
         "offset": origin.offset if origin else None,
         "ingested_at": now,
     }
+
+
+def _expired_label(r: Any, topic: str, now: float) -> DeadLetterRecord:
+    value = msgspec.json.encode({
+        "schema_version": SCHEMA_VERSION, "request_id": r.request_id,
+        "observed_at": to_datetime(to_epoch(r.observed_at) or 0.0).isoformat().replace("+00:00", "Z"),
+        "was_correct": r.was_correct, "score": r.score, "source": r.label_source,
+        "judge_model": r.judge_model, "rubric_version": r.rubric_version, "failure_cluster": r.failure_cluster,
+    })
+    waited = now - (to_epoch(r.received_at) or now)
+    offset = -(int.from_bytes(hashlib.sha256(r.request_id.encode()).digest()[:7], "big") + 1)
+    return DeadLetterRecord(
+        topic=topic, partition=-1, offset=offset, key=r.request_id.encode(), value=value, value_size=len(value),
+        stage="label", error_class="unknown_request",
+        reason=f"no prediction with this request_id arrived within {waited:.0f} s of the label",
+        received_at=now,
+    )
 
 
 def _dead_letter_record(r: Any) -> DeadLetterRecord:
