@@ -64,6 +64,8 @@ def build_engine(settings: Settings) -> DriftEngine:
         cohorts=s.cohorts,
         adwin_delta=s.adwin_delta,
         lineage_lookback_s=settings.alerts.lineage_lookback_s,
+        max_features=s.max_features,
+        max_buffered_models=s.max_buffered_models,
     )
 
 

@@ -154,6 +154,10 @@ class StatsSettings(_Section):
     evaluate_every_s: float = Field(15.0, gt=0)
     allowed_lateness_s: float = Field(600.0, ge=0)
     auto_reference_events: int = Field(5000, ge=10)
+    max_features: int = Field(64, ge=1)
+    """Features profiled (and so exported) when ``features`` is not set: the most present ones."""
+    max_buffered_models: int = Field(100, ge=1)
+    """Models without a reference profile whose events are buffered for an automatic one."""
     numeric_bins: int = Field(10, ge=2, le=100)
     top_k_categories: int = Field(20, ge=1, le=1000)
     min_samples: int = Field(200, ge=1)

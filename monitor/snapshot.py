@@ -73,6 +73,7 @@ class Snapshot:
     lineage_changes: tuple[LineageChange, ...] = ()
     late_events_total: int = 0
     models: tuple[str, ...] = field(default=())
+    unreferenced_events_total: int = 0  # events of models without a profile, dropped (buffer cap)
 
     def for_model(self, model_id: str) -> tuple[SignalValue, ...]:
         return tuple(v for v in self.values if v.model_id == model_id)

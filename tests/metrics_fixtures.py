@@ -39,11 +39,11 @@ def sample_snapshot(now: float = NOW) -> Snapshot:
     )
 
 
-def sample_alert(state: str = "firing", now: float = NOW) -> AlertState:
+def sample_alert(state: str = "firing", now: float = NOW, model_id: str = "m1") -> AlertState:
     return AlertState(
         fingerprint="f" * 64,
         alertname="SlicewatchSliceRegression",
-        model_id="m1",
+        model_id=model_id,
         slice="domain=tax",
         signal="slice",
         feature="was_correct",

@@ -68,25 +68,32 @@ def test_values_come_from_the_latest_snapshot() -> None:
     assert get("slicewatch_alert_state", alert_labels) is None
 
 
-def test_model_cap_drops_labels_and_counts_overflow() -> None:
+def test_model_cap_keeps_the_most_active_and_alerting_models() -> None:
     registry, collector = fresh(max_models=2)
 
-    def snap(models: list[str]) -> Snapshot:
-        return Snapshot(0, 0, 0, tuple(SignalValue(m, "all", "input", "x", "psi", 0.1, 10) for m in models))
+    def snap(samples: dict[str, int]) -> Snapshot:
+        values = tuple(SignalValue(m, "all", "input", "x", "psi", 0.1, n) for m, n in samples.items())
+        return Snapshot(0, 0, 0, values)
 
-    collector.update(snap(["b", "a", "c"]), [])
-    collector.update(snap(["d", "a", "c"]), [])
-    collector.update(snap(["d"]), [])
-    exported = {
-        s.labels["model_id"] for f in registry.collect() if f.name == "slicewatch_drift_statistic" for s in f.samples
-    }
-    assert exported == set() and collector.exported_models == {"a", "b"}
-    collector.update(snap(["a", "b", "c", "d", "e"]), [])
-    exported = {
-        s.labels["model_id"] for f in registry.collect() if f.name == "slicewatch_drift_statistic" for s in f.samples
-    }
-    assert exported == {"a", "b"}
-    assert registry.get_sample_value("slicewatch_models_overflow_total") == 3  # c, d, e
+    def exported() -> set[str]:
+        return {
+            s.labels["model_id"]
+            for f in registry.collect() if f.name == "slicewatch_drift_statistic" for s in f.samples
+        }
+
+    # 5,000 junk ids with one event each, first in line; then a real model with 300 events
+    junk = {f"junk-{i:04d}": 1 for i in range(5000)}
+    collector.update(snap(junk), [])
+    assert len(exported()) == 2 and registry.get_sample_value("slicewatch_models_overflow") == 4998
+    collector.update(snap({**junk, "real": 300}), [])
+    assert "real" in exported() and len(exported()) == 2
+    # the junk goes idle, two real models are active: both exported, nothing left out
+    collector.update(snap({"real": 300, "real-2": 50}), [])
+    assert exported() == {"real", "real-2"} and registry.get_sample_value("slicewatch_models_overflow") == 0
+    # a model with a firing alert is exported even when less active than the others
+    collector.update(snap({"real": 300, "real-2": 50, "quiet": 1}), [sample_alert("firing", model_id="quiet")])
+    assert exported() == {"real", "quiet"} and collector.exported_models == {"real", "quiet"}
+    assert registry.get_sample_value("slicewatch_models_overflow") == 1
 
 
 def test_every_family_has_help_text() -> None:

@@ -287,3 +287,37 @@ def test_labels_before_the_reference_are_replayed_with_the_buffer():
     acc = value(eng.evaluate(120.0), "m1", "all", "quality", "was_correct", "accuracy")
     assert acc is not None and acc.sample_count == len(lab) + len(lab2)
     assert acc.value == pytest.approx(np.mean([lc.new.was_correct for lc in lab + lab2]))
+
+
+def test_buffered_models_are_capped_keeping_the_largest_buffers():
+    eng = engine(auto_reference_events=10_000, max_buffered_models=3)
+    rng = np.random.default_rng(7)
+    sizes = {f"m{i}": n for i, n in enumerate([5, 40, 3, 90, 12, 60, 1, 25])}
+    for model_id, n in sizes.items():
+        ev, _ = make_batch(rng, StreamSpec(model_id=model_id), n, 0.0, 60.0)
+        eng.observe(ev, [], 60.0)
+    kept = sorted(sizes, key=lambda m: -sizes[m])[:3]  # the three largest: 90, 60, 40
+    assert sorted(eng.models) == sorted(kept)
+    assert eng.unreferenced_events_total == sum(sizes.values()) - sum(sizes[m] for m in kept)
+    assert eng.evaluate(60.0).unreferenced_events_total == eng.unreferenced_events_total
+
+
+def test_auto_profile_keeps_the_most_present_features_only():
+    eng = engine(auto_reference_events=200, max_features=6)
+    rng = np.random.default_rng(8)
+    ev, _ = make_batch(rng, StreamSpec(n_numeric=3, n_categorical=1, n_boolean=1), 200, 0.0, 60.0)
+    junk = [f"junk{j:03d}" for j in range(100)]
+    for i, e in enumerate(ev[:10]):  # ten events carry 100 made-up feature names between them
+        e.input_features.update({name: 1.0 for name in junk[i * 10 : (i + 1) * 10]})
+    eng.observe(ev, [], 60.0)
+    profile = eng.reference("m1")
+    assert profile is not None
+    presence: dict[str, int] = {}
+    for e in ev:
+        for k in e.input_features:
+            presence[k] = presence.get(k, 0) + 1
+    expected = sorted(sorted(presence, key=lambda k: (-presence[k], k))[:6])
+    names = sorted(f.name for f in profile.features if f.name != "tokens_in")
+    assert names == expected and sum(n.startswith("junk") for n in names) == 1  # 5 real + 1 tie-broken junk
+    snap = eng.evaluate(60.0)
+    assert {v.feature for v in snap.values if v.signal == "input"} <= {*expected, "tokens_in"}

@@ -3,8 +3,10 @@
 ``update(snapshot, alerts)`` is called by the composition root after each evaluation and swaps
 in an immutable view; ``collect()`` reads only that view (never the database), so a scrape costs
 no I/O. Label values stay bounded: slices come from the declared list, features from the
-profile, and at most ``max_models`` model ids are ever exported (the first ones seen, in sorted
-order per snapshot); further model ids are counted in ``slicewatch_models_overflow_total``.
+profile, and at most ``max_models`` model ids are exported per evaluation: models with a pending or
+firing alert first, then the most active (window samples), ties by name. An idle model loses its
+series to an active one at the next evaluation; the number left out is the gauge
+``slicewatch_models_overflow``. Nothing is remembered per left-out id, so junk ids cost no memory.
 
 ``slicewatch_alert_state`` is 1 for a firing alert, 0.5 pending, 0 resolved (kept while the
 resolution is re-sent); alerts not in any of these states have no series.
@@ -23,7 +25,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -44,7 +46,8 @@ class _View:
     values: tuple[SignalValue, ...] = ()
     alerts: tuple[AlertState, ...] = ()
     late_events_total: int = 0
-    overflow_total: int = 0
+    overflow: int = 0
+    unreferenced_events_total: int = 0
     window_seconds: float | None = None
 
 
@@ -94,9 +97,13 @@ def _families() -> dict[str, Metric]:
             "slicewatch_late_events",
             "Events that arrived later than the allowed lateness and were not counted in a window.",
         ),
-        "overflow": CounterMetricFamily(
+        "unreferenced": CounterMetricFamily(
+            "slicewatch_unreferenced_events",
+            "Events of models without a reference profile dropped because stats.max_buffered_models was reached.",
+        ),
+        "overflow": GaugeMetricFamily(
             "slicewatch_models_overflow",
-            "Distinct model ids left out of the metrics because max_models was reached.",
+            "Model ids left out of the metrics at the last evaluation because max_models was reached.",
         ),
         "last_eval": GaugeMetricFamily(
             "slicewatch_last_evaluation_timestamp_seconds",
@@ -116,34 +123,39 @@ class MonitorCollector(Collector):
         if max_models < 1:
             raise ValueError("max_models must be >= 1")
         self.max_models = max_models
-        self._admitted: set[str] = set()
-        self._overflowed: set[str] = set()
+        self._exported: frozenset[str] = frozenset()
         self._view = _View()
 
     @property
     def exported_models(self) -> frozenset[str]:
-        return frozenset(self._admitted)
+        return self._exported
 
-    def _admit(self, model_ids: Iterable[str]) -> None:
-        for m in sorted(set(model_ids)):
-            if m in self._admitted or m in self._overflowed:
-                continue
-            if len(self._admitted) < self.max_models:
-                self._admitted.add(m)
-            else:
-                self._overflowed.add(m)
+    def _choose(self, snapshot: Snapshot, states: Sequence[AlertState]) -> frozenset[str]:
+        """The ``max_models`` model ids to export: alerting first, then by window samples, then name."""
+        activity: dict[str, int] = dict.fromkeys(snapshot.models, 0)
+        for v in snapshot.values:
+            activity[v.model_id] = max(activity.get(v.model_id, 0), v.sample_count)
+        alerting = {a.model_id for a in states if a.state in ("pending", "firing")}
+        for a in states:
+            activity.setdefault(a.model_id, 0)
+        if len(activity) <= self.max_models:
+            return frozenset(activity)
+        ranked = sorted(activity, key=lambda m: (m not in alerting, -activity[m], m))
+        return frozenset(ranked[: self.max_models])
 
     def update(self, snapshot: Snapshot, alerts: Iterable[AlertState] | Mapping[str, AlertState]) -> None:
         """Swap in the view of ``snapshot`` and the evaluator's alert states (called after evaluate)."""
         states = tuple(alerts.values() if isinstance(alerts, Mapping) else alerts)
-        self._admit([*snapshot.models, *(v.model_id for v in snapshot.values), *(a.model_id for a in states)])
-        keep = self._admitted
+        keep = self._choose(snapshot, states)
+        seen = {*snapshot.models, *(v.model_id for v in snapshot.values), *(a.model_id for a in states)}
+        self._exported = keep
         self._view = _View(
             evaluated_at=snapshot.evaluated_at,
             values=tuple(v for v in snapshot.values if v.model_id in keep),
             alerts=tuple(a for a in states if a.model_id in keep and a.state in STATE_VALUE),
             late_events_total=snapshot.late_events_total,
-            overflow_total=len(self._overflowed),
+            overflow=len(seen - keep),
+            unreferenced_events_total=snapshot.unreferenced_events_total,
             window_seconds=snapshot.window_end - snapshot.window_start,
         )
 
@@ -179,7 +191,8 @@ class MonitorCollector(Collector):
                 STATE_VALUE[a.state],
             )
         f["late"].add_metric([], view.late_events_total)  # type: ignore[attr-defined]
-        f["overflow"].add_metric([], view.overflow_total)  # type: ignore[attr-defined]
+        f["overflow"].add_metric([], view.overflow)  # type: ignore[attr-defined]
+        f["unreferenced"].add_metric([], view.unreferenced_events_total)  # type: ignore[attr-defined]
         if view.evaluated_at is not None:
             f["last_eval"].add_metric([], view.evaluated_at)  # type: ignore[attr-defined]
         if view.window_seconds is not None:

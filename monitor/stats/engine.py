@@ -70,6 +70,8 @@ class DriftEngine:
         sketch_accuracy: float = 0.01,
         adwin_delta: float = 0.002,
         lineage_lookback_s: float = 3600.0,
+        max_features: int | None = 64,
+        max_buffered_models: int = 100,
     ):
         if not 0.0 < alpha < 1.0:
             raise ValueError("alpha must be in (0, 1)")
@@ -94,6 +96,10 @@ class DriftEngine:
         self.cohorts = [list(g) for g in cohorts if len(g) >= 2]
         self.sketch_accuracy = sketch_accuracy
         self.adwin_delta = adwin_delta
+        self.max_features = max_features
+        self.max_buffered_models = max_buffered_models
+        if max_buffered_models < 1:
+            raise ValueError("max_buffered_models must be >= 1")
         if bucket_seconds <= 0 or window_buckets < 1 or allowed_lateness_s < 0:
             raise ValueError("bucket_seconds > 0, window_buckets >= 1 and allowed_lateness_s >= 0 required")
         self._pairs = [(k, v) for k, vs in self.protected_slices.items() for v in vs]
@@ -193,6 +199,14 @@ class DriftEngine:
         if n is None:
             self.unreferenced_events_total += len(rec)
             return
+        if model_id not in self._buffers and len(self._buffers) >= self.max_buffered_models:
+            # full: the smallest buffer (a junk or barely used model id) makes room, or the newcomer
+            # itself is not buffered when it is smaller still; its events are counted, not kept
+            smallest = min(self._buffers, key=lambda m: (len(self._buffers[m][0]), m))
+            if len(self._buffers[smallest][0]) > len(rec):
+                self.unreferenced_events_total += len(rec)
+                return
+            self.unreferenced_events_total += len(self._buffers.pop(smallest)[0])
         buf_rec, buf_labels = self._buffers.setdefault(model_id, (Records(), []))
         buf_rec.extend(rec)
         buf_labels.extend(labels[: max(0, 2 * n - len(buf_labels))])
@@ -212,6 +226,7 @@ class DriftEngine:
             labelled=False,
             source="auto",
             created_at=max(first.served_at),
+            max_features=self.max_features,
         )
         self._new.append(profile)
         self.set_reference(model_id, profile)
@@ -355,7 +370,10 @@ class DriftEngine:
                         )
                     )
         changes: tuple[LineageChange, ...] = tuple(self._lineage.changes(now))
-        return Snapshot(now, start, end, tuple(values), changes, self.late_events_total, self.models)
+        return Snapshot(
+            now, start, end, tuple(values), changes, self.late_events_total, self.models,
+            self.unreferenced_events_total,
+        )
 
     def _evaluate_model(self, model_id: str, now: float, start: float, end: float) -> list[SignalValue]:
         window = self._windows[model_id]

@@ -10,6 +10,7 @@ booleans -> boolean, numbers -> numeric, anything else -> categorical (stringifi
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -130,11 +131,20 @@ def build_profile_from_records(
     labelled: bool | None = None,
     source: str = "auto",
     created_at: float = 0.0,
+    max_features: int | None = 64,
 ) -> ReferenceProfile:
-    """The core builder: every other entry point turns its input into :class:`Records` first."""
+    """The core builder: every other entry point turns its input into :class:`Records` first.
+
+    Without an explicit ``features`` list, the ``max_features`` features present in the most rows
+    are profiled (ties by name): the profile decides which features get metric series, so feature
+    names invented by the traffic must not grow them without bound."""
     if len(rec) == 0:
         raise ProfileError("cannot build a reference profile from zero rows")
     names = None if features is None else [f for f in features if f != TOKENS_IN]
+    if names is None and max_features is not None:
+        presence = Counter(k for d in rec.features for k in d if k != TOKENS_IN)
+        if len(presence) > max_features:
+            names = sorted(sorted(presence, key=lambda k: (-presence[k], k))[:max_features])
     kinds = _kinds(rec.features, names)
     kinds.pop(TOKENS_IN, None)
     probe = feature_columns(rec.features, [FeatureSpec(n, k) for n, k in kinds.items()])
