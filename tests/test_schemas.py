@@ -322,6 +322,11 @@ def test_known_divergences_are_what_the_readme_says() -> None:
     ignored_bad_utf8 = inf_plus(b'"x": "\xff\xfe"')
     assert not schema_accepts("inference", ignored_bad_utf8)
     assert decoder_accepts("inference", ignored_bad_utf8)
+    # A time whose UTC instant leaves years 1-9999: matches the pattern, cannot be stored.
+    for kind, raw in (("inference", inf(served_at="9999-12-31T23:59:59-01:00")),
+                      ("inference", inf(served_at="0001-01-01T00:00:00+01:00"))):
+        assert schema_accepts(kind, raw)
+        assert not decoder_accepts(kind, raw)  # type: ignore[arg-type]
 
 
 # -- drift events (published by monitor.alerts) --------------------------------------------------------
