@@ -66,6 +66,7 @@ def build_engine(settings: Settings) -> DriftEngine:
         lineage_lookback_s=settings.alerts.lineage_lookback_s,
         max_features=s.max_features,
         max_buffered_models=s.max_buffered_models,
+        max_future_s=settings.ingest.max_future_s,
     )
 
 

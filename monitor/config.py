@@ -152,7 +152,7 @@ class StatsSettings(_Section):
     bucket_seconds: int = Field(60, ge=1)
     window_buckets: int = Field(60, ge=1)
     evaluate_every_s: float = Field(15.0, gt=0)
-    allowed_lateness_s: float = Field(600.0, ge=0)
+    allowed_lateness_s: float = Field(3600.0, ge=0)
     auto_reference_events: int = Field(5000, ge=10)
     max_features: int = Field(64, ge=1)
     """Features profiled (and so exported) when ``features`` is not set: the most present ones."""

@@ -8,10 +8,13 @@ and only values with ``sufficient`` samples count, as the alert rules do.
 from __future__ import annotations
 
 import pickle
+from datetime import UTC, datetime
 
+import msgspec
 import numpy as np
 import pytest
 
+from monitor.events import InferenceEvent
 from monitor.records import Label, LabelChange
 from monitor.snapshot import Snapshot
 from monitor.stats import DriftEngine
@@ -321,3 +324,56 @@ def test_auto_profile_keeps_the_most_present_features_only():
     assert names == expected and sum(n.startswith("junk") for n in names) == 1  # 5 real + 1 tie-broken junk
     snap = eng.evaluate(60.0)
     assert {v.feature for v in snap.values if v.signal == "input"} <= {*expected, "tokens_in"}
+
+
+def test_lateness_depends_on_arrival_only_and_a_rebuild_counts_what_live_counted():
+    """One event far ahead cannot make on-time events late; a backlog read late still counts while
+    its buckets are in the window; a rebuild from the rows (arrival = ingested_at) equals the live run.
+    Oracle: the definition, per event, in plain Python."""
+    bucket, w, lateness, ahead = 60.0, 10, 600.0, 600.0
+    eng = engine(window_buckets=w, allowed_lateness_s=lateness, auto_reference_events=500)
+    rng = np.random.default_rng(21)
+    spec = StreamSpec()
+    warm, _ = make_batch(rng, spec, 500, 0.0, 60.0)
+    eng.observe(warm, [], 60.0)  # the reference profile; not part of what is compared
+    profile = eng.reference("m1")
+    assert profile is not None
+    arrivals: list[tuple[InferenceEvent, float]] = []
+    for m in range(2, 30):
+        now = 60.0 * m
+        ev, _ = make_batch(rng, spec, 200, now - 60.0, now)
+        if m == 12:  # one event stamped 570 s ahead, in its own batch
+            ev[0] = msgspec.structs.replace(ev[0], served_at=datetime.fromtimestamp(now + 570.0, tz=UTC))
+        if m == 20:  # a backlog served 8 to 12 minutes earlier arrives now
+            old, _ = make_batch(rng, spec, 300, now - 720.0, now - 480.0)
+            ev = ev + old
+        arrivals += [(e, now) for e in ev]
+        eng.observe(ev, [], now)
+    end = 60.0 * 29
+
+    def on_time(t: float, arrival: float) -> bool:  # the definition, written out
+        a, b = int(arrival // bucket), int(t // bucket)
+        return a - w < b <= a + ahead / bucket and t >= arrival - lateness
+
+    cur = int(end // bucket)
+    expected = sum(1 for e, a in arrivals
+                   if on_time(e.served_at.timestamp(), a) and cur - w < e.served_at.timestamp() // bucket <= cur)
+    late = sum(1 for e, a in arrivals if not on_time(e.served_at.timestamp(), a))
+    live = eng.evaluate(end)
+    assert value(live, "m1", "all", "input", "x0", "missing_rate").sample_count == expected
+    assert live.late_events_total == late
+    backlog = [e.served_at.timestamp() for e, a in arrivals if a == 1200.0 and e.served_at.timestamp() < 1080.0]
+    assert len(backlog) == 300 and late == sum(1 for t in backlog if t < 660.0) and 0 < late < 300
+    # the future event made nothing late: every event of the batch after it counted
+    assert all(on_time(e.served_at.timestamp(), a) for e, a in arrivals if a == 780.0)
+    rows = to_rows([e for e, _ in arrivals], [])
+    for row, (_, a) in zip(rows, arrivals, strict=True):
+        row["ingested_at"] = a
+    rows.sort(key=lambda r: (r["served_at"], r["request_id"]))
+    rebuilt = engine(window_buckets=w, allowed_lateness_s=lateness, auto_reference_events=500)
+    rebuilt.set_reference("m1", profile)
+    rebuilt.reset_models(["m1"])
+    for k in range(0, len(rows), 700):  # in chunks, as Monitor.rebuild reads them
+        rebuilt.replay(rows[k : k + 700], end)
+    assert _comparable(rebuilt.evaluate(end)) == _comparable(live)
+    assert rebuilt.late_events_total == late

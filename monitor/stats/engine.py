@@ -55,7 +55,7 @@ class DriftEngine:
         self,
         bucket_seconds: float = 60.0,
         window_buckets: int = 60,
-        allowed_lateness_s: float = 600.0,
+        allowed_lateness_s: float = 3600.0,
         numeric_bins: int = 10,
         top_k_categories: int = 20,
         min_samples: int = 200,
@@ -72,6 +72,7 @@ class DriftEngine:
         lineage_lookback_s: float = 3600.0,
         max_features: int | None = 64,
         max_buffered_models: int = 100,
+        max_future_s: float = 600.0,
     ):
         if not 0.0 < alpha < 1.0:
             raise ValueError("alpha must be in (0, 1)")
@@ -97,6 +98,7 @@ class DriftEngine:
         self.sketch_accuracy = sketch_accuracy
         self.adwin_delta = adwin_delta
         self.max_features = max_features
+        self.max_future_s = float(max_future_s)
         self.max_buffered_models = max_buffered_models
         if max_buffered_models < 1:
             raise ValueError("max_buffered_models must be >= 1")
@@ -144,7 +146,8 @@ class DriftEngine:
 
     def _new_window(self, profile: ReferenceProfile, pairs: Sequence[tuple[str, str]]) -> ModelWindow:
         return ModelWindow(
-            self._layout(profile, pairs), self.bucket_seconds, self.window_buckets, self.allowed_lateness_s
+            self._layout(profile, pairs), self.bucket_seconds, self.window_buckets, self.allowed_lateness_s,
+            future_buckets=math.ceil(self.max_future_s / self.bucket_seconds),
         )
 
     def _cohort_base(self, group: Sequence[str]) -> str | None:
@@ -166,7 +169,7 @@ class DriftEngine:
         self, by_model: Mapping[str, Records], labels: Sequence[LabelChange], now: float, arrival: float | None
     ) -> None:
         labels_by_model = _by_model(labels)
-        limit = now + self.allowed_lateness_s
+        limit = now + self.max_future_s
         for model_id in dict.fromkeys([*by_model, *labels_by_model]):
             rec = by_model.get(model_id, Records())
             if len(rec) and max(rec.served_at) > limit:
@@ -291,13 +294,18 @@ class DriftEngine:
 
     def replay(self, rows: Sequence[Mapping[str, Any]], now: float) -> None:
         """Add stored rows (a chunk of a rebuild, in ``served_at`` order) to the current state. A row
-        that carries ``ingested_at`` is late, as it was live, when served more than
-        ``allowed_lateness_s`` before it was ingested; late rows are counted, not added."""
-        lateness = self.allowed_lateness_s
-        on_time = [r for r in rows if r.get("ingested_at") is None or r["served_at"] >= r["ingested_at"] - lateness]
+        that carries ``ingested_at`` is judged against it exactly as it was live (see
+        :mod:`monitor.stats.window`); late rows are counted, not added."""
+        on_time = [r for r in rows if r.get("ingested_at") is None or self._on_time(r["served_at"], r["ingested_at"])]
         self._late_dropped_models += len(rows) - len(on_time)
         by_model, labels = records_from_rows(on_time)
         self._observe_records(by_model, labels, now, arrival=None)
+
+    def _on_time(self, served_at: float, arrival: float) -> bool:
+        now = math.floor(arrival / self.bucket_seconds)
+        b = math.floor(served_at / self.bucket_seconds)
+        horizon = math.ceil(self.max_future_s / self.bucket_seconds)
+        return now - self.window_buckets < b <= now + horizon and served_at >= arrival - self.allowed_lateness_s
 
     def reset_models(self, model_ids: Sequence[str]) -> None:
         """Empty the window state of the models (their reference profiles are kept)."""

@@ -2,13 +2,17 @@
 
 Each bucket (``bucket_seconds`` of ``served_at``) holds, per slice (index 0 = the aggregate, then
 the protected (key, value) pairs of the layout), the histogram counts, quantile-sketch counts and
-scalar sums of its events. Memory is fixed: ``window_buckets x slices x (bins + sketch + scalars)``.
-A bucket slot is reused when a newer bucket maps onto it. An event is late when its ``served_at`` is
-more than ``allowed_lateness_s`` before its arrival (the ingest clock, passed in), or older than the
-ring: late events are counted in :attr:`late_events` and not added. Lateness depends on the event
-and its arrival only, never on other events: one event stamped far ahead cannot make on-time
-events late, and a rebuild from the stored rows (arrival = ``ingested_at``) decides as the live
-run did. Labels are credited to the bucket of their
+scalar sums of its events. Memory is fixed: ``(window_buckets + future_buckets) x slices x (bins + sketch +
+scalars)``.
+The ring holds ``window_buckets + future_buckets`` slots, so buckets ahead of the clock (events
+stamped up to ``future_buckets`` buckets ahead) never evict a bucket of the window. An event is
+late when, at its arrival (the ingest clock, passed in), its bucket has already left the window or
+it was served more than ``allowed_lateness_s`` before it arrived; late events are counted in
+:attr:`late_events` and not added. The verdict depends on the event and its arrival only, never on
+other events: one event stamped far ahead cannot make on-time events late, a backlog read an hour
+late still counts while its buckets are in the window, and a rebuild from the stored rows
+(arrival = ``ingested_at``, rows in ``served_at`` order) holds exactly the counts the live run
+held. Labels are credited to the bucket of their
 prediction's ``served_at`` if that bucket is still held.
 """
 
@@ -42,19 +46,29 @@ class WindowTotals:
 
 
 class ModelWindow:
-    def __init__(self, layout: Layout, bucket_seconds: float, window_buckets: int, allowed_lateness_s: float):
-        if bucket_seconds <= 0 or window_buckets < 1 or allowed_lateness_s < 0:
-            raise ValueError("bucket_seconds > 0, window_buckets >= 1 and allowed_lateness_s >= 0 required")
+    def __init__(
+        self,
+        layout: Layout,
+        bucket_seconds: float,
+        window_buckets: int,
+        allowed_lateness_s: float,
+        future_buckets: int = 10,
+    ):
+        if bucket_seconds <= 0 or window_buckets < 1 or allowed_lateness_s < 0 or future_buckets < 0:
+            raise ValueError(
+                "bucket_seconds > 0, window_buckets >= 1, allowed_lateness_s >= 0 and future_buckets >= 0 required"
+            )
         self.layout = layout
         self.bucket_seconds = float(bucket_seconds)
         self.window_buckets = int(window_buckets)
         self.allowed_lateness_s = float(allowed_lateness_s)
-        w, s = self.window_buckets, layout.n_slices
+        self.future_buckets = int(future_buckets)
+        self.ring = self.window_buckets + self.future_buckets
+        w, s = self.ring, layout.n_slices
         self.hist = np.zeros((w * s, layout.hist_size), dtype=np.int64)
         self.sketch = np.zeros((w * s, layout.sketch_size), dtype=np.int64)
         self.scalars = np.zeros((w * s, N_SCALARS), dtype=np.int64)
         self.slot_bucket = np.full(w, EMPTY, dtype=np.int64)
-        self.head = EMPTY
         self.late_events = 0
         self.late_labels = 0
 
@@ -87,27 +101,35 @@ class ModelWindow:
                 parts.append(m)
                 sidx.append(np.full(m.size, j, dtype=np.int64))
         rexp = np.concatenate(parts)
-        combo = (b[rexp] % self.window_buckets) * self.layout.n_slices + np.concatenate(sidx)
+        combo = (b[rexp] % self.ring) * self.layout.n_slices + np.concatenate(sidx)
         return rexp, combo
 
     def observe(self, rec: Records, arrival: float | None = None) -> int:
-        """Add a batch of this model's events that arrived at ``arrival`` (None: already checked for
-        lateness, as in a rebuild); returns how many were accepted."""
+        """Add a batch of this model's events that arrived at ``arrival``; returns how many were
+        accepted. ``arrival=None``: rows already checked against their own arrival (a rebuild,
+        which must pass them in ``served_at`` order)."""
         n = len(rec)
         if n == 0:
             return 0
         t = np.asarray(rec.served_at, dtype=np.float64)
         b = self._buckets(t)
-        ok = t >= (-math.inf if arrival is None else arrival - self.allowed_lateness_s)
+        if arrival is None:
+            ok = np.ones(n, dtype=bool)
+        else:
+            now = math.floor(arrival / self.bucket_seconds)
+            ok = (b > now - self.window_buckets) & (b <= now + self.future_buckets)
+            ok &= t >= arrival - self.allowed_lateness_s
+        # a slot keeps its newest bucket: rows of a bucket a whole ring older than the newest one held
+        # or in this batch (only a rebuild or a long backlog gives them) are outside every window
         if ok.any():
-            self.head = max(self.head, int(b[ok].max()))
-        ok &= b > self.head - self.window_buckets
+            top = max(int(self.slot_bucket.max()), int(b[ok].max()))
+            ok &= b > top - self.ring
         rows = np.flatnonzero(ok)
         self.late_events += int(n - rows.size)
         if rows.size == 0:
             return 0
         for ub in np.unique(b[rows]):
-            slot = int(ub % self.window_buckets)
+            slot = int(ub % self.ring)
             if self.slot_bucket[slot] != ub:
                 s = self.layout.n_slices
                 self.hist[slot * s : (slot + 1) * s] = 0
@@ -145,7 +167,7 @@ class ModelWindow:
         if member is not None and len(t) != len(changes):  # retractions add rows: recompute for all rows
             member = None
         b = self._buckets(t)
-        ok = (self.slot_bucket[b % self.window_buckets] == b) & (b > self.head - self.window_buckets)
+        ok = self.slot_bucket[b % self.ring] == b
         rows = np.flatnonzero(ok)
         self.late_labels += int(np.sum(~ok & (scal[:, 1] > 0)))
         if rows.size == 0:
