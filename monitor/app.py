@@ -11,6 +11,7 @@ poll -> store -> stats -> detect -> alerts -> commit:
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -104,8 +105,8 @@ class Monitor:
         topic = self.settings.kafka.topics.inference
         partitions = sorted({tp.partition for tp in assigned if tp.topic == topic})
         now = self.clock()
-        window = self.settings.stats.bucket_seconds * self.settings.stats.window_buckets
-        since = now - window - self.settings.stats.allowed_lateness_s
+        bucket, buckets = self.settings.stats.bucket_seconds, self.settings.stats.window_buckets
+        since = (math.floor(now / bucket) - buckets + 1) * bucket  # rows of older buckets are in no window
         models = self.repository.window_models(partitions, since, now + 1)
         states = alert_store.load_alert_states(
             self.repository.engine, now, self.settings.alerts.resolved_resend_s, model_ids=models
