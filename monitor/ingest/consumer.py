@@ -199,6 +199,7 @@ class IngestConsumer:
         self._stalled = False  # the head's write has run longer than write_stall_s
         self._rebalance_lock = threading.Lock()
         self._rebalanced = False  # set by the rebalance callbacks, taken by the consuming thread
+        self._rebuild_due = False  # the on_assigned hook runs once the membership is stable again
         self._sweep_dead_letters = True
 
     # ----------------------------------------------------------------- lifecycle
@@ -385,6 +386,9 @@ class IngestConsumer:
         if self._take_rebalance():
             self._after_rebalance(records)
             return
+        if self._rebuild_due and self._membership_stable():
+            self._rebuild_due = False
+            self._call_on_assigned()
         if not records:
             return
         if len(self._queue) >= 2:
@@ -661,6 +665,15 @@ class IngestConsumer:
         with self._rebalance_lock:
             self._rebalanced = True
 
+    def _rebalance_noted(self) -> bool:
+        with self._rebalance_lock:
+            return self._rebalanced
+
+    def _membership_stable(self) -> bool:
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        state = getattr(coordinator, "state", None)
+        return state is None or state == MemberState.STABLE
+
     def _take_rebalance(self) -> bool:
         with self._rebalance_lock:
             moved, self._rebalanced = self._rebalanced, False
@@ -688,7 +701,8 @@ class IngestConsumer:
         partition retained across a rebalance, so without that seek the consumer would read on past
         the dropped records and later commit beyond them (rows lost). Seeking back re-reads records
         at worst (writes are idempotent); it never skips one: everything before the first dropped
-        offset was durably written. Then the ``on_assigned`` hook rebuilds state, outside the callback.
+        offset was durably written. Then, once the group is stable again (a rebalance can span several
+        polls), the ``on_assigned`` hook rebuilds state, outside the callback and only once.
         """
         assert self._consumer is not None
         self._finish_in_flight()
@@ -713,11 +727,18 @@ class IngestConsumer:
         self._set_paused(False)
         self._sweep_dead_letters = True
         self.metrics.rebalances.inc()
-        if self.on_assigned is not None:
-            try:
-                self.on_assigned(assignment)
-            except Exception as e:
-                log.error("on_assigned hook failed (%s)", type(e).__name__)
+        self._rebuild_due = True
+        if self._membership_stable():
+            self._rebuild_due = False
+            self._call_on_assigned()
+
+    def _call_on_assigned(self) -> None:
+        if self.on_assigned is None or self._consumer is None:
+            return
+        try:
+            self.on_assigned(set(self._consumer.assignment()))
+        except Exception as e:
+            log.error("on_assigned hook failed (%s)", type(e).__name__)
 
     def _finish_in_flight(self) -> None:
         """Wait for the head's write if one is in flight (bounded by the store's timeouts, watched
