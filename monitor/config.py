@@ -128,7 +128,9 @@ class IngestSettings(_Section):
     max_event_bytes: int = Field(256 * 1024, ge=256)
     dead_letter_value_cap_bytes: int = Field(16 * 1024, ge=0)
     retry: RetrySettings = RetrySettings()
-    shutdown_grace_s: float = Field(8.0, gt=0)
+    shutdown_grace_s: float = Field(6.0, gt=0)
+    """SIGTERM: the batch in hand gets this long to be written and committed (the clients' close
+    takes up to 2 s more: together under the 10 s a supervisor usually allows)."""
     rejoin_timeout_s: float = Field(60.0, gt=0)
     """Recreate the Kafka clients when the group membership stays unstable this long."""
     write_stall_s: float = Field(10.0, gt=0)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.structs import MemberState, OffsetAndMetadata, TopicPartition
@@ -36,6 +36,7 @@ from monitor.store.repository import BatchOutcome, Repository
 from monitor.store.rows import DeadLetterRecord, Origin
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Kind = Literal["inference", "feedback", "promotion"]
 OnWritten = Callable[[WriteResult, float], None]
@@ -85,10 +86,10 @@ class _Listener(ConsumerRebalanceListener):
         self._owner._note_rebalance()
 
 
-def _submit(fn: Callable[[], BatchOutcome]) -> Future[BatchOutcome]:
+def _submit(fn: Callable[[], T]) -> Future[T]:
     """Run ``fn`` on a daemon thread. Not a ThreadPoolExecutor: its threads are joined at interpreter
     exit, so a write stuck on a hung database would keep a SIGTERMed process alive forever."""
-    future: Future[BatchOutcome] = Future()
+    future: Future[T] = Future()
 
     def run() -> None:
         if not future.set_running_or_notify_cancel():
@@ -142,7 +143,7 @@ class IngestConsumer:
         retry_initial_s: float = 0.5,
         retry_max_s: float = 30.0,
         retry_multiplier: float = 2.0,
-        shutdown_grace_s: float = 8.0,
+        shutdown_grace_s: float = 6.0,
         rejoin_timeout_s: float = 60.0,
         write_stall_s: float = 10.0,
         revoke_wait_s: float = 3.0,
@@ -200,6 +201,7 @@ class IngestConsumer:
         self._rebalance_lock = threading.Lock()
         self._rebalanced = False  # set by the rebalance callbacks, taken by the consuming thread
         self._rebuild_due = False  # the on_assigned hook runs once the membership is stable again
+        self._side_calls: dict[str, Future[Any]] = {}  # bounded store calls of the consuming thread
         self._sweep_dead_letters = True
 
     # ----------------------------------------------------------------- lifecycle
@@ -567,6 +569,21 @@ class IngestConsumer:
         for dl in outcome.new_dead_letters:
             m.dead_lettered.labels(topic=dl.topic, error_class=dl.error_class).inc()
 
+    def _store_call(self, what: str, fn: Callable[[], T]) -> T:
+        """A database call from the consuming thread, bounded by ``write_stall_s``: a server frozen
+        mid-call (no statement timeout can fire, a pooled connection's pre-ping waits forever) must
+        not stop polling or SIGTERM. The call runs on a daemon thread; while one of a kind is still
+        stuck, the next of that kind is not started. Raises :class:`StoreError` when it does not end."""
+        running = self._side_calls.get(what)
+        if running is not None and not running.done():
+            raise StoreError(f"{what}: the previous call has not returned (database hung?)")
+        future = self._side_calls[what] = _submit(fn)
+        wait_futures([future], timeout=self.write_stall_s)
+        if not future.done():
+            self.metrics.store_stalls.inc()
+            raise StoreError(f"{what}: no answer within {self.write_stall_s:.0f} s (database hung?)")
+        return future.result()
+
     def _publish(self, records: Sequence[DeadLetterRecord]) -> bool:
         assert self._publisher is not None
         try:
@@ -575,7 +592,7 @@ class IngestConsumer:
             self._kafka_error("dead-letter publish", e)
             return False
         try:
-            self.repository.mark_published(records, self.clock())
+            self._store_call("mark published", lambda: self.repository.mark_published(records, self.clock()))
         except StoreError as e:  # the table row stays unpublished; it is re-sent on the next sweep
             log.warning("could not mark dead letters published: %s", e)
         return True
@@ -590,7 +607,11 @@ class IngestConsumer:
         try:
             if self.pending_label_ttl_s is not None:
                 feedback_topic = next(t for t, k in self.kinds.items() if k == "feedback")
-                expired = self.repository.expire_pending_labels(now - self.pending_label_ttl_s, now, feedback_topic)
+                ttl = self.pending_label_ttl_s
+                expired = self._store_call(
+                    "expire pending labels",
+                    lambda: self.repository.expire_pending_labels(now - ttl, now, feedback_topic),
+                )
                 if expired:
                     log.warning("%d labels waited more than %.0f s for their prediction: dead-lettered",
                                 len(expired), self.pending_label_ttl_s)
@@ -598,14 +619,15 @@ class IngestConsumer:
                         self.metrics.dead_lettered.labels(topic=dl.topic, error_class=dl.error_class).inc()
                     if not self._publish(expired):
                         self._sweep_dead_letters = True  # stored; published by the next sweep
-            self.metrics.pending_labels.set(self.repository.pending_label_count())
+            waiting = self._store_call("count pending labels", self.repository.pending_label_count)
+            self.metrics.pending_labels.set(waiting)
         except StoreError as e:
             log.warning("ingest maintenance skipped: %s", e)
 
     def _republish_dead_letters(self) -> None:
         """Send dead letters stored but never published (a crash between the two steps)."""
         try:
-            pending = self.repository.unpublished_dead_letters()
+            pending = self._store_call("dead-letter sweep", self.repository.unpublished_dead_letters)
         except StoreError as e:
             log.warning("dead-letter sweep skipped: %s", e)
             return
@@ -705,7 +727,8 @@ class IngestConsumer:
         polls), the ``on_assigned`` hook rebuilds state, outside the callback and only once.
         """
         assert self._consumer is not None
-        self._finish_in_flight()
+        self._finish_in_flight(self.poll_timeout_ms / 1000)
+        in_flight = self._queue.popleft() if self._queue and self._queue[0].future is not None else None
         held: dict[TopicPartition, int] = {}
         for batch in self._queue:
             for tp, start in batch.starts.items():
@@ -721,10 +744,13 @@ class IngestConsumer:
                 rewound += 1
         dropped = sum(sum(b.consumed.values()) for b in self._queue) + sum(len(r) for r in records.values())
         self._queue.clear()
+        if in_flight is not None:  # its write is still running: it stays, and completes when it ends
+            self._queue.append(in_flight)
         if dropped:
             log.warning("rebalance: %d records read but not written are dropped; %d retained partitions "
                         "rewound to re-read them", dropped, rewound)
-        self._set_paused(False)
+        if in_flight is None:
+            self._set_paused(False)
         self._sweep_dead_letters = True
         self.metrics.rebalances.inc()
         self._rebuild_due = True
@@ -740,18 +766,19 @@ class IngestConsumer:
         except Exception as e:
             log.error("on_assigned hook failed (%s)", type(e).__name__)
 
-    def _finish_in_flight(self) -> None:
-        """Wait for the head's write if one is in flight (bounded by the store's timeouts, watched
-        like any write) and complete it; a failed write stays in the queue and is dropped with it."""
+    def _finish_in_flight(self, wait_s: float) -> None:
+        """Complete the head if its write has finished (waiting at most ``wait_s`` for it). A write
+        still running stays at the head of the queue: the loop keeps watching it (stall watch, stop
+        request) and completes it when it ends; a failed write stays there and is retried."""
         head = self._queue[0] if self._queue else None
         if head is None or (head.future is None and head.outcome is None):
             return
         if head.outcome is None:
             assert head.future is not None
-            while not head.future.done():
-                wait_futures([head.future], timeout=self.poll_timeout_ms / 1000)
-                if not head.future.done():
-                    self._watch_stall(head)
+            wait_futures([head.future], timeout=wait_s)
+            if not head.future.done():
+                self._watch_stall(head)
+                return
             self._end_stall()
             if not self._collect(head):
                 return
@@ -759,9 +786,10 @@ class IngestConsumer:
             self._queue.popleft()
 
     def _drop_queue(self, why: str) -> None:
-        """Before the clients are recreated: complete the write in flight, drop the rest (the new
-        clients start from the committed offsets, so the dropped records are read again)."""
-        self._finish_in_flight()
+        """Before the clients are recreated: complete the write in flight if it ends within the
+        shutdown grace, drop the rest (the new clients start from the committed offsets, so the dropped
+        records are read again; a write that ends later has only written rows they rewrite)."""
+        self._finish_in_flight(self.shutdown_grace_s)
         if self._queue:
             log.warning("%s: %d records read but not written are dropped (they will be re-read)",
                         why, sum(sum(b.consumed.values()) for b in self._queue))
