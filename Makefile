@@ -24,6 +24,11 @@ bench: venv
 	$(PY) benchmarks/ingest.py
 	$(PY) benchmarks/stats.py
 
+# fault-injection suite (tests/faults): SIGKILL/SIGTERM/SIGSTOP, rebalances, a hung PostgreSQL;
+# 5 seeds per case, 200,000-event backlog, then a summary table (FAULT_SEEDS / FAULTS_BACKLOG override)
+faults:
+	@scripts/faults.sh
+
 # the newest versions pyproject.toml allows, unit tests against them (a CI step; reports, never hides)
 deps-newest:
 	@scripts/deps-newest.sh

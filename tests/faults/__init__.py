@@ -1,0 +1,1 @@
+"""Fault-injection suite: real consumer processes, real PostgreSQL, real Tansu broker (see README.md)."""
