@@ -19,14 +19,16 @@ fi
 # versions that differ from the lock
 .venv/bin/python - "$out/requirements.txt" > "$out/report.txt" <<'PY'
 import re, sys, tomllib
-locked = {p["name"]: p["version"] for p in tomllib.load(open("uv.lock", "rb"))["package"]}
+locked: dict[str, set[str]] = {}  # a package can be locked at one version per Python range
+for p in tomllib.load(open("uv.lock", "rb"))["package"]:
+    locked.setdefault(p["name"], set()).add(p["version"])
 newer = []
 for line in open(sys.argv[1]):
     m = re.match(r"^([A-Za-z0-9_.-]+)==([^\s;]+)", line)
     if m:
         name = m[1].lower().replace("_", "-")
-        if locked.get(name) not in (None, m[2]):
-            newer.append(f"{name}: lock {locked[name]} -> newest {m[2]}")
+        if name in locked and m[2] not in locked[name]:
+            newer.append(f"{name}: lock {', '.join(sorted(locked[name]))} -> newest {m[2]}")
 print("\n".join(newer) if newer else "the lock already has the newest allowed versions")
 PY
 cat "$out/report.txt"
