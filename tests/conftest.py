@@ -14,6 +14,9 @@ import pytest
 
 from monitor.embedded.postgres import PostgresServer
 from monitor.embedded.tansu import TansuBroker
+from monitor.store.engine import make_engine
+from monitor.store.repository import Repository
+from tests.ingest_fixtures import create_ingest_schema
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +38,15 @@ def pg_url(pg_server: PostgresServer) -> str:
     ) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return f"postgresql+psycopg://slicewatch@127.0.0.1:{pg_server.port}/{name}"
+
+
+@pytest.fixture
+def repo(pg_url: str) -> Iterator[Repository]:
+    """The ingestion tables in a fresh database, behind a Repository (a test module may override it)."""
+    create_ingest_schema(pg_url)
+    engine = make_engine(pg_url)
+    yield Repository(engine)
+    engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -34,14 +33,6 @@ from tests.ingest_fixtures import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def repo(pg_url: str) -> Iterator[Repository]:
-    create_ingest_schema(pg_url)
-    engine = make_engine(pg_url)
-    yield Repository(engine)
-    engine.dispose()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,14 +52,6 @@ def _runner(bootstrap: str, prefix: str, url: str, group: str) -> subprocess.Pop
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return proc
-
-
-@pytest.fixture
-def repo(pg_url: str) -> Iterator[Repository]:
-    create_ingest_schema(pg_url)
-    engine = make_engine(pg_url)
-    yield Repository(engine)
-    engine.dispose()
 
 
 def test_sigkill_then_restart_gives_exactly_n_rows(broker, topic_prefix: str, repo: Repository,  # type: ignore[no-untyped-def]

@@ -6,19 +6,16 @@ prediction never arrives leave ``pending_label`` after the TTL as ``unknown_requ
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.ingest.topics import ensure_topics
-from monitor.store.engine import make_engine
 from monitor.store.repository import Repository
 from tests.ingest_fixtures import (
     BASE,
     Topics,
-    create_ingest_schema,
     feedback_dict,
     inference_dict,
     make_ingest_consumer,
@@ -55,14 +52,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def repo(pg_url: str) -> Iterator[Repository]:
-    create_ingest_schema(pg_url)
-    engine = make_engine(pg_url)
-    yield Repository(engine)
-    engine.dispose()
 
 
 @pytest.fixture
