@@ -34,7 +34,7 @@ from monitor.metrics.consumer import ConsumerMetrics
 from monitor.store.base import metadata
 from monitor.store.engine import make_engine
 from monitor.store.repository import Repository
-from monitor.store.tables import dead_letter, inference_log, model_version, pending_label
+from monitor.store.tables import dead_letter, inference_log, label_change, model_version, pending_label
 
 TOPIC, FEEDBACK, PROMOTIONS = "bench-inference", "bench-feedback", "bench-promotions"
 PARTITIONS = 3
@@ -110,7 +110,7 @@ def end_to_end(bootstrap: str, pg: PostgresServer, n: int) -> float:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = f"postgresql+psycopg://slicewatch@127.0.0.1:{pg.port}/{name}"
     engine = make_engine(url)
-    metadata.create_all(engine, tables=[inference_log, model_version, dead_letter, pending_label])
+    metadata.create_all(engine, tables=[inference_log, model_version, dead_letter, pending_label, label_change])
     registry = CollectorRegistry()
     assigned = threading.Event()
     started: list[float] = []

@@ -11,15 +11,15 @@ poll -> store -> stats -> detect -> alerts -> commit:
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from kafka import TopicPartition
 from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.alerts.rules import rules_from_mapping
 from monitor.alerts.sinks.alertmanager import AlertmanagerSink
@@ -32,13 +32,16 @@ from monitor.metrics.collector import MonitorCollector
 from monitor.metrics.consumer import ConsumerMetrics
 from monitor.metrics.server import MetricsServer
 from monitor.pipeline import EventClock, Pipeline
-from monitor.records import WriteResult
+from monitor.records import LabelChange, WriteResult
 from monitor.stats.engine import DriftEngine
 from monitor.store import alerts as alert_store
 from monitor.store import profiles as profile_store
 from monitor.store.engine import make_engine
+from monitor.store.errors import StoreError
 from monitor.store.migrate import upgrade
 from monitor.store.repository import Repository
+from monitor.store.window_state import WindowStateStore
+from monitor.takeover import Takeover
 
 log = logging.getLogger(__name__)
 
@@ -95,40 +98,63 @@ class Monitor:
     metrics_server: MetricsServer | None
     clock: Callable[[], float]
     engine: DriftEngine
+    takeover: Takeover
 
     def rebuild(self, assigned: Iterable[TopicPartition]) -> None:
         """After a partition (re)assignment (called by the consumer's loop, not inside the rebalance
-        callback): rebuild the window state and restore the alert states of the models whose events
-        are on the assigned partitions, from ``inference_log`` and ``drift_alert``; forget the models
-        this replica no longer owns (their new owner restores them). Rows are read in chunks, filtered
-        by partition in SQL, so memory stays at one chunk whatever the window holds."""
+        callback): checkpoint and forget the models this replica no longer owns, and take over the
+        models whose events are on the assigned partitions, from their checkpoints and
+        ``inference_log`` (see :mod:`monitor.takeover`), with their alert states from
+        ``drift_alert``. Rows are read in chunks, filtered by partition in SQL, so memory stays at
+        one chunk whatever the window holds."""
         topic = self.settings.kafka.topics.inference
         partitions = sorted({tp.partition for tp in assigned if tp.topic == topic})
         now = self.clock()
-        bucket, buckets = self.settings.stats.bucket_seconds, self.settings.stats.window_buckets
-        since = (math.floor(now / bucket) - buckets + 1) * bucket  # rows of older buckets are in no window
+        since = self.takeover.window_start(now)
         models = self.repository.window_models(partitions, since, now + 1)
+        gone = [m for m in self.engine.models if m not in set(models)]
+        if gone:
+            self.checkpoint(now, gone)
         states = alert_store.load_alert_states(
             self.repository.engine, now, self.settings.alerts.resolved_resend_s, model_ids=models
         )
         evaluator = self.pipeline.evaluator
-        with self.pipeline.lock:
-            gone = [m for m in self.engine.models if m not in set(models)]
+        with self.pipeline.feed_lock, self.pipeline.lock:
             self.engine.drop_models(gone)
             evaluator.forget([*gone, *models])
-            self.engine.reset_models(models)
-            for chunk in self.repository.iter_window_rows(models, partitions, since, now + 1):
-                self.engine.replay(chunk, now)
+            took = self.takeover.restore(models, partitions, now)
             evaluator.restore(states)
+        log.info(
+            "took over %d models (%d from checkpoints): %d rows and %d label changes replayed",
+            took.models, took.from_checkpoint, took.rows_replayed, took.label_changes_applied,
+        )
+
+    def checkpoint(self, now: float, models: Iterable[str] | None = None) -> None:
+        """Checkpoint the window state (all models, or ``models``); a failure only costs a longer takeover."""
+        if self.settings.stats.checkpoint_every_s <= 0:
+            return
+        try:
+            self.takeover.checkpoint(now, models)
+            self.takeover.prune(now)
+        except (StoreError, SQLAlchemyError) as e:
+            log.warning("window checkpoint failed (%s)", type(e).__name__)
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set; evaluations run every ``evaluate_every_s`` in a thread."""
         interval = min(1.0, self.settings.stats.evaluate_every_s / 4)
 
+        every = self.settings.stats.checkpoint_every_s
+        last_checkpoint = self.clock()
+
         def evaluate_loop() -> None:
+            nonlocal last_checkpoint
             while not stop.wait(interval):
                 try:
-                    self.pipeline.tick(self.clock())
+                    now = self.clock()
+                    self.pipeline.tick(now)
+                    if every > 0 and now - last_checkpoint >= every:
+                        last_checkpoint = now
+                        self.checkpoint(now)
                 except Exception as e:  # an evaluation failure must not stop ingestion
                     log.error("evaluation failed (%s)", type(e).__name__)
 
@@ -139,6 +165,7 @@ class Monitor:
         finally:
             stop.set()
             evaluator.join(timeout=5)
+            self.checkpoint(self.clock())
             close = getattr(self.pipeline.publisher, "close", None)
             if close is not None:  # the drift-event producer's threads and sockets
                 close()
@@ -204,6 +231,18 @@ def build_monitor(
         if settings.alerts.alertmanager_url
         else None
     )
+    window_state = WindowStateStore(db)
+
+    def label_feed(after: int, model_ids: Sequence[str] | None) -> list[tuple[int, LabelChange]]:
+        ids = model_ids if model_ids is None or len(model_ids) <= 5000 else None
+        out: list[tuple[int, LabelChange]] = []
+        while True:
+            got = window_state.label_changes_after(after, ids, limit=50_000)
+            out.extend(got)
+            if len(got) < 50_000:
+                return out
+            after = got[-1][0]
+
     pipeline = Pipeline(
         engine=engine,
         evaluator=evaluator,
@@ -216,6 +255,8 @@ def build_monitor(
         on_drift_event=on_drift_event,
         on_snapshot=on_snapshot,
         promotions=repository.promotions(),
+        label_feed=label_feed,
+        label_seq=window_state.newest_label_seq(),
     )
 
     def on_written(result: WriteResult, now: float) -> None:
@@ -269,6 +310,14 @@ def build_monitor(
         metrics_server=server,
         clock=the_clock,
         engine=engine,
+        takeover=Takeover(
+            engine=engine,
+            pipeline=pipeline,
+            repository=repository,
+            store=window_state,
+            bucket_seconds=settings.stats.bucket_seconds,
+            window_buckets=settings.stats.window_buckets,
+        ),
     )
     consumer.on_assigned = monitor.rebuild
     return monitor

@@ -154,6 +154,9 @@ class StatsSettings(_Section):
     bucket_seconds: int = Field(60, ge=1)
     window_buckets: int = Field(60, ge=1)
     evaluate_every_s: float = Field(15.0, gt=0)
+    checkpoint_every_s: float = Field(60.0, ge=0)
+    """How often each model's window state is checkpointed (also on revoke and shutdown); 0: never,
+    a takeover then replays the whole window from ``inference_log``."""
     allowed_lateness_s: float = Field(3600.0, ge=0)
     auto_reference_events: int = Field(5000, ge=10)
     max_features: int = Field(64, ge=1)

@@ -41,6 +41,8 @@ class StatsEngine(Protocol):
     def set_reference(self, model_id: str, profile: Any) -> None: ...
     def reference(self, model_id: str) -> Any: ...
     def new_references(self) -> list[Any]: ...
+    @property
+    def models(self) -> tuple[str, ...]: ...
 
 
 class Publisher(Protocol):
@@ -49,6 +51,12 @@ class Publisher(Protocol):
 
 class Pusher(Protocol):
     def push(self, alerts: Iterable[Any], now: float) -> int: ...
+
+
+class LabelFeed(Protocol):
+    """The label log: every change with ``id > after`` of ``model_ids`` (None: all), in id order."""
+
+    def __call__(self, after: int, model_ids: Sequence[str] | None) -> list[tuple[int, LabelChange]]: ...
 
 
 class MetricsView(Protocol):
@@ -86,6 +94,13 @@ class Pipeline:
 
     ``on_drift_event`` is called with every new drift event (the demo prints them, replay writes
     them to JSONL). ``save_profile`` persists auto-built reference profiles.
+
+    Labels: with a ``label_feed`` (the store's label log) the statistics take label changes from
+    the log after every write and before every evaluation, so a model's owner counts the labels of
+    its predictions whichever replica consumed them; ``label_seq`` is the newest id applied and
+    :meth:`floor` keeps a restored model from taking a change twice. Without a feed (no database)
+    they come from the write results. ``positions`` (inference partition -> first offset not yet
+    observed) and ``label_seq`` are what a checkpoint of the state covers.
     """
 
     def __init__(
@@ -102,6 +117,8 @@ class Pipeline:
         on_drift_event: Callable[[dict[str, Any]], None] | None = None,
         on_snapshot: Callable[[Snapshot], None] | None = None,
         promotions: Iterable[Promotion] = (),
+        label_feed: LabelFeed | None = None,
+        label_seq: int = 0,
     ) -> None:
         if evaluate_every_s <= 0:
             raise ValueError("evaluate_every_s must be > 0")
@@ -120,6 +137,11 @@ class Pipeline:
         self.last_snapshot: Snapshot | None = None
         self._last_eval_at: float | None = None
         self._lock = threading.RLock()
+        self.label_feed = label_feed
+        self.label_seq = label_seq
+        self._floors: dict[str, int] = {}
+        self._feed_lock = threading.Lock()  # one reader of the label log at a time (I/O, not the state)
+        self.positions: dict[int, int] = {}
         for p in promotions:
             self._promote(p)
 
@@ -142,17 +164,51 @@ class Pipeline:
                 if self.save_profile is not None:
                     self.save_profile(inherited)
 
+    @property
+    def feed_lock(self) -> threading.Lock:
+        """Held while the label log is read and applied; take it (before :attr:`lock`) to restore."""
+        return self._feed_lock
+
+    def floor(self, model_ids: Iterable[str], seq: int) -> None:
+        """The models' state holds every label change up to ``seq`` (set after a restore)."""
+        for m in model_ids:
+            self._floors[m] = seq
+
+    def covered_seq(self, model_id: str) -> int:
+        """The newest label change id the model's state holds."""
+        return max(self.label_seq, self._floors.get(model_id, 0))
+
     def on_written(self, result: WriteResult, now: float) -> None:
         """Hand a durably written batch to the statistics (the consumer's ``on_written`` hook)."""
         with self._lock:
             for p in result.promotions:
                 self._promote(p)
-            if result.new_inferences or result.label_changes:
-                self.engine.observe(result.new_inferences, result.label_changes, now)
+            labels = result.label_changes if self.label_feed is None else []
+            if result.new_inferences or labels:
+                self.engine.observe(result.new_inferences, labels, now)
+            for part, end in result.positions.items():
+                self.positions[part] = max(end, self.positions.get(part, 0))
             fresh = self.engine.new_references()
             if fresh and self.save_profile is not None:
                 for profile in fresh:
                     self.save_profile(profile)
+        self.pull_labels(now)
+
+    def pull_labels(self, now: float) -> int:
+        """Apply the label changes logged since the last pull; returns how many were applied."""
+        if self.label_feed is None:
+            return 0
+        with self._feed_lock:
+            got = self.label_feed(self.label_seq, self.engine.models)
+            if not got:
+                return 0
+            fresh = [lc for seq, lc in got if seq > self._floors.get(lc.model_id, 0)]
+            with self._lock:
+                if fresh:
+                    self.engine.observe([], fresh, now)
+                self.label_seq = got[-1][0]
+            self._floors = {m: s for m, s in self._floors.items() if s > self.label_seq}
+        return len(fresh)
 
     def due(self, now: float) -> float | None:
         """The aligned evaluation instant due at ``now``, or None."""
@@ -163,6 +219,8 @@ class Pipeline:
 
     def tick(self, now: float) -> Snapshot | None:
         """Evaluate if an evaluation is due at ``now``; returns the snapshot when one ran."""
+        if self.label_feed is not None and self.due(now) is not None:
+            self.pull_labels(now)  # labels another replica wrote for this one's models
         with self._lock:
             instant = self.due(now)
             if instant is None:

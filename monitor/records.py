@@ -56,3 +56,5 @@ class WriteResult:
     promotions: list[Promotion] = field(default_factory=list)
     duplicates: int = 0
     pending_labels: int = 0
+    # inference partition -> one past the last offset of this batch (set by the consumer)
+    positions: dict[int, int] = field(default_factory=dict)

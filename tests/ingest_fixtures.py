@@ -194,13 +194,23 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
 
 
 def create_ingest_schema(url: str) -> None:
-    """The ingestion tables only (migrations are tested in test_store_repository.py)."""
+    """The ingestion and label-log tables only (migrations are tested in test_store_repository.py)."""
     from monitor.store.base import metadata
     from monitor.store.engine import make_engine
-    from monitor.store.tables import dead_letter, inference_log, model_version, pending_label
+    from monitor.store.tables import (
+        dead_letter,
+        inference_log,
+        label_change,
+        model_version,
+        pending_label,
+        window_checkpoint,
+    )
 
     engine = make_engine(url)
     try:
-        metadata.create_all(engine, tables=[inference_log, model_version, dead_letter, pending_label])
+        metadata.create_all(
+            engine,
+            tables=[inference_log, model_version, dead_letter, pending_label, label_change, window_checkpoint],
+        )
     finally:
         engine.dispose()

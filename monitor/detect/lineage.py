@@ -55,6 +55,18 @@ class LineageTracker:
     def last_value(self, model_id: str, field: str) -> str | None:
         return self._last.get((model_id, field))
 
+    def state_of(self, model_id: str) -> tuple[dict[str, str], list[LineageChange]]:
+        """The model's last value per field and its remembered changes (for a checkpoint)."""
+        last = {f: v for (m, f), v in self._last.items() if m == model_id}
+        return last, list(self._changes.get(model_id, ()))
+
+    def load_state(self, model_id: str, last: dict[str, str], changes: Sequence[LineageChange]) -> None:
+        """Replace the model's state by one :meth:`state_of` returned."""
+        self.drop_models([model_id])
+        self._last.update({(model_id, f): v for f, v in last.items()})
+        if changes:
+            self._changes[model_id] = deque(changes, maxlen=self.max_changes)
+
     def drop_models(self, model_ids: Sequence[str]) -> None:
         drop = set(model_ids)
         self._last = {k: v for k, v in self._last.items() if k[0] not in drop}

@@ -494,6 +494,9 @@ class IngestConsumer:
             batch.published = True
         if not batch.notified:
             batch.notified = True
+            batch.outcome.result.positions = {
+                tp.partition: end for tp, end in batch.offsets.items() if self.kinds.get(tp.topic) == "inference"
+            }
             self._notify(batch.outcome.result)
         self._commit(batch.offsets)
         self.metrics.batch_duration.observe(time.monotonic() - batch.started)

@@ -39,6 +39,7 @@ from monitor.detect.lineage import LineageTracker
 from monitor.events import LINEAGE_FIELDS, InferenceEvent, Lineage
 from monitor.records import LabelChange
 from monitor.snapshot import AGGREGATE, LineageChange, SignalValue, Snapshot, slice_label
+from monitor.stats import checkpoint
 from monitor.stats.columns import Records, records_from_events, records_from_rows, slice_membership
 from monitor.stats.layout import Layout
 from monitor.stats.multiple_testing import Correction, adjust_p_values
@@ -321,6 +322,51 @@ class DriftEngine:
                 assert base is not None
                 self._cohort_windows[m] = self._new_window(self._profiles[base], ())
         self._lineage.drop_models(model_ids)
+
+    def checkpoint(self, model_id: str) -> bytes | None:
+        """The model's window state as bytes (None: no window yet); see :mod:`monitor.stats.checkpoint`."""
+        window = self._windows.get(model_id)
+        if window is None:
+            return None
+        last, changes = self._lineage.state_of(model_id)
+        adwin = {label: det for (m, label), det in self._adwin.items() if m == model_id}
+        return checkpoint.dumps(
+            checkpoint.ModelState(window, self._cohort_windows.get(model_id), adwin, last, changes)
+        )
+
+    def restore(self, model_id: str, data: bytes) -> bool:
+        """Replace the model's state by a checkpoint's; False (state untouched) when the checkpoint
+        does not fit the engine as configured now (another profile, layout, bucket size or window)."""
+        try:
+            state = checkpoint.loads(data)
+        except checkpoint.CheckpointError:
+            return False
+        profile = self._profiles.get(model_id)
+        if profile is None or state.window is None or not self._fits(state.window, self._layout(profile, self._pairs)):
+            return False
+        cohort = self._cohort_windows.get(model_id)
+        if (cohort is None) != (state.cohort_window is None):
+            return False
+        if cohort is not None and not self._fits(state.cohort_window, cohort.layout):  # type: ignore[arg-type]
+            return False
+        self._windows[model_id] = state.window
+        if cohort is not None:
+            self._cohort_windows[model_id] = state.cohort_window  # type: ignore[assignment]
+        self._buffers.pop(model_id, None)
+        for key in [k for k in self._adwin if k[0] == model_id]:
+            del self._adwin[key]
+        self._adwin.update({(model_id, label): det for label, det in state.adwin.items()})
+        self._lineage.load_state(model_id, state.lineage_last, state.lineage_changes)
+        return True
+
+    def _fits(self, window: ModelWindow, layout: Layout) -> bool:
+        return (
+            window.layout == layout
+            and window.bucket_seconds == self.bucket_seconds
+            and window.window_buckets == self.window_buckets
+            and window.allowed_lateness_s == self.allowed_lateness_s
+            and window.future_buckets == math.ceil(self.max_future_s / self.bucket_seconds)
+        )
 
     def drop_models(self, model_ids: Sequence[str]) -> None:
         """Forget the models (partition revoked); their reference profiles are kept."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -44,6 +45,8 @@ from monitor.store.errors import StoreError, StoreUnavailable
 from monitor.store.pg_copy import copy_inferences
 from monitor.store.rows import DeadLetterRecord, Origin
 from monitor.store.tables import dead_letter, inference_log, model_version, pending_label
+from monitor.store.times import to_datetime, to_epoch
+from monitor.store.window_state import Positions, after_positions, log_label_changes
 
 LABEL_LOCK_KEY = 0x51C3_7A7C  # pg_advisory_xact_lock key serialising the label join
 CHUNK = 5000  # ids per IN (...) list; below SQLite's and PostgreSQL's bind-parameter limits
@@ -60,19 +63,6 @@ class BatchOutcome:
     duplicate_inferences: int = 0
     stale_labels: int = 0
     duplicate_promotions: int = 0
-
-
-def to_datetime(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, tz=UTC)
-
-
-def to_epoch(dt: datetime | None) -> float | None:
-    """SQLite returns naive datetimes; everything is stored in UTC."""
-    if dt is None:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
 
 
 def input_hash(features: dict[str, Any]) -> str:
@@ -240,6 +230,8 @@ class Repository:
                 self._apply_pending(conn, new_inferences, out)
             if feedback:
                 self._write_feedback(conn, feedback, now, out)
+            # under the label join's lock: the log's ids grow in commit order
+            log_label_changes(conn, out.result.label_changes, ingested_at)
         if promotions:
             self._write_promotions(conn, promotions, now, out)
         if dead_letters:
@@ -556,12 +548,17 @@ class Repository:
         since: float,
         until: float,
         chunk_rows: int = 20_000,
+        *,
+        after: Positions | None = None,
+        conn: Connection | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
         """Rows served in ``[since, until)`` in ``served_at`` order, ``chunk_rows`` at a time (a
         server-side cursor on PostgreSQL), for the statistics rebuild; times as epoch floats.
 
         ``partition`` is the Kafka partition the row was consumed from (None when written without
-        one, e.g. by replay): a replica rebuilds only the models of the partitions it owns."""
+        one, e.g. by replay): a replica rebuilds only the models of the partitions it owns. ``after``:
+        only the rows a checkpoint with these positions does not hold. ``conn``: read in the caller's
+        transaction (a snapshot shared with other reads)."""
         c = inference_log.c
         query = select(
             c.request_id, c.model_id, c.served_at, c.input_features, c.output, c.confidence, c.slice,
@@ -574,9 +571,11 @@ class Repository:
             query = query.where(c.model_id.in_(list(model_ids)))
         if partitions is not None:
             query = query.where(_on_partitions(c.partition, partitions))
+        if after is not None:
+            query = query.where(after_positions(after))
         query = query.order_by(c.served_at, c.request_id)
-        with self._guard("load rows"), self._engine.connect() as conn:
-            result = conn.execution_options(yield_per=chunk_rows).execute(query)
+        with self._guard("load rows"), self._connection(conn) as c_:
+            result = c_.execute(query.execution_options(yield_per=chunk_rows))
             for part in result.partitions():
                 rows = [dict(r._mapping) for r in part]
                 for row in rows:
@@ -615,6 +614,14 @@ class Repository:
         tables = (inference_log, pending_label, model_version, dead_letter)
         with self._guard("count rows"), self._engine.connect() as conn:
             return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one() for t in tables}
+
+    @contextmanager
+    def _connection(self, conn: Connection | None) -> Iterator[Connection]:
+        if conn is not None:
+            yield conn
+        else:
+            with self._engine.connect() as own:
+                yield own
 
     def _guard(self, what: str) -> _Guard:
         return _Guard(what)

@@ -1,7 +1,9 @@
-"""The ingestion tables: ``inference_log``, ``model_version``, ``dead_letter``, ``pending_label``.
+"""The ingestion tables: ``inference_log``, ``model_version``, ``dead_letter``, ``pending_label``,
+and the window-state tables ``label_change`` and ``window_checkpoint``.
 
 Times are timezone-aware ``DateTime`` (``timestamptz`` on PostgreSQL; UTC ISO text on SQLite).
-``migrations/versions/0001_ingest.py`` creates exactly these tables.
+``migrations/versions/0001_ingest.py`` creates the first four, ``0004_window_checkpoint.py`` the
+last two and the ``(partition, offset)`` index of ``inference_log``.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ inference_log = Table(
     Column("offset", BigInteger),
     Column("ingested_at", DateTime(timezone=True), nullable=False),
     Index("ix_inference_log_model_id_served_at", "model_id", "served_at"),
+    Index("ix_inference_log_partition_offset", "partition", "offset"),
 )
 
 model_version = Table(
@@ -96,4 +99,37 @@ pending_label = Table(
     Column("failure_cluster", Text),
     Column("observed_at", DateTime(timezone=True), nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
+# Every label change, in commit order: the label join takes one lock (an advisory lock on
+# PostgreSQL, the write lock on SQLite) before it allocates ids, so a reader that has seen id n has
+# seen every id below n. The owner of a model reads its label changes from here, whichever replica
+# consumed the feedback; a checkpoint records the last id it holds. ``old``/``new`` are the label
+# values (JSON) the statistics retract and add; ``served_at`` finds the prediction's bucket.
+label_change = Table(
+    "label_change",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("request_id", String(512), nullable=False),
+    Column("model_id", String(512), nullable=False),
+    Column("served_at", DateTime(timezone=True), nullable=False),
+    Column("old", JSONType),
+    Column("new", JSONType, nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+    Index("ix_label_change_changed_at", "changed_at"),
+    sqlite_autoincrement=True,  # ids never reused, also after the log is pruned empty
+)
+
+# One model's window state (bucket counters, sketches, detectors), what it covers: every
+# inference row with ``offset < positions[partition]`` and every label change with
+# ``id <= label_seq``; ``layout_hash`` must match the running engine's, or the checkpoint is ignored.
+window_checkpoint = Table(
+    "window_checkpoint",
+    metadata,
+    Column("model_id", String(512), primary_key=True),
+    Column("taken_at", DateTime(timezone=True), nullable=False),
+    Column("positions", JSONType, nullable=False),
+    Column("label_seq", BigInteger, nullable=False),
+    Column("format", Integer, nullable=False),
+    Column("state", LargeBinary, nullable=False),
 )
