@@ -184,8 +184,10 @@ class Pipeline:
             for p in result.promotions:
                 self._promote(p)
             labels = result.label_changes if self.label_feed is None else []
-            if result.new_inferences or labels:
-                self.engine.observe(result.new_inferences, labels, now)
+            # a stored row at or past the positions is one the state does not hold yet
+            unseen = [ev for ev, part, off in result.existing_inferences if off >= self.positions.get(part, 0)]
+            if result.new_inferences or labels or unseen:
+                self.engine.observe([*result.new_inferences, *unseen], labels, now)
             for part, end in result.positions.items():
                 self.positions[part] = max(end, self.positions.get(part, 0))
             fresh = self.engine.new_references()

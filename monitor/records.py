@@ -52,6 +52,10 @@ class WriteResult:
     """Outcome of one batch transaction."""
 
     new_inferences: list[Any] = field(default_factory=list)  # list[InferenceEvent]
+    # inference events that were already stored (a redelivery), with the partition and offset they
+    # were read from: rows another writer stored after this replica's takeover snapshot, or this
+    # replica's own write that committed although the database reported a failure
+    existing_inferences: list[tuple[Any, int, int]] = field(default_factory=list)
     label_changes: list[LabelChange] = field(default_factory=list)
     promotions: list[Promotion] = field(default_factory=list)
     duplicates: int = 0

@@ -76,8 +76,18 @@ class Takeover:
             self.engine.reset_models(list(models))
             groups: dict[tuple[tuple[tuple[int, int], ...], int], list[str]] = {}
             for m, cp in stored.items():
-                if cp.format == FORMAT and self.engine.restore(m, zlib.decompress(cp.state)):
-                    groups.setdefault((tuple(sorted(cp.positions.items())), cp.label_seq), []).append(m)
+                key = (tuple(sorted(cp.positions.items())), cp.label_seq)
+                if cp.format == FORMAT:
+                    groups.setdefault(key, []).append(m)
+            for key, group in list(groups.items()):
+                # a model whose events were spread over partitions (a producer not keying by model
+                # id) may hold rows of partitions another replica owns now: replay those models
+                elsewhere = self.store.models_held_elsewhere(conn, group, dict(key[0]), partitions, since)
+                kept = [m for m in group if m not in elsewhere and self._load(m, stored[m].state)]
+                if kept:
+                    groups[key] = kept
+                else:
+                    del groups[key]
             restored = {m for ms in groups.values() for m in ms}
             full = [m for m in models if m not in restored]
             for chunk in self.repository.iter_window_rows(full, partitions, since, now + 1, conn=conn):
@@ -104,6 +114,12 @@ class Takeover:
             self.pipeline.floor(models, newest)
             self.pipeline.positions = self.store.partition_ends(conn, partitions)
         return TakeoverStats(len(models), from_checkpoint, rows, changes)
+
+    def _load(self, model_id: str, state: bytes) -> bool:
+        try:
+            return self.engine.restore(model_id, zlib.decompress(state))
+        except zlib.error:
+            return False
 
     # ---- checkpoint ------------------------------------------------------------------------------
     def checkpoint(self, now: float, models: Iterable[str] | None = None) -> int:

@@ -60,17 +60,20 @@ class Replica:
             bucket_seconds=60, window_buckets=window_buckets, label_chunk=7,
         )
 
-    def write(self, inferences: list[tuple[InferenceEvent, int]], feedback: list[FeedbackEvent], now: float) -> None:
+    def write(
+        self, inferences: list[tuple[InferenceEvent, int]], feedback: list[FeedbackEvent], now: float,
+        partition: int = 0,
+    ) -> None:
         """One consumer batch: write, then hand the result over as the consumer does."""
-        out = self.repo.write([(ev, Origin(TOPIC, 0, off)) for ev, off in inferences], feedback, [], [], now)
+        out = self.repo.write([(ev, Origin(TOPIC, partition, off)) for ev, off in inferences], feedback, [], [], now)
         if inferences:
-            out.result.positions = {0: max(off for _, off in inferences) + 1}
+            out.result.positions = {partition: max(off for _, off in inferences) + 1}
         self.pipeline.on_written(out.result, now)
 
-    def restore(self, now: float) -> Any:
-        models = self.repo.window_models([0], self.takeover.window_start(now), now + 1)
+    def restore(self, now: float, partitions: tuple[int, ...] = (0,)) -> Any:
+        models = self.repo.window_models(list(partitions), self.takeover.window_start(now), now + 1)
         with self.pipeline.feed_lock, self.pipeline.lock:
-            return self.takeover.restore(models, [0], now)
+            return self.takeover.restore(models, list(partitions), now)
 
 
 def _feedback(rid: str, correct: bool, observed: float) -> FeedbackEvent:
@@ -223,3 +226,43 @@ def test_prune_keeps_what_a_window_needs(db: Engine) -> None:
     changes, checkpoints = live.takeover.prune(later)
     assert changes > 0 and checkpoints == 1
     assert WindowStateStore(db).label_changes_after(0, None) == []
+
+
+def test_rows_a_stale_owner_stored_after_the_takeover_are_counted_by_the_new_owner(db: Engine) -> None:
+    live, other = Replica(db), Replica(db)
+    now = _traffic(live, other, checkpoint_after=5)
+    new_owner = _new_replica(db, live)
+    new_owner.restore(now)
+    # the old owner, not yet aware it lost the partition, stores one more batch; the new owner then
+    # reads the same records from the last committed offset and finds them stored already
+    events, _ = make_batch(np.random.default_rng(99), StreamSpec(model_id="m1", n_numeric=2), 120, now, now + 50)
+    batch = [(ev, 12 * 150 + i) for i, ev in enumerate(events)]
+    live.write(batch, [], now + 55)
+    new_owner.write(batch, [], now + 56)
+    assert _counts(new_owner, now + 56) == _sql_counts(db, T0)
+    new_owner.write(batch, [], now + 57)  # a second redelivery of rows it now holds: not counted again
+    assert _counts(new_owner, now + 57) == _sql_counts(db, T0)
+
+
+def test_a_checkpoint_holding_rows_of_a_partition_now_owned_elsewhere_is_not_used(db: Engine) -> None:
+    """A producer that spreads one model over partitions: the checkpoint of the replica that held
+    partitions 0 and 1 cannot serve the replica that takes over partition 1 only."""
+    live = Replica(db)
+    rng = np.random.default_rng(3)
+    spec = StreamSpec(model_id="m1", n_numeric=2)
+    offsets = {0: 0, 1: 0}
+    now = T0
+    for k in range(8):
+        now = T0 + 60 * (k + 1)
+        for part in (0, 1):
+            events, _ = make_batch(rng, spec, 100, now - 60 + part, now)  # t0 names the request ids
+            live.write([(ev, offsets[part] + i) for i, ev in enumerate(events)], [], now, partition=part)
+            offsets[part] += len(events)
+    assert live.takeover.checkpoint(now) == 1
+    one = _new_replica(db, live)
+    took = one.restore(now, partitions=(1,))
+    assert took.from_checkpoint == 0 and took.rows_replayed == 800
+    assert _counts(one, now)["all"][0] == 800
+    both = _new_replica(db, live)
+    assert both.restore(now, partitions=(0, 1)).from_checkpoint == 1
+    _same_window(live, both, now)

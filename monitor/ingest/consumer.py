@@ -802,6 +802,7 @@ class IngestConsumer:
 def _merge(into: BatchOutcome, part: BatchOutcome) -> None:
     r, p = into.result, part.result
     r.new_inferences.extend(p.new_inferences)
+    r.existing_inferences.extend(p.existing_inferences)
     r.label_changes.extend(p.label_changes)
     r.promotions.extend(p.promotions)
     r.duplicates += p.duplicates

@@ -269,6 +269,11 @@ class Repository:
             )
             new_ids = {r[0] for r in conn.execute(stmt, [_inference_row(ev, o, now) for ev, o in unique])}
         out.duplicate_inferences += len(unique) - len(new_ids)
+        out.result.existing_inferences = [
+            (ev, origin.partition, origin.offset)
+            for ev, origin in unique
+            if origin is not None and ev.request_id not in new_ids
+        ]
         new = {rid: ev for rid, ev in batch.items() if rid in new_ids}
         out.result.new_inferences = list(new.values())
         return new

@@ -183,6 +183,26 @@ class WindowStateStore:
             out[p] = 0 if top is None else int(top) + 1
         return out
 
+    def models_held_elsewhere(
+        self, conn: Connection, model_ids: Sequence[str], positions: Positions, partitions: Sequence[int], since: float
+    ) -> set[str]:
+        """Those of ``model_ids`` whose checkpoint (with ``positions``) holds window rows of a
+        partition outside ``partitions``: their state is not this replica's to take over."""
+        other = {p: o for p, o in positions.items() if p not in set(partitions)}
+        if not other or not model_ids:
+            return set()
+        il = inference_log.c
+        query = (
+            select(il.model_id)
+            .distinct()
+            .where(
+                il.model_id.in_(list(model_ids)),
+                il.served_at >= to_datetime(since),
+                or_(*[and_(il.partition == p, il.offset < o) for p, o in other.items()]),
+            )
+        )
+        return {r.model_id for r in conn.execute(query)}
+
     # ---- checkpoints ---------------------------------------------------------------------------
     def save_checkpoints(self, checkpoints: Sequence[StoredCheckpoint]) -> None:
         """Upsert one row per model, in one transaction."""
