@@ -164,8 +164,12 @@ class Monitor:
             self.consumer.run(stop)
         finally:
             stop.set()
-            evaluator.join(timeout=5)
-            self.checkpoint(self.clock())
+            evaluator.join(timeout=0.5)
+            # a last checkpoint, if the database answers at once: SIGTERM must end within 10 s
+            # whatever it does (the consumer's grace period took up to 6)
+            last = threading.Thread(target=self.checkpoint, args=(self.clock(),), daemon=True)
+            last.start()
+            last.join(timeout=1.0)
             close = getattr(self.pipeline.publisher, "close", None)
             if close is not None:  # the drift-event producer's threads and sockets
                 close()

@@ -69,6 +69,7 @@ class Replica:
         if inferences:
             out.result.positions = {partition: max(off for _, off in inferences) + 1}
         self.pipeline.on_written(out.result, now)
+        self.pipeline.pull_labels(now)  # what the evaluation after it does first
 
     def restore(self, now: float, partitions: tuple[int, ...] = (0,)) -> Any:
         models = self.repo.window_models(list(partitions), self.takeover.window_start(now), now + 1)

@@ -203,6 +203,7 @@ class IngestConsumer:
         self._rebuild_due = False  # the on_assigned hook runs once the membership is stable again
         self._side_calls: dict[str, Future[Any]] = {}  # bounded store calls of the consuming thread
         self._sweep_dead_letters = True
+        self._stop_event: threading.Event | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -246,6 +247,7 @@ class IngestConsumer:
         and never rejoined), the Kafka clients are recreated. Uncommitted batches are then simply
         redelivered: the writes are idempotent and the assignment hook rebuilds the statistics.
         """
+        self._stop_event = stop_event
         while not stop_event.is_set():
             while not stop_event.is_set():
                 try:
@@ -298,9 +300,18 @@ class IngestConsumer:
                 log.warning("dead-letter producer close failed (%s)", type(e).__name__)
         self._set_paused(False)
 
+    def _takeover_pending(self) -> bool:
+        return self._rebuild_due and self.on_assigned is not None
+
     def _finish(self) -> None:
-        """Stop requested: finish the batches in hand within the grace period, commit, return."""
+        """Stop requested: finish the batches in hand within the grace period, commit, return.
+        Before the assignment hook ran, only a write already in flight is finished."""
         deadline = time.monotonic() + self.shutdown_grace_s
+        if self._takeover_pending() and self._queue:
+            head = self._queue[0]
+            self._queue.clear()
+            if head.future is not None:
+                self._queue.append(head)
         while self._queue and time.monotonic() < deadline:
             if self._advance(self._queue[0], deadline):
                 self._queue.popleft()
@@ -318,6 +329,11 @@ class IngestConsumer:
         polled and decoded here; N is committed (offsets, hook, dead letters) before N+1 is written.
         Every wait is bounded by the poll timeout and polls, so the group membership holds and a
         stop request is seen whatever the database does."""
+        if self._takeover_pending() and not (self._queue and self._queue[0].future is not None):
+            # the statistics take the new assignment over before anything new is written (a write
+            # from before the rebalance still completes); the hook runs once the group is stable
+            self._poll(self.poll_timeout_ms)
+            return
         if not self._queue and not self._paused:
             self._maintain()
         if len(self._queue) < 2 and not self._paused:
@@ -762,12 +778,20 @@ class IngestConsumer:
             self._call_on_assigned()
 
     def _call_on_assigned(self) -> None:
+        """Run the hook (the monitor's takeover) on a daemon thread and wait for it, watching the
+        stop event: a takeover reading from a hung database must not keep SIGTERM waiting. Nothing
+        is written meanwhile; the heartbeat thread keeps the membership (up to ``max_poll_interval``)."""
         if self.on_assigned is None or self._consumer is None:
             return
-        try:
-            self.on_assigned(set(self._consumer.assignment()))
-        except Exception as e:
-            log.error("on_assigned hook failed (%s)", type(e).__name__)
+        hook, assigned = self.on_assigned, set(self._consumer.assignment())
+        future = _submit(lambda: hook(assigned))
+        while not future.done():
+            wait_futures([future], timeout=0.2)
+            if self._stop_event is not None and self._stop_event.is_set() and not future.done():
+                log.warning("stop requested while the assignment hook runs; not waiting for it")
+                return
+        if future.exception() is not None:
+            log.error("on_assigned hook failed (%s)", type(future.exception()).__name__)
 
     def _finish_in_flight(self, wait_s: float) -> None:
         """Complete the head if its write has finished (waiting at most ``wait_s`` for it). A write

@@ -24,13 +24,65 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
 from sqlalchemy import text
 
+from monitor.config import (
+    DatabaseSettings,
+    IngestSettings,
+    KafkaSettings,
+    RetrySettings,
+    Settings,
+    StatsSettings,
+    TopicSettings,
+)
 from monitor.ingest.topics import ensure_topics
+from monitor.stats.engine import DriftEngine
+from monitor.store import profiles as profile_store
 from monitor.store.engine import make_engine
-from tests.ingest_fixtures import Topics, create_ingest_schema, inference_dict, raw
+from monitor.store.migrate import upgrade
+from monitor.store.repository import Repository
+from tests.ingest_fixtures import FAST_GROUP, Topics, feedback_dict, inference, inference_dict, raw
 
 ROOT = Path(__file__).resolve().parents[2]
 SIGTERM_LIMIT_S = 10.0  # README, "Delivery guarantees": SIGTERM ... exits within 10 seconds
 MODELS = 12  # model ids (message keys); events are spread over the partitions explicitly
+LABEL_LAG = 50  # event i carries the label of event i - LABEL_LAG when that one is a multiple of 3
+PROTECTED = {"tier": ["free", "pro"]}
+
+
+def monitor_settings(bootstrap: str, prefix: str, url: str, group: str, *, max_poll_records: int = 500,
+                     session_timeout_ms: int = FAST_GROUP["session_timeout_ms"],
+                     heartbeat_interval_ms: int = FAST_GROUP["heartbeat_interval_ms"],
+                     client_id: str = "slicewatch") -> Settings:
+    """What a member runs with: ``slicewatch run`` settings for the case's topics and database, a
+    short checkpoint period so takeovers start from checkpoints, quick retries."""
+    topics = Topics.with_prefix(prefix)
+    return Settings(
+        kafka=KafkaSettings(
+            bootstrap_servers=bootstrap, group_id=group, client_id=client_id,
+            topics=TopicSettings(inference=topics.inference, feedback=topics.feedback,
+                                 promotions=topics.promotions, drift_events=f"{prefix}-drift"),
+            max_poll_records=max_poll_records, poll_timeout_ms=200,
+            session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=heartbeat_interval_ms,
+        ),
+        database=DatabaseSettings(url=url),
+        ingest=IngestSettings(retry=RetrySettings(initial_s=0.2, max_s=2.0)),
+        stats=StatsSettings(checkpoint_every_s=2.0, evaluate_every_s=5.0, protected_slices=PROTECTED,
+                            auto_reference_events=300),
+    )
+
+
+def seed_profiles(url: str) -> None:
+    """Reference profiles of the case's models, stored before any member starts, so every member
+    (and the recompute) uses the same ones."""
+    settings = monitor_settings("127.0.0.1:1", "seed", url, "seed")
+    engine = DriftEngine(auto_reference_events=settings.stats.auto_reference_events, protected_slices=PROTECTED)
+    events = [inference(i, model=f"m{i % MODELS}") for i in range(settings.stats.auto_reference_events * MODELS)]
+    engine.observe(events, [], events[-1].served_at.timestamp())
+    db = make_engine(url)
+    try:
+        for profile in engine.new_references():
+            profile_store.save_profile(db, profile, source="fault-suite")
+    finally:
+        db.dispose()
 
 
 def backlog_size(default: int = 30_000) -> int:
@@ -159,7 +211,10 @@ class Fleet:
         self.bootstrap, self.prefix, self.url, self.log_dir = bootstrap, prefix, url, log_dir
         self.group = f"g-{uuid.uuid4().hex[:8]}"
         self.max_poll_records = max_poll_records
-        self.args = [bootstrap, prefix, url, self.group, "--max-poll-records", str(max_poll_records), *(extra or [])]
+        self.state_dir = log_dir / f"state-{self.group}"
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.args = [bootstrap, prefix, url, self.group, "--max-poll-records", str(max_poll_records),
+                     "--state-dir", str(self.state_dir), *(extra or [])]
         self.members: list[Member] = []
         self._n = 0
 
@@ -173,13 +228,30 @@ class Fleet:
         return [m for m in self.members if m.alive()]
 
     def terminate_all(self, figures: Figures) -> list[int | None]:
-        """SIGTERM every running member, one after the other; exit times go to ``figures``."""
+        """SIGTERM every running member, one after the other; exit times go to ``figures``. Only
+        these members' window-state dumps are kept (earlier ones saw a database that moved on)."""
+        for old in self.state_dir.glob("*.json"):
+            old.unlink()
+        everything = set().union(*(m.assignment() for m in self.running()))
         codes = []
         for m in self.running():
             rc, took = m.terminate()
             figures.sigterm_exit_s.append(round(took, 2))
             codes.append(rc)
+            self._settle(everything)
         return codes
+
+    def _settle(self, everything: set[int], timeout_s: float = 30.0) -> None:
+        """Give the members left the time to take the partitions over (their ``hook`` view equals
+        their client's and covers ``everything``), so the next SIGTERM finds a state to dump and a
+        stable group (see :meth:`wait_stable`). Gives up quietly: the verdict does not depend on it."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            rest = self.running()
+            hooks, clients = [m.assignment("hook") for m in rest], [m.assignment() for m in rest]
+            if not rest or (hooks == clients and set().union(*hooks) == everything):
+                return
+            time.sleep(0.2)
 
     def wait_stable(self, partitions: int, timeout_s: float = 60.0, hold_s: float = 1.0) -> float:
         """Wait until the running (and released) members' Kafka clients split the inference partitions between them
@@ -236,11 +308,18 @@ def _producer(bootstrap: str) -> KafkaProducer:
 
 
 def _send(producer: KafkaProducer, topic: str, partitions: int, start: int, stop: int) -> list[Any]:
+    """Events ``start..stop-1`` stamped with the wall clock (so they fall in the members' windows),
+    and on the feedback topic the labels of every third event, ``LABEL_LAG`` events late."""
     futures = []
+    feedback = topic.replace("-inference", "-feedback")
+    now = time.time()
     for i in range(start, stop):
         model = f"m{i % MODELS}"
-        futures.append(producer.send(topic, key=model.encode(), value=raw(inference_dict(i, model=model)),
+        futures.append(producer.send(topic, key=model.encode(), value=raw(inference_dict(i, model=model, served=now)),
                                      partition=i % partitions))
+        j = i - LABEL_LAG
+        if j >= 0 and j % 3 == 0:
+            futures.append(producer.send(feedback, key=None, value=raw(feedback_dict(j, now, correct=j % 5 != 0))))
     return futures
 
 
@@ -317,7 +396,8 @@ class Rows:
     """Counts in ``inference_log`` of one test database (its own small engine)."""
 
     def __init__(self, url: str) -> None:
-        create_ingest_schema(url)
+        upgrade(url)  # what `slicewatch db upgrade` does before the members start
+        seed_profiles(url)
         self.engine = make_engine(url, statement_timeout_s=60)
 
     def count(self) -> int:
@@ -477,3 +557,57 @@ def until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
 
 def rng_for(case: str, seed: int) -> random.Random:
     return random.Random(f"{case}:{seed}")
+
+
+# ----------------------------------------------------------------------------- window state
+
+
+def check_windows(url: str, fleet: Fleet, figures: Figures) -> None:
+    """:func:`assert_windows_match` on the dumps of the members stopped last; at least one."""
+    checked = assert_windows_match(url, fleet.state_dir)
+    figures.notes["window_states_checked"] = checked
+    assert checked >= 1, f"no member left a window-state dump\n{fleet.logs()}"
+
+
+def assert_windows_match(url: str, state_dir: Path) -> int:
+    """Each window-state dump a member wrote at its clean exit (``runner --state-dir``) equals a
+    recompute from ``inference_log`` of its partitions at its clock, counter for counter, and its
+    event counts equal SQL's. Returns how many dumps were checked."""
+    dumps = sorted(state_dir.glob("*.json"))
+    db = make_engine(url, statement_timeout_s=60)
+    checked = 0
+    try:
+        profiles = profile_store.latest_profiles(db)
+        repo = Repository(db)
+        for path in dumps:
+            dump = json.loads(path.read_text())
+            now, partitions = float(dump["now"]), list(dump["partitions"])
+            settings = monitor_settings("127.0.0.1:1", "x", url, "x")
+            from monitor.app import build_engine
+
+            engine = build_engine(settings)
+            for m, p in profiles.items():
+                engine.set_reference(m, p)
+            s = settings.stats
+            since = (int(now // s.bucket_seconds) - s.window_buckets + 1) * s.bucket_seconds
+            models = repo.window_models(partitions, since, now + 1)
+            for chunk in repo.iter_window_rows(models, partitions, since, now + 1):
+                engine.replay(chunk, now)
+            assert sorted(dump["models"]) == models, f"{path.name}: models {sorted(dump['models'])} != {models}"
+            events = 0
+            for m, held in dump["models"].items():
+                t = engine._windows[m].totals(now)
+                for part in ("hist", "sketch", "scalars"):
+                    want = getattr(t, part).tolist()
+                    assert held[part] == want, f"{path.name}: {m} {part} differs from the recompute"
+                events += held["scalars"][0][0]
+            with db.connect() as conn:
+                sql = conn.execute(text(
+                    "SELECT count(*) FROM inference_log WHERE served_at >= to_timestamp(:s)"
+                    " AND served_at < to_timestamp(:u) AND partition = ANY(:p)"
+                ), {"s": since, "u": now + 1, "p": partitions}).scalar_one()
+            assert events == sql, f"{path.name}: {events} events in the window state, {sql} rows in SQL"
+            checked += 1
+    finally:
+        db.dispose()
+    return checked

@@ -1,14 +1,17 @@
-"""Run one IngestConsumer in its own process for the fault suite (an extended ``tests.ingest_runner``).
+"""Run one monitor (what ``slicewatch run`` runs: consumer, statistics, checkpoints, alerts) in its
+own process for the fault suite.
 
     python -m tests.faults.runner BOOTSTRAP TOPIC_PREFIX DATABASE_URL GROUP_ID
         [--max-poll-records N] [--session-timeout-ms MS] [--heartbeat-interval-ms MS]
-        [--client-id ID] [--assignment-file PATH] [--hold]
+        [--client-id ID] [--assignment-file PATH] [--hold] [--state-dir DIR]
 
-Prints ``ready`` once the consumer is built (just before ``run``), ``stopped`` after a clean stop.
-With ``--hold`` it imports everything, prints ``loaded`` and waits for a line on stdin before it
-builds the consumer, so a test can make a member join at a precise moment without paying for the
-interpreter start then. SIGTERM sets the stop event, as the real CLI does; exit code 0 after a clean
-stop. Warnings (rebalances, stalls, retries) go to stderr with a timestamp; payloads are never logged.
+Prints ``ready`` once the monitor is built (just before ``run``), ``stopped`` after a clean stop.
+With ``--hold`` it builds the monitor, prints ``loaded`` and waits for a line on stdin before it
+runs it (joins the group), so a test can make a member join at a precise moment without paying for
+the interpreter start then. ``--state-dir``: after a clean stop, the window state of every model it
+holds goes to ``DIR/<client-id>-<pid>.json`` (see ``harness.assert_windows_match``).
+SIGTERM sets the stop event, as the real CLI does; exit code 0 after a clean stop. Warnings
+(rebalances, stalls, retries) go to stderr with a timestamp; payloads are never logged.
 ``--assignment-file``: see :class:`AssignmentReport`.
 SIGUSR1 dumps every thread's stack to stderr (the suite does that before it SIGKILLs a member that
 ignored SIGTERM).
@@ -26,14 +29,14 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 from kafka.structs import TopicPartition
-from prometheus_client import CollectorRegistry
 
+from monitor.app import Monitor, build_monitor
 from monitor.ingest.consumer import IngestConsumer
-from monitor.store.engine import make_engine
-from monitor.store.repository import Repository
-from tests.ingest_fixtures import FAST_GROUP, Topics, make_ingest_consumer
+from tests.faults.harness import monitor_settings
+from tests.ingest_fixtures import FAST_GROUP
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -47,7 +50,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--heartbeat-interval-ms", type=int, default=FAST_GROUP["heartbeat_interval_ms"])
     p.add_argument("--client-id", default="slicewatch")
     p.add_argument("--assignment-file", help="write the held inference partitions here after each rebalance")
-    p.add_argument("--hold", action="store_true", help="wait for a line on stdin before building the consumer")
+    p.add_argument("--hold", action="store_true", help="wait for a line on stdin before running the monitor")
+    p.add_argument("--state-dir", help="write the window state here after a clean stop")
     return p.parse_args(argv)
 
 
@@ -98,27 +102,74 @@ def main(argv: list[str]) -> int:
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # the suite dumps a hung member's stacks
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    settings = monitor_settings(
+        args.bootstrap, args.prefix, args.url, args.group, max_poll_records=args.max_poll_records,
+        session_timeout_ms=args.session_timeout_ms, heartbeat_interval_ms=args.heartbeat_interval_ms,
+        client_id=args.client_id,
+    )
+    monitor = build_monitor(settings, serve_metrics=False)  # before --hold: joining is what a case times
     if args.hold:
         print("loaded", flush=True)
         if not sys.stdin.readline() or stop.is_set():
             return 0
-    engine = make_engine(args.url)
-    topics = Topics.with_prefix(args.prefix)
-    report = AssignmentReport(args.assignment_file, topics.inference) if args.assignment_file else None
-    consumer = make_ingest_consumer(
-        args.bootstrap, topics, Repository(engine), CollectorRegistry(), args.group,
-        max_poll_records=args.max_poll_records, session_timeout_ms=args.session_timeout_ms,
-        heartbeat_interval_ms=args.heartbeat_interval_ms, client_id=args.client_id,
-        on_assigned=report.on_assigned if report is not None else None,
-    )
+    inference_topic = settings.kafka.topics.inference
+    report = AssignmentReport(args.assignment_file, inference_topic) if args.assignment_file else None
+    restored: list[int] = []  # the inference partitions of the last completed takeover
+
+    hook_running = threading.Event()
+
+    def on_assigned(assigned: set[TopicPartition]) -> None:
+        hook_running.set()
+        monitor.rebuild(assigned)
+        restored[:] = sorted(tp.partition for tp in assigned if tp.topic == inference_topic)
+        hook_running.clear()
+        if report is not None:
+            report.on_assigned(assigned)
+
+    monitor.consumer.on_assigned = on_assigned
     if report is not None:
-        report.consumer = consumer
+        report.consumer = monitor.consumer
         report.watch()
     print("ready", flush=True)
-    consumer.run(stop)
-    engine.dispose()
+    monitor.run(stop)
+    if args.state_dir:
+        # a takeover still due or still running (abandoned at the stop): the state is not of the assignment
+        if monitor.consumer._takeover_pending() or hook_running.is_set():
+            print(f"{args.client_id}: no window-state dump (takeover not done)", file=sys.stderr, flush=True)
+        elif not dump_state(monitor, restored, Path(args.state_dir) / f"{args.client_id}-{os.getpid()}.json"):
+            print(f"{args.client_id}: no window-state dump (state busy)", file=sys.stderr, flush=True)
     print("stopped", flush=True)
     return 0
+
+
+def dump_state(monitor: Monitor, partitions: list[int], path: Path) -> bool:
+    """The window totals of every model held, after pulling the last label changes; nothing when a
+    takeover is still running (its thread holds the lock) or the database does not answer."""
+    now = monitor.clock()
+    pipeline = monitor.pipeline
+    done = threading.Event()
+
+    def pull() -> None:
+        pipeline.pull_labels(now)
+        done.set()
+
+    threading.Thread(target=pull, daemon=True).start()
+    if not done.wait(0.5) or not pipeline.lock.acquire(timeout=0.5):  # SIGTERM's 10 s include this
+        return False
+    try:
+        models = {}
+        for m in monitor.engine.models:
+            window = monitor.engine._windows.get(m)
+            if window is None:
+                continue
+            t = window.totals(now)
+            models[m] = {"hist": t.hist.tolist(), "sketch": t.sketch.tolist(), "scalars": t.scalars.tolist()}
+    finally:
+        pipeline.lock.release()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"now": now, "partitions": partitions, "models": models}))
+    os.replace(tmp, path)
+    return True
 
 
 if __name__ == "__main__":

@@ -3,7 +3,10 @@ real PostgreSQL, killed, stopped, frozen and terminated at seeded random points.
 
 Every case ends with the same verdict: every request id produced has exactly one row in
 ``inference_log`` and nothing else is there (see ``Rows.verify``), the group's committed offsets
-equal the end offsets, and every SIGTERMed member exited with code 0 within 10 s. ``seed`` makes the
+equal the end offsets, every SIGTERMed member exited with code 0 within 10 s, and the window state
+of each member stopped at the end equals a recompute from ``inference_log`` (``check_windows``).
+Members are full monitors (``slicewatch run``: statistics, label log, checkpoints every 2 s), and
+the traffic carries labels, so takeovers start from checkpoints and labels cross replicas. ``seed`` makes the
 random points of one run reproducible; see README.md in this directory.
 """
 
@@ -25,6 +28,7 @@ from tests.faults.harness import (
     Traffic,
     assert_exactly_once,
     backlog_size,
+    check_windows,
     hung_postgres,
     make_topics,
     offset_gaps,
@@ -92,6 +96,7 @@ def test_rebalance_under_backlog(broker: TansuBroker, topic_prefix: str, pg_url:
         codes += fleet.terminate_all(figures)
         gaps_after_stop = offset_gaps(bootstrap, fleet.group, topics, partitions)
         rows.verify(total, figures)
+        check_windows(pg_url, fleet, figures)
         figures.notes.update(max_poll_records=fleet.max_poll_records, backlog=n, joined_with_rows=joined_with,
                              left_with_rows=left_with, produced_at_leave=produced_at_leave, leaver=leaver.name,
                              stable_after_join_s=round(stable_after_join, 1))
@@ -141,6 +146,7 @@ def test_sigkill_with_restarts(broker: TansuBroker, topic_prefix: str, pg_url: s
         wait_offsets_at_end(bootstrap, fleet.group, topics, partitions, 30, fleet)
         codes = fleet.terminate_all(figures)
         rows.verify(n, figures)
+        check_windows(pg_url, fleet, figures)
         figures.notes.update(kills=kills, rate=rate, produced_at_kill=produced_at_kill,
                              max_poll_records=fleet.max_poll_records)
     finally:
@@ -191,6 +197,7 @@ def test_stale_member_sigstop(broker: TansuBroker, topic_prefix: str, pg_url: st
         alive = stale.alive() and other.alive()
         codes = fleet.terminate_all(figures)
         rows.verify(n, figures)
+        check_windows(pg_url, fleet, figures)
         figures.notes.update(
             stopped_for_s=round(stopped_for, 1), takeover_s=round(takeover_s, 1),
             partitions_progressed_while_stopped=sorted(p for p in everything if during.get(p, 0) > before.get(p, 0)),
@@ -238,6 +245,7 @@ def test_sigterm_with_postgres_hung(broker: TansuBroker, topic_prefix: str, own_
         wait_offsets_at_end(bootstrap, fleet.group, topics, partitions, 30, fleet)
         codes += fleet.terminate_all(figures)
         rows.verify(n, figures)
+        check_windows(url, fleet, figures)
         figures.notes.update(hung_before_sigterm_s=round(hang_s, 1), postgres_pids=len(pids),
                              max_poll_records=fleet.max_poll_records)
     finally:
@@ -283,6 +291,7 @@ def test_sigterm_under_load(broker: TansuBroker, topic_prefix: str, pg_url: str,
         wait_offsets_at_end(bootstrap, fleet.group, topics, partitions, 30, fleet)
         codes += fleet.terminate_all(figures)
         rows.verify(n, figures)
+        check_windows(pg_url, fleet, figures)
         figures.notes.update(rows_at_sigterm=rows_at_term, max_poll_records=fleet.max_poll_records)
     finally:
         fleet.close()
@@ -337,6 +346,7 @@ def test_sigterm_with_postgres_hung_during_rebalance(broker: TansuBroker, topic_
         wait_offsets_at_end(bootstrap, recovery.group, topics, partitions, 30, recovery)
         codes += recovery.terminate_all(figures)
         rows.verify(n, figures)
+        check_windows(url, recovery, figures)
         figures.notes.update(busy=busy)
     finally:
         fleet.close()
