@@ -96,8 +96,8 @@ class Pipeline:
     them to JSONL). ``save_profile`` persists auto-built reference profiles.
 
     Labels: with a ``label_feed`` (the store's label log) the statistics take label changes from
-    the log before every evaluation (on the evaluating thread: a hung database never holds the
-    consumer up), so a model's owner counts the labels of its predictions whichever replica
+    the log at every :meth:`tick` (about once a second on the evaluating thread: a hung database
+    never holds the consumer up), so a model's owner counts the labels of its predictions whichever replica
     consumed them; ``label_seq`` is the newest id applied and
     :meth:`floor` keeps a restored model from taking a change twice. Without a feed (no database)
     they come from the write results. ``positions`` (inference partition -> first offset not yet
@@ -221,8 +221,7 @@ class Pipeline:
 
     def tick(self, now: float) -> Snapshot | None:
         """Evaluate if an evaluation is due at ``now``; returns the snapshot when one ran."""
-        if self.label_feed is not None and self.due(now) is not None:
-            self.pull_labels(now)  # the label changes logged since the last evaluation
+        self.pull_labels(now)  # the label changes logged since the last call
         with self._lock:
             instant = self.due(now)
             if instant is None:

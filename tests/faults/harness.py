@@ -232,7 +232,9 @@ class Fleet:
         these members' window-state dumps are kept (earlier ones saw a database that moved on)."""
         for old in self.state_dir.glob("*.json"):
             old.unlink()
-        everything = set().union(*(m.assignment() for m in self.running()))
+        seen = set().union(*(m.assignment(view) for m in self.members for view in ("client", "hook")))
+        everything = set(range(max(seen) + 1)) if seen else set()
+        self._settle(everything)  # a LeaveGroup in an open round wedges Tansu (see wait_stable)
         codes = []
         for m in self.running():
             rc, took = m.terminate()
