@@ -109,13 +109,18 @@ def main() -> None:
         store = WindowStateStore(engine)
         slices = {"tier": ["enterprise"]}
 
-        def replica() -> tuple[DriftEngine, Pipeline, Takeover]:
+        class NoCheckpoints(WindowStateStore):
+            def load_checkpoints(self, *a: Any, **kw: Any) -> dict[str, Any]:
+                return {}
+
+        def replica(checkpoints: bool = True) -> tuple[DriftEngine, Pipeline, Takeover]:
             eng = DriftEngine(auto_reference_events=5000, protected_slices=slices)
             for p in profiles:
                 eng.set_reference(p.model_id, p)
             pipe = Pipeline(engine=eng, evaluator=AlertEvaluator({}), db=None, evaluate_every_s=15.0,
                             label_seq=store.newest_label_seq())
-            tk = Takeover(engine=eng, pipeline=pipe, repository=repo, store=store, bucket_seconds=60,
+            tk = Takeover(engine=eng, pipeline=pipe, repository=repo,
+                          store=store if checkpoints else NoCheckpoints(engine), bucket_seconds=60,
                           window_buckets=60)
             return eng, pipe, tk
 
@@ -131,7 +136,7 @@ def main() -> None:
             return elapsed, took
 
         def rebuild() -> tuple[float, float]:
-            eng, pipe, tk = replica()
+            eng, pipe, tk = replica(checkpoints=False)
             _peak_rss_reset()
             took, stats = restore(eng, pipe, tk)
             assert stats.from_checkpoint == 0
