@@ -44,6 +44,7 @@ from monitor.store.window_state import WindowStateStore
 from monitor.takeover import Takeover
 
 log = logging.getLogger(__name__)
+SHUTDOWN_BUDGET_S = 8.0  # of SIGTERM's 10 s, from the stop to the end of Monitor.run
 
 
 def build_engine(settings: Settings) -> DriftEngine:
@@ -129,6 +130,10 @@ class Monitor:
             took.models, took.from_checkpoint, took.rows_replayed, took.label_changes_applied,
         )
 
+    def _last_writes(self) -> None:
+        self.pipeline.save_profiles()
+        self.checkpoint(self.clock())
+
     def checkpoint(self, now: float, models: Iterable[str] | None = None) -> None:
         """Checkpoint the window state (all models, or ``models``); a failure only costs a longer takeover."""
         if self.settings.stats.checkpoint_every_s <= 0:
@@ -158,18 +163,29 @@ class Monitor:
                 except Exception as e:  # an evaluation failure must not stop ingestion
                     log.error("evaluation failed (%s)", type(e).__name__)
 
+        stopped_at: list[float] = []
+
+        def note_stop() -> None:
+            stop.wait()
+            stopped_at.append(time.monotonic())
+
         evaluator = threading.Thread(target=evaluate_loop, name="slicewatch-evaluate", daemon=True)
         evaluator.start()
+        threading.Thread(target=note_stop, name="slicewatch-stop", daemon=True).start()
         try:
             self.consumer.run(stop)
         finally:
             stop.set()
-            evaluator.join(timeout=0.5)
-            # a last checkpoint, if the database answers at once: SIGTERM must end within 10 s
-            # whatever it does (the consumer's grace period took up to 6)
-            last = threading.Thread(target=self.checkpoint, args=(self.clock(),), daemon=True)
-            last.start()
-            last.join(timeout=1.0)
+            # SIGTERM must end the process within 10 s whatever the database does: what is left of
+            # SHUTDOWN_BUDGET_S after the consumer's own shutdown goes to the last profiles and
+            # checkpoint, on a daemon thread that is abandoned when the database does not answer
+            t0 = stopped_at[0] if stopped_at else time.monotonic()
+            evaluator.join(timeout=max(0.0, min(0.5, t0 + SHUTDOWN_BUDGET_S - time.monotonic())))
+            left = t0 + SHUTDOWN_BUDGET_S - time.monotonic()
+            if left > 0.2:
+                last = threading.Thread(target=self._last_writes, daemon=True)
+                last.start()
+                last.join(timeout=left)
             close = getattr(self.pipeline.publisher, "close", None)
             if close is not None:  # the drift-event producer's threads and sockets
                 close()

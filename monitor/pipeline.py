@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.alerts.drift_event import build_drift_event
 from monitor.alerts.errors import PublishError
@@ -93,7 +94,8 @@ class Pipeline:
     """Wires the statistics engine to the alert evaluator and the sinks; thread-safe.
 
     ``on_drift_event`` is called with every new drift event (the demo prints them, replay writes
-    them to JSONL). ``save_profile`` persists auto-built reference profiles.
+    them to JSONL). ``save_profile`` persists auto-built and inherited reference profiles (at the
+    next :meth:`tick`, see :meth:`save_profiles`).
 
     Labels: with a ``label_feed`` (the store's label log) the statistics take label changes from
     the log at every :meth:`tick` (about once a second on the evaluating thread: a hung database
@@ -143,6 +145,7 @@ class Pipeline:
         self._floors: dict[str, int] = {}
         self._feed_lock = threading.Lock()  # one reader of the label log at a time (I/O, not the state)
         self.positions: dict[int, int] = {}
+        self._unsaved: list[Any] = []  # profiles built or inherited, saved by the next tick
         for p in promotions:
             self._promote(p)
 
@@ -162,8 +165,7 @@ class Pipeline:
             if target is not None:
                 inherited = replace(target, model_id=p.model_id, source=f"inherited:{target.id}")
                 self.engine.set_reference(p.model_id, inherited)
-                if self.save_profile is not None:
-                    self.save_profile(inherited)
+                self._unsaved.append(inherited)
 
     @property
     def feed_lock(self) -> threading.Lock:
@@ -191,10 +193,26 @@ class Pipeline:
                 self.engine.observe([*result.new_inferences, *unseen], labels, now)
             for part, end in result.positions.items():
                 self.positions[part] = max(end, self.positions.get(part, 0))
-            fresh = self.engine.new_references()
-            if fresh and self.save_profile is not None:
-                for profile in fresh:
-                    self.save_profile(profile)
+            self._unsaved.extend(self.engine.new_references())
+
+    def save_profiles(self) -> int:
+        """Persist the reference profiles built or inherited since the last call (on the evaluating
+        thread, never the consumer's: a hung database must not hold ingestion); a failure keeps them
+        for the next call. Returns how many were saved."""
+        if self.save_profile is None:
+            self._unsaved.clear()
+            return 0
+        with self._lock:
+            todo, self._unsaved = self._unsaved, []
+        for i, profile in enumerate(todo):
+            try:
+                self.save_profile(profile)
+            except (StoreError, SQLAlchemyError) as e:
+                log.warning("could not save a reference profile, will retry (%s)", type(e).__name__)
+                with self._lock:
+                    self._unsaved[:0] = todo[i:]
+                return i
+        return len(todo)
 
     def pull_labels(self, now: float) -> int:
         """Apply the label changes logged since the last pull; returns how many were applied."""
@@ -221,6 +239,7 @@ class Pipeline:
 
     def tick(self, now: float) -> Snapshot | None:
         """Evaluate if an evaluation is due at ``now``; returns the snapshot when one ran."""
+        self.save_profiles()
         self.pull_labels(now)  # the label changes logged since the last call
         with self._lock:
             instant = self.due(now)

@@ -154,7 +154,7 @@ def dump_state(monitor: Monitor, partitions: list[int], path: Path) -> bool:
         done.set()
 
     threading.Thread(target=pull, daemon=True).start()
-    if not done.wait(0.5) or not pipeline.lock.acquire(timeout=0.5):  # SIGTERM's 10 s include this
+    if not done.wait(0.3) or not pipeline.lock.acquire(timeout=0.3):  # SIGTERM's 10 s include this
         return False
     try:
         models = {}
