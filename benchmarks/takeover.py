@@ -30,10 +30,10 @@ from typing import Any
 import msgspec
 
 from monitor.alerts.state import AlertEvaluator
+from monitor.drift.engine import DriftEngine
 from monitor.embedded.postgres import PostgresServer
 from monitor.events import FeedbackEvent, InferenceEvent
 from monitor.pipeline import Pipeline
-from monitor.stats.engine import DriftEngine
 from monitor.store.base import metadata
 from monitor.store.engine import make_engine
 from monitor.store.repository import Repository

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 class StatsEngine(Protocol):
-    """The statistics engine (``monitor.stats.engine.DriftEngine``) as the pipeline uses it."""
+    """The statistics engine (``monitor.drift.engine.DriftEngine``) as the pipeline uses it."""
 
     def observe(self, inferences: Sequence[InferenceEvent], labels: Sequence[LabelChange], now: float) -> None: ...
     def evaluate(self, now: float) -> Snapshot: ...

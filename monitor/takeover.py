@@ -23,9 +23,9 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from monitor.drift.checkpoint import FORMAT
+from monitor.drift.engine import DriftEngine
 from monitor.pipeline import Pipeline
-from monitor.stats.checkpoint import FORMAT
-from monitor.stats.engine import DriftEngine
 from monitor.store.repository import Repository
 from monitor.store.window_state import Positions, StoredCheckpoint, WindowStateStore
 

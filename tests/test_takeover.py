@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import Engine, text, update
 
 from monitor.alerts.state import AlertEvaluator
+from monitor.drift.engine import DriftEngine
 from monitor.events import FeedbackEvent, InferenceEvent
 from monitor.pipeline import Pipeline
-from monitor.stats.engine import DriftEngine
 from monitor.stats.layout import CORRECT_N, CORRECT_SUM, EVENTS
 from monitor.store.engine import make_engine
 from monitor.store.migrate import upgrade

@@ -33,8 +33,8 @@ from monitor.config import (
     StatsSettings,
     TopicSettings,
 )
+from monitor.drift.engine import DriftEngine
 from monitor.ingest.topics import ensure_topics
-from monitor.stats.engine import DriftEngine
 from monitor.store import profiles as profile_store
 from monitor.store.engine import make_engine
 from monitor.store.migrate import upgrade

@@ -36,16 +36,16 @@ from numpy.typing import NDArray
 
 from monitor.detect.adwin import CorrectnessDrop
 from monitor.detect.lineage import LineageTracker
+from monitor.drift import checkpoint
+from monitor.drift.signals import SignalBuilder, SliceView, cohort_signals, resolve_bars
 from monitor.events import LINEAGE_FIELDS, InferenceEvent, Lineage
 from monitor.records import LabelChange
 from monitor.snapshot import AGGREGATE, LineageChange, SignalValue, Snapshot, slice_label
-from monitor.stats import checkpoint
 from monitor.stats.columns import Records, records_from_events, records_from_rows, slice_membership
 from monitor.stats.layout import Layout
 from monitor.stats.multiple_testing import Correction, adjust_p_values
 from monitor.stats.profile import ReferenceProfile
 from monitor.stats.profile_builder import build_profile_from_records
-from monitor.stats.signals import SignalBuilder, SliceView, cohort_signals, resolve_bars
 from monitor.stats.window import ModelWindow
 
 Bars = dict[str, dict[str, tuple[float | None, float | None]]]
@@ -324,7 +324,7 @@ class DriftEngine:
         self._lineage.drop_models(model_ids)
 
     def checkpoint(self, model_id: str) -> bytes | None:
-        """The model's window state as bytes (None: no window yet); see :mod:`monitor.stats.checkpoint`."""
+        """The model's window state as bytes (None: no window yet); see :mod:`monitor.drift.checkpoint`."""
         window = self._windows.get(model_id)
         if window is None:
             return None
