@@ -46,7 +46,29 @@ class StatsEngine(Protocol):
 
 
 class Publisher(Protocol):
-    def flush_outbox(self, engine: Engine, now: float) -> int: ...
+    """The drift-event sink: publishes what it is handed, returns the ids acknowledged."""
+
+    batch_size: int
+
+    def ready(self, now: float) -> bool: ...
+    def publish_pending(self, pending: Sequence[tuple[str, Any]], now: float) -> list[str]: ...
+
+
+def publish_outbox(db: Engine, publisher: Publisher, now: float) -> int:
+    """Hand the drift-event outbox's unpublished events (oldest first) to ``publisher`` and mark
+    what it acknowledged; stops at its first failure. Returns how many were published."""
+    if not publisher.ready(now):
+        return 0
+    sent = 0
+    while True:
+        pending = alert_store.unpublished_events(db, publisher.batch_size)
+        if not pending:
+            return sent
+        acked = publisher.publish_pending([(event_id, payload) for event_id, _, payload in pending], now)
+        alert_store.mark_published(db, acked, now)
+        sent += len(acked)
+        if len(acked) < len(pending) or len(pending) < publisher.batch_size:
+            return sent
 
 
 class Pusher(Protocol):
@@ -266,7 +288,7 @@ class Pipeline:
         """Publish the drift event outbox and push alerts to Alertmanager (retries on later calls)."""
         if self.publisher is not None and self.db is not None:
             try:
-                self.publisher.flush_outbox(self.db, now)
+                publish_outbox(self.db, self.publisher, now)
             except (PublishError, StoreError) as e:
                 log.warning("drift event publication delayed: %s", e)
         if self.alertmanager is not None:

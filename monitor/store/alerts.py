@@ -259,14 +259,6 @@ def add_drift_events(engine: Engine, events: Iterable[dict[str, Any]], fingerpri
         raise _wrap("storing drift events", e) from e
 
 
-def add_transition_events(engine: Engine, transitions: Iterable[Transition], now: float) -> int:
-    """Build and store the drift event of every firing/resolved transition (convenience)."""
-    from monitor.alerts.drift_event import build_drift_event
-
-    chosen = [t for t in transitions if t.to_state in ("firing", "resolved")]
-    return add_drift_events(engine, [build_drift_event(t.alert) for t in chosen], [t.fingerprint for t in chosen], now)
-
-
 def unpublished_events(engine: Engine, limit: int = 500) -> list[tuple[str, str, dict[str, Any]]]:
     """Oldest unpublished events first: ``(event_id, model_id, payload)``."""
     c = drift_event.c
