@@ -46,7 +46,7 @@ from monitor.stats.layout import Layout
 from monitor.stats.multiple_testing import Correction, adjust_p_values
 from monitor.stats.profile import ReferenceProfile
 from monitor.stats.profile_builder import build_profile_from_records
-from monitor.stats.window import ModelWindow
+from monitor.stats.window import ModelWindow, window_bounds
 
 Bars = dict[str, dict[str, tuple[float | None, float | None]]]
 
@@ -399,9 +399,7 @@ class DriftEngine:
         return tuple(sorted({*self._windows, *self._buffers}))
 
     def evaluate(self, now: float) -> Snapshot:
-        cur = math.floor(now / self.bucket_seconds)
-        start = (cur - self.window_buckets + 1) * self.bucket_seconds
-        end = (cur + 1) * self.bucket_seconds
+        start, end = window_bounds(now, self.bucket_seconds, self.window_buckets)
         values: list[SignalValue] = []
         for model_id in sorted(self._windows):
             values.extend(self._evaluate_model(model_id, now, start, end))

@@ -6,7 +6,6 @@ from monitor.stats.profile_builder import (
     build_profile,
     build_profile_from_log,
     build_profile_from_records,
-    load_reference_file,
 )
 
 __all__ = [
@@ -15,5 +14,4 @@ __all__ = [
     "build_profile",
     "build_profile_from_log",
     "build_profile_from_records",
-    "load_reference_file",
 ]

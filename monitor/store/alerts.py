@@ -36,9 +36,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from monitor.alerts.actions import SuspectedCause
 from monitor.alerts.state import AlertState, Transition
+from monitor.errors import StoreError, StoreUnavailable
 from monitor.snapshot import AGGREGATE
 from monitor.store.base import JSONType, metadata
-from monitor.store.errors import StoreError, StoreUnavailable
 from monitor.store.tables import inference_log
 
 TZ = DateTime(timezone=True)
