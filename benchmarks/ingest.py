@@ -29,8 +29,8 @@ from prometheus_client import CollectorRegistry
 from monitor.embedded.postgres import PostgresServer
 from monitor.embedded.tansu import TansuBroker
 from monitor.ingest.consumer import IngestConsumer
+from monitor.ingest.metrics import ConsumerMetrics
 from monitor.ingest.topics import ensure_topics
-from monitor.metrics.consumer import ConsumerMetrics
 from monitor.store.base import metadata
 from monitor.store.engine import make_engine
 from monitor.store.repository import Repository

@@ -38,9 +38,9 @@ def _status() -> dict[str, int]:
 def child(events: int, batch: int, batch_seconds: float, every: int) -> None:
     import numpy as np
 
+    from monitor.drift import DriftEngine
     from monitor.events import InferenceEvent
     from monitor.records import Label, LabelChange
-    from monitor.stats import DriftEngine
 
     rng = np.random.default_rng(0)
     pool = 20_000

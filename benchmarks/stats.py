@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from monitor.stats import DriftEngine
+from monitor.drift import DriftEngine
 from monitor.stats.columns import records_from_events
 from monitor.stats.psi import psi
 from tests.stats_fixtures import StreamSpec, make_batch, to_rows

@@ -30,14 +30,14 @@ from typing import Any
 import msgspec
 
 from monitor.alerts.state import AlertEvaluator
+from monitor.drift.engine import DriftEngine
 from monitor.embedded.postgres import PostgresServer
 from monitor.events import FeedbackEvent, InferenceEvent
 from monitor.pipeline import Pipeline
-from monitor.stats.engine import DriftEngine
+from monitor.records import Origin
 from monitor.store.base import metadata
 from monitor.store.engine import make_engine
 from monitor.store.repository import Repository
-from monitor.store.rows import Origin
 from monitor.store.window_state import WindowStateStore
 from monitor.takeover import Takeover
 

@@ -26,18 +26,18 @@ from monitor.alerts.sinks.alertmanager import AlertmanagerSink
 from monitor.alerts.sinks.kafka import KafkaDriftPublisher
 from monitor.alerts.state import AlertEvaluator
 from monitor.config import Settings
+from monitor.drift.engine import DriftEngine
+from monitor.errors import StoreError
 from monitor.ingest.consumer import IngestConsumer
+from monitor.ingest.metrics import ConsumerMetrics
 from monitor.ingest.topics import ensure_topics
 from monitor.metrics.collector import MonitorCollector
-from monitor.metrics.consumer import ConsumerMetrics
 from monitor.metrics.server import MetricsServer
 from monitor.pipeline import EventClock, Pipeline
 from monitor.records import LabelChange, WriteResult
-from monitor.stats.engine import DriftEngine
 from monitor.store import alerts as alert_store
 from monitor.store import profiles as profile_store
 from monitor.store.engine import make_engine
-from monitor.store.errors import StoreError
 from monitor.store.migrate import upgrade
 from monitor.store.repository import Repository
 from monitor.store.window_state import WindowStateStore

@@ -25,17 +25,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from monitor.alerts.drift_event import build_drift_event
 from monitor.alerts.errors import PublishError
 from monitor.alerts.state import AlertEvaluator, Transition
+from monitor.errors import StoreError
 from monitor.events import InferenceEvent
 from monitor.records import LabelChange, Promotion, WriteResult
 from monitor.snapshot import Snapshot
 from monitor.store import alerts as alert_store
-from monitor.store.errors import StoreError
 
 log = logging.getLogger(__name__)
 
 
 class StatsEngine(Protocol):
-    """The statistics engine (``monitor.stats.engine.DriftEngine``) as the pipeline uses it."""
+    """The statistics engine (``monitor.drift.engine.DriftEngine``) as the pipeline uses it."""
 
     def observe(self, inferences: Sequence[InferenceEvent], labels: Sequence[LabelChange], now: float) -> None: ...
     def evaluate(self, now: float) -> Snapshot: ...
@@ -47,7 +47,29 @@ class StatsEngine(Protocol):
 
 
 class Publisher(Protocol):
-    def flush_outbox(self, engine: Engine, now: float) -> int: ...
+    """The drift-event sink: publishes what it is handed, returns the ids acknowledged."""
+
+    batch_size: int
+
+    def ready(self, now: float) -> bool: ...
+    def publish_pending(self, pending: Sequence[tuple[str, Any]], now: float) -> list[str]: ...
+
+
+def publish_outbox(db: Engine, publisher: Publisher, now: float) -> int:
+    """Hand the drift-event outbox's unpublished events (oldest first) to ``publisher`` and mark
+    what it acknowledged; stops at its first failure. Returns how many were published."""
+    if not publisher.ready(now):
+        return 0
+    sent = 0
+    while True:
+        pending = alert_store.unpublished_events(db, publisher.batch_size)
+        if not pending:
+            return sent
+        acked = publisher.publish_pending([(event_id, payload) for event_id, _, payload in pending], now)
+        alert_store.mark_published(db, acked, now)
+        sent += len(acked)
+        if len(acked) < len(pending) or len(pending) < publisher.batch_size:
+            return sent
 
 
 class Pusher(Protocol):
@@ -144,6 +166,7 @@ class Pipeline:
         self.label_seq = label_seq
         self._floors: dict[str, int] = {}
         self._feed_lock = threading.Lock()  # one reader of the label log at a time (I/O, not the state)
+        self._io_lock = threading.Lock()  # evaluations' database writes and publications, in order
         self.positions: dict[int, int] = {}
         self._unsaved: list[Any] = []  # profiles built or inherited, saved by the next tick
         for p in promotions:
@@ -238,16 +261,20 @@ class Pipeline:
         return instant
 
     def tick(self, now: float) -> Snapshot | None:
-        """Evaluate if an evaluation is due at ``now``; returns the snapshot when one ran."""
+        """Evaluate if an evaluation is due at ``now``; returns the snapshot when one ran. Called
+        from one thread (the evaluating one)."""
         self.save_profiles()
         self.pull_labels(now)  # the label changes logged since the last call
         with self._lock:
             instant = self.due(now)
-            if instant is None:
-                return None
-            return self.evaluate(instant)
+        if instant is None:
+            return None
+        return self.evaluate(instant)
 
     def evaluate(self, now: float) -> Snapshot:
+        """Compute the snapshot and the alert transitions under the lock (ingestion waits only for
+        that), then persist, publish and push outside it (a slow database, broker or Alertmanager
+        never holds ingestion up); evaluations' I/O runs one at a time, in order."""
         with self._lock:
             snapshot = self.engine.evaluate(now)
             transitions = self.evaluator.evaluate(snapshot, self.promotions, now)
@@ -260,9 +287,15 @@ class Pipeline:
                 for t in transitions
                 if t.to_state in ("firing", "resolved")
             ]
+            self.stats.drift_events += len(events)
+            states = self.evaluator.states
+            notifiable = list(self.evaluator.notifiable(now)) if self.alertmanager is not None else []
+            if self.metrics is not None:
+                self.metrics.update(snapshot, states)  # swaps the scrape view: no I/O
+        with self._io_lock:
             if self.db is not None:
                 try:
-                    alert_store.save_alert_states(self.db, self.evaluator.states.values(), transitions)
+                    alert_store.save_alert_states(self.db, states.values(), transitions)
                     if events:
                         alert_store.add_drift_events(
                             self.db, [e for e, _ in events], [fp for _, fp in events], now
@@ -270,26 +303,29 @@ class Pipeline:
                 except StoreError as e:
                     # The evaluator keeps its in-memory state; the next evaluation saves again.
                     log.warning("could not persist alerts: %s", e)
-            self.stats.drift_events += len(events)
             if self.on_drift_event is not None:
                 for event, _ in events:
                     self.on_drift_event(event)
-            self.flush(now)
-            if self.metrics is not None:
-                self.metrics.update(snapshot, self.evaluator.states)
+            self._publish(now, notifiable)
             if self.on_snapshot is not None:
                 self.on_snapshot(snapshot)
-            return snapshot
+        return snapshot
 
     def flush(self, now: float) -> None:
         """Publish the drift event outbox and push alerts to Alertmanager (retries on later calls)."""
+        with self._lock:
+            notifiable = list(self.evaluator.notifiable(now)) if self.alertmanager is not None else []
+        with self._io_lock:
+            self._publish(now, notifiable)
+
+    def _publish(self, now: float, notifiable: list[Any]) -> None:
         if self.publisher is not None and self.db is not None:
             try:
-                self.publisher.flush_outbox(self.db, now)
+                publish_outbox(self.db, self.publisher, now)
             except (PublishError, StoreError) as e:
                 log.warning("drift event publication delayed: %s", e)
         if self.alertmanager is not None:
             try:
-                self.alertmanager.push(self.evaluator.notifiable(now), now)
+                self.alertmanager.push(notifiable, now)
             except PublishError as e:
                 log.warning("Alertmanager push failed: %s", e)

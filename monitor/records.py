@@ -1,4 +1,6 @@
-"""What the store hands to the statistics after a batch is durably written.
+"""Plain records passed between the edges: what the consumer hands the store (an event's
+:class:`Origin`, :class:`DeadLetterRecord`) and what the store hands back after a batch is durably
+written (:class:`WriteResult`, :class:`BatchOutcome`).
 
 The store writes idempotently, so only *new* facts flow on: an inference row that was not in the
 table before, and a label whose value actually changed (``old`` is the label it replaced, so the
@@ -62,3 +64,40 @@ class WriteResult:
     pending_labels: int = 0
     # inference partition -> one past the last offset of this batch (set by the consumer)
     positions: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where an event was read from (kept on the row for audits and redelivery checks)."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRecord:
+    """A message that could not be decoded. ``value`` is already truncated to the configured cap;
+    ``reason`` is human text that never contains payload content."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    value_size: int
+    stage: str
+    error_class: str
+    reason: str
+    received_at: float
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """:class:`WriteResult` plus the per-topic detail the consumer edge needs."""
+
+    result: WriteResult
+    new_dead_letters: list[DeadLetterRecord] = field(default_factory=list)
+    duplicate_inferences: int = 0
+    stale_labels: int = 0
+    duplicate_promotions: int = 0

@@ -6,14 +6,32 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import polars as pl
+
 from monitor.config import Settings
 from monitor.stats.errors import ProfileError
 from monitor.stats.profile import ReferenceProfile
-from monitor.stats.profile_builder import build_profile, build_profile_from_log, load_reference_file
+from monitor.stats.profile_builder import build_profile, build_profile_from_log
 from monitor.store import profiles as profile_store
 from monitor.store.engine import make_engine
 from monitor.store.migrate import upgrade
 from monitor.store.repository import Repository
+
+
+def load_reference_file(path: str | Path) -> pl.DataFrame:
+    """Read a Parquet, CSV or JSONL (NDJSON) reference file with polars."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pl.read_parquet(p)
+        if suffix == ".csv":
+            return pl.read_csv(p)
+        if suffix in (".jsonl", ".ndjson", ".json"):
+            return pl.read_ndjson(p)
+    except (OSError, pl.exceptions.PolarsError) as e:
+        raise ProfileError(f"cannot read reference file {p.name} ({type(e).__name__})") from e
+    raise ProfileError(f"unsupported reference file type {suffix!r} (use .parquet, .csv or .jsonl)")
 
 
 def build_reference(

@@ -18,14 +18,14 @@ positions and ``label_seq`` agree) and writes it after releasing it.
 from __future__ import annotations
 
 import logging
-import math
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from monitor.drift.checkpoint import FORMAT
+from monitor.drift.engine import DriftEngine
 from monitor.pipeline import Pipeline
-from monitor.stats.checkpoint import FORMAT
-from monitor.stats.engine import DriftEngine
+from monitor.stats.window import window_bounds
 from monitor.store.repository import Repository
 from monitor.store.window_state import Positions, StoredCheckpoint, WindowStateStore
 
@@ -62,7 +62,7 @@ class Takeover:
 
     def window_start(self, now: float) -> float:
         """Start of the oldest bucket of the window at ``now``: older rows are in no window."""
-        return (math.floor(now / self.bucket_seconds) - self.window_buckets + 1) * self.bucket_seconds
+        return window_bounds(now, self.bucket_seconds, self.window_buckets)[0]
 
     # ---- restore ---------------------------------------------------------------------------------
     def restore(self, models: Sequence[str], partitions: Sequence[int], now: float) -> TakeoverStats:

@@ -131,7 +131,7 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.
 def make_ingest_consumer(bootstrap: str, topics: Topics, repository: Any, registry: CollectorRegistry,
                          group: str, **kw: Any) -> Any:
     from monitor.ingest.consumer import IngestConsumer
-    from monitor.metrics.consumer import ConsumerMetrics
+    from monitor.ingest.metrics import ConsumerMetrics
 
     options: dict[str, Any] = {
         "max_poll_records": 500,

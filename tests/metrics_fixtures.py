@@ -5,8 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from monitor.alerts.state import AlertState
+from monitor.ingest.metrics import ConsumerMetrics
 from monitor.metrics.collector import MonitorCollector
-from monitor.metrics.consumer import ConsumerMetrics
 from monitor.snapshot import LineageChange, SignalValue, Snapshot
 
 NOW = 1_763_800_000.0

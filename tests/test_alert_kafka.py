@@ -11,10 +11,12 @@ from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from monitor.alerts.drift_event import build_drift_event
 from monitor.alerts.rules import Rule
 from monitor.alerts.sinks.kafka import KafkaDriftPublisher
 from monitor.alerts.state import AlertEvaluator
 from monitor.embedded.tansu import TansuBroker
+from monitor.pipeline import publish_outbox
 from monitor.snapshot import SignalValue, Snapshot
 from monitor.store import alerts as store
 from monitor.store.base import metadata
@@ -54,6 +56,13 @@ def consume(bootstrap: str, topic: str, expected: int, timeout_s: float = 20.0) 
     return got
 
 
+def add_events(engine, transitions: list, now: float) -> int:
+    """What the pipeline does with an evaluation's transitions: their drift events into the outbox."""
+    chosen = [t for t in transitions if t.to_state in ("firing", "resolved")]
+    return store.add_drift_events(engine, [build_drift_event(t.alert) for t in chosen],
+                                  [t.fingerprint for t in chosen], now)
+
+
 def fire(ev: AlertEvaluator, now: float, model: str) -> list:
     v = SignalValue(model, "all", "input", "x", "psi", 0.9, 500)
     return ev.evaluate(Snapshot(now, now - 600, now, (v,)), {}, now)
@@ -67,21 +76,21 @@ def test_broker_outage_delays_but_does_not_lose_drift_events(tmp_path: Path, top
     with TansuBroker() as broker:
         create_topic(broker.bootstrap_servers, topic)
         pub = KafkaDriftPublisher(broker.bootstrap_servers, topic, send_timeout_s=2.0, retry_initial_s=5.0)
-        store.add_transition_events(engine, fire(ev, 100.0, "m-a"), now=100.0)
-        assert pub.flush_outbox(engine, now=100.0) == 1
+        add_events(engine, fire(ev, 100.0, "m-a"), now=100.0)
+        assert publish_outbox(engine, pub, now=100.0) == 1
 
         broker.stop()
-        store.add_transition_events(engine, fire(ev, 115.0, "m-b"), now=115.0)
-        assert pub.flush_outbox(engine, now=115.0) == 0
+        add_events(engine, fire(ev, 115.0, "m-b"), now=115.0)
+        assert publish_outbox(engine, pub, now=115.0) == 0
         assert pub.failures_total == 1 and pub.next_attempt_at == 120.0
         (queued,) = store.unpublished_events(engine)
         assert queued[1] == "m-b"
-        assert pub.flush_outbox(engine, now=119.0) == 0  # backing off: no attempt
+        assert publish_outbox(engine, pub, now=119.0) == 0  # backing off: no attempt
         assert pub.failures_total == 1
 
         broker.start()  # memory storage: the topic has to be created again
         create_topic(broker.bootstrap_servers, topic)
-        assert pub.flush_outbox(engine, now=120.0) == 1
+        assert publish_outbox(engine, pub, now=120.0) == 1
         assert store.unpublished_events(engine) == []
         got = consume(broker.bootstrap_servers, topic, expected=1)
         pub.close()

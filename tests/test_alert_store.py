@@ -19,6 +19,7 @@ from monitor.store import alerts as store
 from monitor.store.base import metadata
 from monitor.store.engine import make_engine
 from monitor.store.tables import inference_log
+from tests.test_alert_kafka import add_events
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
@@ -86,9 +87,9 @@ def test_restart_neither_refires_nor_loses_resolution(engine: Engine) -> None:
     assert store.load_alert_states(engine, now=t0 + 30, resolved_resend_s=300, model_ids=["m9"]) == []
     assert len(store.load_alert_states(engine, now=t0 + 30, resolved_resend_s=300, model_ids=["m2"])) == 2
 
-    n = store.add_transition_events(engine, all_transitions, now=t0 + 15)
+    n = add_events(engine, all_transitions, now=t0 + 15)
     assert n == 3  # psi firing, psi resolved, slice firing
-    assert store.add_transition_events(engine, all_transitions, now=t0 + 20) == 0  # idempotent on event_id
+    assert add_events(engine, all_transitions, now=t0 + 20) == 0  # idempotent on event_id
     rows = store.unpublished_events(engine)
     assert {r[2]["state"] for r in rows} == {"firing", "resolved"}
     assert all(r[2]["suspected_causes"][0]["field"] == "embedding_model" for r in rows)

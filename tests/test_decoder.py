@@ -12,10 +12,7 @@ from monitor.events import FeedbackEvent, InferenceEvent, PromotionEvent
 from monitor.ingest.decoder import (
     DecodeFailure,
     decode,
-    decode_feedback,
-    decode_inference,
     decode_key,
-    decode_promotion,
     decode_record,
 )
 from tests.decoder_fixtures import BASE, DELETE, MAX_BYTES, payload
@@ -28,9 +25,9 @@ def failure(kind: str, raw: bytes | None, max_bytes: int = MAX_BYTES) -> DecodeF
 
 
 def test_typed_helpers_return_their_event_types() -> None:
-    inference = decode_inference(payload("inference"), MAX_BYTES)
-    feedback = decode_feedback(payload("feedback"), MAX_BYTES)
-    promotion = decode_promotion(payload("promotion"), MAX_BYTES)
+    inference = decode("inference", payload("inference"), MAX_BYTES)
+    feedback = decode("feedback", payload("feedback"), MAX_BYTES)
+    promotion = decode("promotion", payload("promotion"), MAX_BYTES)
     assert type(inference) is InferenceEvent and type(feedback) is FeedbackEvent
     assert type(promotion) is PromotionEvent
     assert inference.input_features == {
@@ -46,7 +43,7 @@ def test_typed_helpers_return_their_event_types() -> None:
 
 def test_a_typed_helper_rejects_another_kind() -> None:
     with pytest.raises(DecodeFailure) as info:
-        decode_inference(payload("promotion"), MAX_BYTES)
+        decode("inference", payload("promotion"), MAX_BYTES)
     assert info.value.error_class == "missing_field"
 
 

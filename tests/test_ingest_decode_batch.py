@@ -11,7 +11,7 @@ from kafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from monitor.ingest.consumer import IngestConsumer
-from monitor.metrics.consumer import ConsumerMetrics
+from monitor.ingest.metrics import ConsumerMetrics
 from monitor.store.engine import make_engine
 from monitor.store.repository import Repository
 from tests.ingest_fixtures import inference_dict, raw

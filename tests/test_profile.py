@@ -6,9 +6,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from monitor.reference import load_reference_file
 from monitor.stats.errors import ProfileError
 from monitor.stats.profile import ReferenceProfile
-from monitor.stats.profile_builder import build_profile, build_profile_from_log, load_reference_file
+from monitor.stats.profile_builder import build_profile, build_profile_from_log
 from monitor.store import profiles as store
 from monitor.store.engine import make_engine
 from monitor.store.migrate import upgrade

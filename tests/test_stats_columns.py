@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.detect.adwin import CorrectnessDrop
+from monitor.drift import DriftEngine
 from monitor.events import InferenceEvent, Lineage
 from monitor.records import Label, LabelChange
 from monitor.snapshot import AGGREGATE, slice_label
-from monitor.stats import DriftEngine
 from monitor.stats.bins import FeatureSpec, numeric_array, numeric_bins, numeric_matrix, stringify
 from monitor.stats.columns import Records, feature_columns, records_from_events, slice_membership, slice_value
 from monitor.stats.contributions import label_contributions
@@ -431,7 +431,7 @@ def test_adwin_detectors_are_fed_as_before(changes, in_order):
         changes = sorted(changes, key=lambda c: c.served_at)
     pairs = [("language", "es"), ("language", "ja"), ("domain", "regulatory")]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("monitor.stats.engine.CorrectnessDrop", RecordingDrop)
+        mp.setattr("monitor.drift.engine.CorrectnessDrop", RecordingDrop)
         eng = DriftEngine(protected_slices={"language": ["es", "ja"], "domain": ["regulatory"]},
                           auto_reference_events=None)
         member = slice_membership([c.slice for c in changes], [c.input_features for c in changes], pairs)

@@ -14,10 +14,10 @@ import msgspec
 import numpy as np
 import pytest
 
+from monitor.drift import DriftEngine
 from monitor.events import InferenceEvent
 from monitor.records import Label, LabelChange
 from monitor.snapshot import Snapshot
-from monitor.stats import DriftEngine
 from tests.stats_fixtures import StreamSpec, make_batch, to_rows
 
 ONSET = 3600.0

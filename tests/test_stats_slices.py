@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from monitor.stats.engine import DriftEngine
+from monitor.drift.engine import DriftEngine
 from tests.stats_fixtures import StreamSpec, make_batch
 
 

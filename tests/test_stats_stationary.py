@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monitor.stats import DriftEngine
+from monitor.drift import DriftEngine
 from tests.stats_fixtures import StreamSpec, make_batch
 
 THRESHOLDS = {

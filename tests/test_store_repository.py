@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import inspect, select
 
-from monitor.records import Label
+from monitor.records import DeadLetterRecord, Label, Origin, WriteResult
 from monitor.store.engine import make_engine
 from monitor.store.migrate import current, upgrade
 from monitor.store.repository import Repository
-from monitor.store.rows import DeadLetterRecord, Origin
 from monitor.store.tables import inference_log
 from tests.ingest_fixtures import BASE, feedback, inference, promotion
 
@@ -28,6 +28,11 @@ def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Repository]
         engine.dispose()
 
 
+def written(repo: Repository, *args: Any, **kwargs: Any) -> WriteResult:
+    """One batch transaction; what the statistics get from it."""
+    return repo.write(*args, **kwargs).result
+
+
 def test_migration_creates_tables_and_index(repo: Repository) -> None:
     url = repo.engine.url.render_as_string(hide_password=False)
     assert current(url) is not None
@@ -40,17 +45,17 @@ def test_migration_creates_tables_and_index(repo: Repository) -> None:
 
 def test_duplicates_in_batch_and_across_batches_are_written_once(repo: Repository) -> None:
     events = [inference(i) for i in range(50)]
-    first = repo.write_batch(events + events[:10], [], [], [], ingested_at=BASE)
+    first = written(repo, events + events[:10], [], [], [], ingested_at=BASE)
     assert [e.request_id for e in first.new_inferences] == [e.request_id for e in events]
     assert first.duplicates == 10
-    again = repo.write_batch([(e, Origin("t", 0, i)) for i, e in enumerate(events)], [], [], [], BASE + 1)
+    again = written(repo, [(e, Origin("t", 0, i)) for i, e in enumerate(events)], [], [], [], BASE + 1)
     assert again.new_inferences == [] and again.duplicates == 50
     assert repo.counts()["inference_log"] == 50
 
 
 def test_row_contents_round_trip(repo: Repository) -> None:
     ev = inference(7)
-    repo.write_batch([(ev, Origin("inference-events", 2, 41))], [], [], [], ingested_at=BASE + 100)
+    written(repo, [(ev, Origin("inference-events", 2, 41))], [], [], [], ingested_at=BASE + 100)
     [row] = repo.load_rows(["m-v1"], BASE, BASE + 1000)
     assert row["request_id"] == "r7"
     assert row["served_at"] == pytest.approx(ev.served_at.timestamp())
@@ -73,7 +78,7 @@ def test_minimal_event_and_escapes_round_trip(repo: Repository) -> None:
     ev = msgspec.convert({"schema_version": 1, "request_id": "a\\b\t\"c", "model_id": "m@v1",
                           "served_at": "2025-10-09T12:00:00+02:00", "input_features": {"x\\": "é\n"},
                           "output": "tab\there"}, InferenceEvent)
-    assert repo.write_batch([ev], [], [], [], BASE).new_inferences == [ev]
+    assert written(repo, [ev], [], [], [], BASE).new_inferences == [ev]
     [row] = repo.load_rows(None, 0, 2e9)
     assert row["request_id"] == 'a\\b\t"c' and row["output"] == "tab\there"
     assert row["input_features"] == {"x\\": "é\n"}
@@ -83,32 +88,32 @@ def test_minimal_event_and_escapes_round_trip(repo: Repository) -> None:
 
 
 def test_label_after_prediction_latest_observed_wins(repo: Repository) -> None:
-    repo.write_batch([inference(1)], [], [], [], BASE)
-    r1 = repo.write_batch([], [feedback(1, BASE + 10, correct=True)], [], [], BASE)
+    written(repo, [inference(1)], [], [], [], BASE)
+    r1 = written(repo, [], [feedback(1, BASE + 10, correct=True)], [], [], BASE)
     [c1] = r1.label_changes
     assert c1.old is None and c1.new.was_correct is True and c1.model_id == "m-v1"
     assert c1.slice == {"tier": "pro"} and c1.served_at == pytest.approx(BASE + 1)
     # older label: ignored; same time: first kept; later: replaces and reports the old one
-    assert repo.write_batch([], [feedback(1, BASE + 5, correct=False)], [], [], BASE).label_changes == []
-    assert repo.write_batch([], [feedback(1, BASE + 10, correct=False)], [], [], BASE).label_changes == []
-    r4 = repo.write_batch([], [feedback(1, BASE + 20, correct=False)], [], [], BASE)
+    assert written(repo, [], [feedback(1, BASE + 5, correct=False)], [], [], BASE).label_changes == []
+    assert written(repo, [], [feedback(1, BASE + 10, correct=False)], [], [], BASE).label_changes == []
+    r4 = written(repo, [], [feedback(1, BASE + 20, correct=False)], [], [], BASE)
     [c4] = r4.label_changes
     assert c4.old == Label(was_correct=True, score=None, source="human", observed_at=BASE + 10)
     assert c4.new.was_correct is False
     # redelivery of the winning label changes nothing
-    assert repo.write_batch([], [feedback(1, BASE + 20, correct=False)], [], [], BASE).label_changes == []
+    assert written(repo, [], [feedback(1, BASE + 20, correct=False)], [], [], BASE).label_changes == []
     [row] = repo.load_rows(None, BASE, BASE + 10)
     assert row["was_correct"] is False and row["label_observed_at"] == pytest.approx(BASE + 20)
 
 
 def test_label_before_prediction_waits_then_applies(repo: Repository) -> None:
-    r = repo.write_batch([], [feedback(3, BASE + 30, correct=True), feedback(3, BASE + 40, correct=False),
+    r = written(repo, [], [feedback(3, BASE + 30, correct=True), feedback(3, BASE + 40, correct=False),
                               feedback(4, BASE + 30)], [], [], BASE)
     assert r.label_changes == [] and r.pending_labels == 2
-    r2 = repo.write_batch([], [feedback(3, BASE + 35, correct=True)], [], [], BASE)  # older than pending
+    r2 = written(repo, [], [feedback(3, BASE + 35, correct=True)], [], [], BASE)  # older than pending
     assert r2.pending_labels == 0
     assert repo.counts()["pending_label"] == 2
-    r3 = repo.write_batch([inference(3)], [], [], [], BASE)
+    r3 = written(repo, [inference(3)], [], [], [], BASE)
     [c] = r3.label_changes
     assert c.request_id == "r3" and c.old is None and c.new.was_correct is False
     assert c.new.observed_at == pytest.approx(BASE + 40)
@@ -116,11 +121,11 @@ def test_label_before_prediction_waits_then_applies(repo: Repository) -> None:
     [row] = [x for x in repo.load_rows(None, BASE, BASE + 10) if x["request_id"] == "r3"]
     assert row["was_correct"] is False
     # redelivering the prediction does not re-apply anything
-    assert repo.write_batch([inference(3)], [], [], [], BASE).label_changes == []
+    assert written(repo, [inference(3)], [], [], [], BASE).label_changes == []
 
 
 def test_prediction_and_labels_in_one_batch(repo: Repository) -> None:
-    r = repo.write_batch([inference(5)], [feedback(5, BASE + 9, correct=True),
+    r = written(repo, [inference(5)], [feedback(5, BASE + 9, correct=True),
                                           feedback(5, BASE + 8, correct=False)], [], [], BASE)
     [c] = r.label_changes
     assert c.old is None and c.new.was_correct is True and r.duplicates == 1
@@ -129,9 +134,9 @@ def test_prediction_and_labels_in_one_batch(repo: Repository) -> None:
 def test_promotions_and_dead_letters_are_idempotent(repo: Repository) -> None:
     p = promotion("m-v2", BASE + 5, rollback="m-v1")
     dl = DeadLetterRecord("inference-events", 0, 9, b"k", b"{bad", 4, "json", "invalid_json", "bad json", BASE)
-    r = repo.write_batch([], [], [p, p], [dl, dl], BASE)
+    r = written(repo, [], [], [p, p], [dl, dl], BASE)
     assert [x.model_id for x in r.promotions] == ["m-v2"] and r.promotions[0].rollback_target == "m-v1"
-    assert repo.write_batch([], [], [p], [dl], BASE).promotions == []
+    assert written(repo, [], [], [p], [dl], BASE).promotions == []
     [stored] = repo.promotions()
     assert stored.promoted_at == pytest.approx(BASE + 5)
     assert repo.dead_letters() == [dl]

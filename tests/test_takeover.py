@@ -16,14 +16,14 @@ import pytest
 from sqlalchemy import Engine, text, update
 
 from monitor.alerts.state import AlertEvaluator
+from monitor.drift.engine import DriftEngine
 from monitor.events import FeedbackEvent, InferenceEvent
 from monitor.pipeline import Pipeline
-from monitor.stats.engine import DriftEngine
+from monitor.records import Origin
 from monitor.stats.layout import CORRECT_N, CORRECT_SUM, EVENTS
 from monitor.store.engine import make_engine
 from monitor.store.migrate import upgrade
 from monitor.store.repository import Repository
-from monitor.store.rows import Origin
 from monitor.store.tables import window_checkpoint
 from monitor.store.window_state import WindowStateStore
 from monitor.takeover import Takeover

@@ -20,26 +20,42 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.structs import MemberState, OffsetAndMetadata, TopicPartition
 
+from monitor.errors import StoreError, StoreUnavailable
 from monitor.events import FeedbackEvent, InferenceEvent, PromotionEvent
 from monitor.ingest.backoff import Backoff
 from monitor.ingest.deadletter import DeadLetterPublisher, dead_letter_record
 from monitor.ingest.decoder import FUTURE_EVENT, check_not_future, decode_record
-from monitor.metrics.consumer import ConsumerMetrics
-from monitor.records import WriteResult
-from monitor.store.errors import StoreError, StoreUnavailable
-from monitor.store.repository import BatchOutcome, Repository
-from monitor.store.rows import DeadLetterRecord, Origin
+from monitor.ingest.metrics import ConsumerMetrics
+from monitor.records import BatchOutcome, DeadLetterRecord, Origin, WriteResult
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 Kind = Literal["inference", "feedback", "promotion"]
 OnWritten = Callable[[WriteResult, float], None]
+
+
+class BatchStore(Protocol):
+    """What the consumer needs from the database (``monitor.store.repository.Repository``): one
+    durable, idempotent transaction per batch, and the upkeep of dead letters and waiting labels."""
+
+    def write(
+        self,
+        inferences: Sequence[tuple[InferenceEvent, Origin | None]],
+        feedback: Sequence[FeedbackEvent],
+        promotions: Sequence[PromotionEvent],
+        dead_letters: Sequence[DeadLetterRecord],
+        ingested_at: float,
+    ) -> BatchOutcome: ...
+    def expire_pending_labels(self, received_before: float, now: float, topic: str) -> list[DeadLetterRecord]: ...
+    def pending_label_count(self) -> int: ...
+    def mark_published(self, records: Sequence[DeadLetterRecord], published_at: float) -> None: ...
+    def unpublished_dead_letters(self, limit: int = 1000) -> list[DeadLetterRecord]: ...
 OnAssigned = Callable[[set[TopicPartition]], None]
 # (kind, key, value, max_bytes) -> event, raising DecodeFailure; see monitor.ingest.decoder.decode_record
 Decoder = Callable[[Kind, bytes | None, bytes | None, int], InferenceEvent | FeedbackEvent | PromotionEvent]
@@ -126,7 +142,7 @@ class IngestConsumer:
         inference_topic: str,
         feedback_topic: str,
         promotions_topic: str,
-        repository: Repository,
+        repository: BatchStore,
         metrics: ConsumerMetrics,
         dlq_suffix: str = ".dlq",
         client_kwargs: Mapping[str, Any] | None = None,

@@ -11,7 +11,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 
-from monitor.store.rows import DeadLetterRecord
+from monitor.records import DeadLetterRecord
 
 
 def dead_letter_record(

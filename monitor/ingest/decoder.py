@@ -142,18 +142,6 @@ def decode(kind: Kind, raw: bytes | None, max_bytes: int) -> AnyEvent:
     return event
 
 
-def decode_inference(raw: bytes | None, max_bytes: int) -> InferenceEvent:
-    return decode("inference", raw, max_bytes)
-
-
-def decode_feedback(raw: bytes | None, max_bytes: int) -> FeedbackEvent:
-    return decode("feedback", raw, max_bytes)
-
-
-def decode_promotion(raw: bytes | None, max_bytes: int) -> PromotionEvent:
-    return decode("promotion", raw, max_bytes)
-
-
 def decode_key(raw_key: bytes | None) -> str | None:
     """The Kafka key as a model_id: UTF-8 text, or None when absent, empty or not UTF-8.
 

@@ -1,20 +1,17 @@
-"""Drift statistics: mergeable histograms, divergences, reference profiles and the windowed engine."""
+"""Pure drift statistics: mergeable histograms and windows, divergences, intervals, sketches and
+reference profiles. Imports nothing with I/O and nothing of ``monitor.detect`` or ``monitor.drift``."""
 
-from monitor.stats.engine import DriftEngine
 from monitor.stats.profile import ReferenceProfile, SliceCounts
 from monitor.stats.profile_builder import (
     build_profile,
     build_profile_from_log,
     build_profile_from_records,
-    load_reference_file,
 )
 
 __all__ = [
-    "DriftEngine",
     "ReferenceProfile",
     "SliceCounts",
     "build_profile",
     "build_profile_from_log",
     "build_profile_from_records",
-    "load_reference_file",
 ]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -170,9 +170,6 @@ class ReferenceProfile:
 
     def to_json(self) -> str:
         return _canonical(self.to_dict())
-
-    def with_version(self, version: int) -> ReferenceProfile:
-        return replace(self, version=version)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ReferenceProfile:

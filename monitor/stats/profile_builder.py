@@ -5,14 +5,13 @@ Reference rows (a polars DataFrame) carry the input features either as one ``inp
 struct/dict column or as plain columns, plus optional ``output``, ``confidence``, ``slice``,
 ``tokens_in``, ``was_correct``, ``score`` and ``label_source``. Feature kinds come from the values:
 booleans -> boolean, numbers -> numeric, anything else -> categorical (stringified).
-:func:`load_reference_file` is the only function here that touches the file system.
+Nothing here touches the file system: ``monitor.reference.load_reference_file`` reads the files.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,22 +47,6 @@ RESERVED = {
     "failure_cluster",
     "label_observed_at",
 }
-
-
-def load_reference_file(path: str | Path) -> pl.DataFrame:
-    """Read a Parquet, CSV or JSONL (NDJSON) reference file with polars."""
-    p = Path(path)
-    suffix = p.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            return pl.read_parquet(p)
-        if suffix == ".csv":
-            return pl.read_csv(p)
-        if suffix in (".jsonl", ".ndjson", ".json"):
-            return pl.read_ndjson(p)
-    except (OSError, pl.exceptions.PolarsError) as e:
-        raise ProfileError(f"cannot read reference file {p.name} ({type(e).__name__})") from e
-    raise ProfileError(f"unsupported reference file type {suffix!r} (use .parquet, .csv or .jsonl)")
 
 
 def _kind_of(values: Sequence[Any]) -> Kind | None:

@@ -34,6 +34,17 @@ from monitor.stats.layout import N_SCALARS, Layout
 EMPTY = np.iinfo(np.int64).min
 
 
+def window_bounds(now: float, bucket_seconds: float, window_buckets: int) -> tuple[float, float]:
+    """``[start, end)`` of the window at ``now``: the ``window_buckets`` buckets ending with the one
+    that holds ``now``.
+
+    >>> window_bounds(125.0, 60.0, 2)
+    (60.0, 180.0)
+    """
+    cur = math.floor(now / bucket_seconds)
+    return (cur - window_buckets + 1) * bucket_seconds, (cur + 1) * bucket_seconds
+
+
 @dataclass(frozen=True)
 class WindowTotals:
     """Counts summed over the buckets of the current window, per slice (axis 0)."""
@@ -189,9 +200,5 @@ class ModelWindow:
             return a[rows].reshape(slots.size, s, a.shape[1]).sum(axis=0)
 
         return WindowTotals(
-            total(self.hist),
-            total(self.sketch),
-            total(self.scalars),
-            (cur - w + 1) * self.bucket_seconds,
-            (cur + 1) * self.bucket_seconds,
+            total(self.hist), total(self.sketch), total(self.scalars), *window_bounds(now, self.bucket_seconds, w)
         )

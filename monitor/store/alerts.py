@@ -36,9 +36,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from monitor.alerts.actions import SuspectedCause
 from monitor.alerts.state import AlertState, Transition
+from monitor.errors import StoreError, StoreUnavailable
 from monitor.snapshot import AGGREGATE
 from monitor.store.base import JSONType, metadata
-from monitor.store.errors import StoreError, StoreUnavailable
 from monitor.store.tables import inference_log
 
 TZ = DateTime(timezone=True)
@@ -257,14 +257,6 @@ def add_drift_events(engine: Engine, events: Iterable[dict[str, Any]], fingerpri
             return len(conn.execute(stmt, rows).all())
     except DBAPIError as e:
         raise _wrap("storing drift events", e) from e
-
-
-def add_transition_events(engine: Engine, transitions: Iterable[Transition], now: float) -> int:
-    """Build and store the drift event of every firing/resolved transition (convenience)."""
-    from monitor.alerts.drift_event import build_drift_event
-
-    chosen = [t for t in transitions if t.to_state in ("firing", "resolved")]
-    return add_drift_events(engine, [build_drift_event(t.alert) for t in chosen], [t.fingerprint for t in chosen], now)
 
 
 def unpublished_events(engine: Engine, limit: int = 500) -> list[tuple[str, str, dict[str, Any]]]:

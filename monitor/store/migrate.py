@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from monitor.store.errors import StoreError, StoreUnavailable
+from monitor.errors import StoreError, StoreUnavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

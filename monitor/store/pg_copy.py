@@ -16,9 +16,9 @@ import msgspec
 import psycopg
 from sqlalchemy import Connection
 
+from monitor.errors import StoreError, StoreUnavailable
 from monitor.events import InferenceEvent
-from monitor.store.errors import StoreError, StoreUnavailable
-from monitor.store.rows import Origin
+from monitor.records import Origin
 
 STAGE = "_slicewatch_inference_stage"
 

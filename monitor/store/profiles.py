@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy import Column, DateTime, Engine, Index, Integer, String, Table, func, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from monitor.errors import StoreError, StoreUnavailable
 from monitor.stats.errors import ProfileError
 from monitor.stats.profile import ReferenceProfile
 from monitor.store.base import JSONType, metadata
-from monitor.store.errors import StoreError, StoreUnavailable
 
 reference_profile = Table(
     "reference_profile",

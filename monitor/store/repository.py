@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -39,11 +38,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, SQLAlchemyError
 
+from monitor.errors import StoreError, StoreUnavailable
 from monitor.events import SCHEMA_VERSION, FeedbackEvent, InferenceEvent, PromotionEvent
-from monitor.records import Label, LabelChange, Promotion, WriteResult
-from monitor.store.errors import StoreError, StoreUnavailable
+from monitor.records import BatchOutcome, DeadLetterRecord, Label, LabelChange, Origin, Promotion, WriteResult
 from monitor.store.pg_copy import copy_inferences
-from monitor.store.rows import DeadLetterRecord, Origin
 from monitor.store.tables import dead_letter, inference_log, model_version, pending_label
 from monitor.store.times import to_datetime, to_epoch
 from monitor.store.window_state import Positions, after_positions, log_label_changes
@@ -52,17 +50,6 @@ LABEL_LOCK_KEY = 0x51C3_7A7C  # pg_advisory_xact_lock key serialising the label 
 CHUNK = 5000  # ids per IN (...) list; below SQLite's and PostgreSQL's bind-parameter limits
 
 T = TypeVar("T")
-
-
-@dataclass(slots=True)
-class BatchOutcome:
-    """:class:`WriteResult` plus the per-topic detail the consumer edge needs."""
-
-    result: WriteResult
-    new_dead_letters: list[DeadLetterRecord] = field(default_factory=list)
-    duplicate_inferences: int = 0
-    stale_labels: int = 0
-    duplicate_promotions: int = 0
 
 
 def input_hash(features: dict[str, Any]) -> str:
@@ -176,17 +163,6 @@ class Repository:
         raise StoreError(f"unsupported database dialect {self._dialect!r}")
 
     # ------------------------------------------------------------------ writes
-
-    def write_batch(
-        self,
-        inferences: Sequence[InferenceEvent | tuple[InferenceEvent, Origin | None]] = (),
-        feedback: Sequence[FeedbackEvent] = (),
-        promotions: Sequence[PromotionEvent] = (),
-        dead_letters: Sequence[DeadLetterRecord] = (),
-        ingested_at: float = 0.0,
-    ) -> WriteResult:
-        """Write one batch in one transaction; see :meth:`write` for the per-topic detail."""
-        return self.write(inferences, feedback, promotions, dead_letters, ingested_at).result
 
     def write(
         self,

@@ -29,8 +29,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, delete, func, not_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from monitor.errors import StoreError
 from monitor.records import Label, LabelChange
-from monitor.store.errors import StoreError
 from monitor.store.tables import inference_log, label_change, window_checkpoint
 from monitor.store.times import to_datetime, to_epoch
 

@@ -33,8 +33,9 @@ from monitor.config import (
     StatsSettings,
     TopicSettings,
 )
+from monitor.drift.engine import DriftEngine
 from monitor.ingest.topics import ensure_topics
-from monitor.stats.engine import DriftEngine
+from monitor.stats.window import window_bounds
 from monitor.store import profiles as profile_store
 from monitor.store.engine import make_engine
 from monitor.store.migrate import upgrade
@@ -602,7 +603,7 @@ def assert_windows_match(url: str, state_dir: Path) -> int:
             for m, p in profiles.items():
                 engine.set_reference(m, p)
             s = settings.stats
-            since = (int(now // s.bucket_seconds) - s.window_buckets + 1) * s.bucket_seconds
+            since = window_bounds(now, s.bucket_seconds, s.window_buckets)[0]
             models = repo.window_models(partitions, since, now + 1)
             for chunk in repo.iter_window_rows(models, partitions, since, now + 1):
                 engine.replay(chunk, now)

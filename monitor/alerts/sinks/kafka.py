@@ -1,30 +1,24 @@
-"""Publishes drift events to Kafka from the ``drift_event`` outbox, keyed by model id, ``acks=all``.
+"""Publishes drift events to Kafka, keyed by model id, ``acks=all``.
 
-``flush_outbox(engine, now)`` sends the unpublished rows oldest first, waits for each
-acknowledgement and only then marks the row published. A failure (broker down, timeout) leaves the
-rest queued and backs off exponentially; the next call after the back-off tries again, so an
-outage delays events but never loses them. Delivery is at least once: consumers deduplicate on
-``event_id``.
-
-Examples
---------
->>> # pub = KafkaDriftPublisher("127.0.0.1:9092", "drift-events")
->>> # pub.flush_outbox(engine, now=time.time())  # every evaluation
+The sink only publishes: :meth:`KafkaDriftPublisher.publish_pending` sends events handed to it
+(the pipeline reads them from the ``drift_event`` outbox, see
+:func:`monitor.pipeline.publish_outbox`) oldest first, waits for each acknowledgement and returns
+the ids acknowledged; the caller marks those published. A failure (broker down, timeout) stops the
+batch and backs off exponentially (:meth:`ready` says when to try again), so an outage delays
+events but never loses them. Delivery is at least once: consumers deduplicate on ``event_id``.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
-from sqlalchemy import Engine
 
 from monitor.alerts.errors import PublishError
-from monitor.store.alerts import mark_published, unpublished_events
 
 _encode = msgspec.json.Encoder().encode
 
@@ -97,39 +91,30 @@ class KafkaDriftPublisher:
             self._reset()
             raise PublishError(f"publishing a drift event failed ({type(e).__name__})") from e
 
-    def flush_outbox(self, engine: Engine, now: float) -> int:
-        """Publish unpublished outbox rows (unless backing off); returns how many were acknowledged."""
-        if now < self._next_attempt:
-            return 0
-        sent = 0
-        while True:
-            rows = unpublished_events(engine, self.batch_size)
-            if not rows:
-                break
-            done: list[str] = []
-            try:
-                for event_id, _model_id, payload in rows:
-                    self.publish(payload)
-                    done.append(event_id)
-            except PublishError:
-                mark_published(engine, done, now)
-                sent += len(done)
-                self._published_total += len(done)
-                self._failures_total += 1
-                self._delay = min(
-                    self.retry_max_s,
-                    self.retry_initial_s if self._delay == 0 else self._delay * self.retry_multiplier,
-                )
-                self._next_attempt = now + self._delay
-                return sent
-            mark_published(engine, done, now)
-            sent += len(done)
-            self._published_total += len(done)
-            if len(rows) < self.batch_size:
-                break
-        self._delay = 0.0
-        self._next_attempt = float("-inf")
-        return sent
+    def ready(self, now: float) -> bool:
+        """False while backing off after a failure."""
+        return now >= self._next_attempt
+
+    def publish_pending(self, pending: Sequence[tuple[str, Mapping[str, Any]]], now: float) -> list[str]:
+        """Publish ``(event_id, event)`` pairs in order until one fails; returns the ids acknowledged.
+        A failure starts (or lengthens) the back-off; a full success ends it."""
+        done: list[str] = []
+        try:
+            for event_id, payload in pending:
+                self.publish(payload)
+                done.append(event_id)
+        except PublishError:
+            self._failures_total += 1
+            self._delay = min(
+                self.retry_max_s,
+                self.retry_initial_s if self._delay == 0 else self._delay * self.retry_multiplier,
+            )
+            self._next_attempt = now + self._delay
+        else:
+            self._delay = 0.0
+            self._next_attempt = float("-inf")
+        self._published_total += len(done)
+        return done
 
     def _reset(self) -> None:
         if self._producer is not None:

@@ -36,17 +36,17 @@ from numpy.typing import NDArray
 
 from monitor.detect.adwin import CorrectnessDrop
 from monitor.detect.lineage import LineageTracker
+from monitor.drift import checkpoint
+from monitor.drift.signals import SignalBuilder, SliceView, cohort_signals, resolve_bars
 from monitor.events import LINEAGE_FIELDS, InferenceEvent, Lineage
 from monitor.records import LabelChange
 from monitor.snapshot import AGGREGATE, LineageChange, SignalValue, Snapshot, slice_label
-from monitor.stats import checkpoint
 from monitor.stats.columns import Records, records_from_events, records_from_rows, slice_membership
 from monitor.stats.layout import Layout
 from monitor.stats.multiple_testing import Correction, adjust_p_values
 from monitor.stats.profile import ReferenceProfile
 from monitor.stats.profile_builder import build_profile_from_records
-from monitor.stats.signals import SignalBuilder, SliceView, cohort_signals, resolve_bars
-from monitor.stats.window import ModelWindow
+from monitor.stats.window import ModelWindow, window_bounds
 
 Bars = dict[str, dict[str, tuple[float | None, float | None]]]
 
@@ -324,7 +324,7 @@ class DriftEngine:
         self._lineage.drop_models(model_ids)
 
     def checkpoint(self, model_id: str) -> bytes | None:
-        """The model's window state as bytes (None: no window yet); see :mod:`monitor.stats.checkpoint`."""
+        """The model's window state as bytes (None: no window yet); see :mod:`monitor.drift.checkpoint`."""
         window = self._windows.get(model_id)
         if window is None:
             return None
@@ -399,9 +399,7 @@ class DriftEngine:
         return tuple(sorted({*self._windows, *self._buffers}))
 
     def evaluate(self, now: float) -> Snapshot:
-        cur = math.floor(now / self.bucket_seconds)
-        start = (cur - self.window_buckets + 1) * self.bucket_seconds
-        end = (cur + 1) * self.bucket_seconds
+        start, end = window_bounds(now, self.bucket_seconds, self.window_buckets)
         values: list[SignalValue] = []
         for model_id in sorted(self._windows):
             values.extend(self._evaluate_model(model_id, now, start, end))

@@ -16,7 +16,7 @@ True
 >>> loads(pickle.dumps(os.system))
 Traceback (most recent call last):
 ...
-monitor.stats.checkpoint.CheckpointError: checkpoint refers to posix.system, which it may not hold
+monitor.drift.checkpoint.CheckpointError: checkpoint refers to posix.system, which it may not hold
 """
 
 from __future__ import annotations
@@ -43,7 +43,9 @@ _EXACT = {
     ("numpy.core.multiarray", "scalar"),
     ("collections", "deque"),
 }
-_CLASS_PREFIXES = ("monitor.stats.", "monitor.detect.", "monitor.snapshot", "river.drift", "river._river_rust.drift")
+_CLASS_PREFIXES = (
+    "monitor.stats.", "monitor.detect.", "monitor.drift.", "monitor.snapshot", "river.drift", "river._river_rust.drift",
+)
 
 
 class CheckpointError(ValueError):
