@@ -34,7 +34,7 @@ from monitor.ingest.topics import ensure_topics
 from monitor.metrics.collector import MonitorCollector
 from monitor.metrics.server import MetricsServer
 from monitor.pipeline import EventClock, Pipeline
-from monitor.records import LabelChange, WriteResult
+from monitor.records import LoggedLabelChange, WriteResult
 from monitor.store import alerts as alert_store
 from monitor.store import profiles as profile_store
 from monitor.store.engine import make_engine
@@ -122,6 +122,7 @@ class Monitor:
         evaluator = self.pipeline.evaluator
         with self.pipeline.feed_lock, self.pipeline.lock:
             self.engine.drop_models(gone)
+            self.pipeline.floor(gone, 0)  # forget their held-back label changes
             evaluator.forget([*gone, *models])
             took = self.takeover.restore(models, partitions, now)
             evaluator.restore(states)
@@ -253,15 +254,15 @@ def build_monitor(
     )
     window_state = WindowStateStore(db)
 
-    def label_feed(after: int, model_ids: Sequence[str] | None) -> list[tuple[int, LabelChange]]:
+    def label_feed(after: int, model_ids: Sequence[str] | None) -> list[LoggedLabelChange]:
         ids = model_ids if model_ids is None or len(model_ids) <= 5000 else None
-        out: list[tuple[int, LabelChange]] = []
+        out: list[LoggedLabelChange] = []
         while True:
             got = window_state.label_changes_after(after, ids, limit=50_000)
             out.extend(got)
             if len(got) < 50_000:
                 return out
-            after = got[-1][0]
+            after = got[-1].seq
 
     pipeline = Pipeline(
         engine=engine,

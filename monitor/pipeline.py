@@ -27,7 +27,7 @@ from monitor.alerts.errors import PublishError
 from monitor.alerts.state import AlertEvaluator, Transition
 from monitor.errors import StoreError
 from monitor.events import InferenceEvent
-from monitor.records import LabelChange, Promotion, WriteResult
+from monitor.records import LabelChange, LoggedLabelChange, Promotion, WriteResult
 from monitor.snapshot import Snapshot
 from monitor.store import alerts as alert_store
 
@@ -79,7 +79,7 @@ class Pusher(Protocol):
 class LabelFeed(Protocol):
     """The label log: every change with ``id > after`` of ``model_ids`` (None: all), in id order."""
 
-    def __call__(self, after: int, model_ids: Sequence[str] | None) -> list[tuple[int, LabelChange]]: ...
+    def __call__(self, after: int, model_ids: Sequence[str] | None) -> list[LoggedLabelChange]: ...
 
 
 class MetricsView(Protocol):
@@ -168,6 +168,7 @@ class Pipeline:
         self._feed_lock = threading.Lock()  # one reader of the label log at a time (I/O, not the state)
         self._io_lock = threading.Lock()  # evaluations' database writes and publications, in order
         self.positions: dict[int, int] = {}
+        self._held_back: list[LoggedLabelChange] = []  # label changes waiting for their prediction
         self._unsaved: list[Any] = []  # profiles built or inherited, saved by the next tick
         for p in promotions:
             self._promote(p)
@@ -196,13 +197,18 @@ class Pipeline:
         return self._feed_lock
 
     def floor(self, model_ids: Iterable[str], seq: int) -> None:
-        """The models' state holds every label change up to ``seq`` (set after a restore)."""
-        for m in model_ids:
+        """The models' state holds every label change up to ``seq`` (set after a restore); their
+        held-back changes (all older) are part of it now."""
+        ids = set(model_ids)
+        for m in ids:
             self._floors[m] = seq
+        self._held_back = [x for x in self._held_back if x.change.model_id not in ids and x.seq > seq]
 
     def covered_seq(self, model_id: str) -> int:
-        """The newest label change id the model's state holds."""
-        return max(self.label_seq, self._floors.get(model_id, 0))
+        """The label change id up to which the model's state holds every change (on the rows it holds)."""
+        seq = max(self.label_seq, self._floors.get(model_id, 0))
+        waiting = [x.seq for x in self._held_back if x.change.model_id == model_id]
+        return min([seq, *(s - 1 for s in waiting)])
 
     def on_written(self, result: WriteResult, now: float) -> None:
         """Hand a durably written batch to the statistics (the consumer's ``on_written`` hook)."""
@@ -210,13 +216,29 @@ class Pipeline:
             for p in result.promotions:
                 self._promote(p)
             labels = result.label_changes if self.label_feed is None else []
-            # a stored row at or past the positions is one the state does not hold yet
-            unseen = [ev for ev, part, off in result.existing_inferences if off >= self.positions.get(part, 0)]
-            if result.new_inferences or labels or unseen:
-                self.engine.observe([*result.new_inferences, *unseen], labels, now)
+            # The state holds every row before the positions: a takeover's snapshot may already
+            # hold a batch whose write committed while it ran (its hook runs before the batch is
+            # handed over here), and a row stored by another writer after the snapshot comes back
+            # as a duplicate. Observe exactly the rows at or past the positions, new or not.
+            origins = result.new_origins
+            if len(origins) != len(result.new_inferences):
+                origins = [None] * len(result.new_inferences)
+            fresh = [ev for ev, o in zip(result.new_inferences, origins, strict=True) if self._unheld(o)]
+            fresh += [ev for ev, part, off in result.existing_inferences if self._unheld((part, off))]
+            if fresh or labels:
+                self.engine.observe(fresh, labels, now)
             for part, end in result.positions.items():
                 self.positions[part] = max(end, self.positions.get(part, 0))
             self._unsaved.extend(self.engine.new_references())
+
+    def _unheld(self, where: tuple[int, int] | None) -> bool:
+        """A row read from ``where`` is not in the state yet (rows without a partition always count)."""
+        return where is None or where[1] >= self.positions.get(where[0], 0)
+
+    def _holds(self, where: tuple[int, int] | None) -> bool:
+        """The state holds the row at ``where``, or never will through this replica's writes (no
+        partition, or a partition it does not own): a label change on it can be applied."""
+        return where is None or where[0] not in self.positions or where[1] < self.positions[where[0]]
 
     def save_profiles(self) -> int:
         """Persist the reference profiles built or inherited since the last call (on the evaluating
@@ -243,15 +265,18 @@ class Pipeline:
             return 0
         with self._feed_lock:
             got = self.label_feed(self.label_seq, self.engine.models)
-            if not got:
-                return 0
-            fresh = [lc for seq, lc in got if seq > self._floors.get(lc.model_id, 0)]
             with self._lock:
-                if fresh:
-                    self.engine.observe([], fresh, now)
-                self.label_seq = got[-1][0]
+                todo = self._held_back + [x for x in got if x.seq > self._floors.get(x.change.model_id, 0)]
+                # a change whose prediction the state does not hold yet (a write committed, not yet
+                # handed over) waits for it: a label without its prediction's bucket would be lost
+                ready = [x for x in todo if self._holds(x.where)]
+                self._held_back = [x for x in todo if x not in ready]
+                if ready:
+                    self.engine.observe([], [x.change for x in ready], now)
+                if got:
+                    self.label_seq = got[-1].seq
             self._floors = {m: s for m, s in self._floors.items() if s > self.label_seq}
-        return len(fresh)
+        return len(ready)
 
     def due(self, now: float) -> float | None:
         """The aligned evaluation instant due at ``now``, or None."""

@@ -41,6 +41,16 @@ class LabelChange:
 
 
 @dataclass(frozen=True, slots=True)
+class LoggedLabelChange:
+    """A label change read back from the label log: its id (commit order) and where its prediction
+    was read from (``(partition, offset)``; None when written without one)."""
+
+    seq: int
+    change: LabelChange
+    where: tuple[int, int] | None
+
+
+@dataclass(frozen=True, slots=True)
 class Promotion:
     model_id: str
     promoted_at: float
@@ -54,6 +64,8 @@ class WriteResult:
     """Outcome of one batch transaction."""
 
     new_inferences: list[Any] = field(default_factory=list)  # list[InferenceEvent]
+    # (partition, offset) each new inference was read from (None: written without one), in order
+    new_origins: list[tuple[int, int] | None] = field(default_factory=list)
     # inference events that were already stored (a redelivery), with the partition and offset they
     # were read from: rows another writer stored after this replica's takeover snapshot, or this
     # replica's own write that committed although the database reported a failure

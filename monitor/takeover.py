@@ -107,9 +107,9 @@ class Takeover:
                     )
                     if not got:
                         break
-                    self.engine.observe([], [lc for _, lc in got], now)
+                    self.engine.observe([], [x.change for x in got], now)
                     changes += len(got)
-                    after = got[-1][0]
+                    after = got[-1].seq
                 from_checkpoint += len(group)
             self.pipeline.floor(models, newest)
             self.pipeline.positions = self.store.partition_ends(conn, partitions)

@@ -267,3 +267,36 @@ def test_a_checkpoint_holding_rows_of_a_partition_now_owned_elsewhere_is_not_use
     both = _new_replica(db, live)
     assert both.restore(now, partitions=(0, 1)).from_checkpoint == 1
     _same_window(live, both, now)
+
+
+def test_a_batch_committed_before_the_takeover_and_handed_over_after_it_counts_once(db: Engine) -> None:
+    """The consumer runs the takeover hook before it hands over a batch whose write was in flight;
+    when that write committed before the takeover's snapshot, the snapshot already holds its rows."""
+    live, other = Replica(db), Replica(db)
+    now = _traffic(live, other, checkpoint_after=5)
+    events, _ = make_batch(np.random.default_rng(5), StreamSpec(model_id="m1", n_numeric=2), 90, now, now + 40)
+    batch = [(ev, 12 * 150 + i) for i, ev in enumerate(events)]
+    out = live.repo.write([(ev, Origin(TOPIC, 0, off)) for ev, off in batch], [], [], [], now + 45)
+    out.result.positions = {0: 12 * 150 + len(batch)}
+    live.restore(now + 46)  # the hook, after a rebalance
+    live.pipeline.on_written(out.result, now + 46)  # then the batch in flight is handed over
+    assert _counts(live, now + 46) == _sql_counts(db, T0)
+    assert _counts(live, now + 46)["all"][0] == 12 * 150 + 90
+
+
+def test_a_label_pulled_before_its_prediction_is_handed_over_waits_for_it(db: Engine) -> None:
+    """The evaluating thread can read a label change from the log between the commit of its
+    prediction and the hand-over of that batch; the label must not be lost for want of a bucket."""
+    live, other = Replica(db), Replica(db)
+    now = _traffic(live, other, checkpoint_after=5)
+    events, labels = make_batch(np.random.default_rng(8), StreamSpec(model_id="m1", n_numeric=2), 80,
+                                now + 60, now + 100)  # a minute no row of which is held yet
+    batch = [(ev, 12 * 150 + i) for i, ev in enumerate(events)]
+    feedback = [_feedback(lc.request_id, lc.new.was_correct, now + 101) for lc in labels]
+    out = live.repo.write([(ev, Origin(TOPIC, 0, off)) for ev, off in batch], feedback, [], [], now + 102)
+    out.result.positions = {0: 12 * 150 + len(batch)}
+    assert live.pipeline.pull_labels(now + 102) == 0  # held back: the batch is not handed over yet
+    assert live.pipeline.covered_seq("m1") < WindowStateStore(db).newest_label_seq()
+    live.pipeline.on_written(out.result, now + 103)
+    assert live.pipeline.pull_labels(now + 103) == len(labels)
+    assert _counts(live, now + 103) == _sql_counts(db, T0)

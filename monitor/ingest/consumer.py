@@ -842,6 +842,7 @@ class IngestConsumer:
 def _merge(into: BatchOutcome, part: BatchOutcome) -> None:
     r, p = into.result, part.result
     r.new_inferences.extend(p.new_inferences)
+    r.new_origins.extend(p.new_origins)
     r.existing_inferences.extend(p.existing_inferences)
     r.label_changes.extend(p.label_changes)
     r.promotions.extend(p.promotions)

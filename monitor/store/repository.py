@@ -252,6 +252,10 @@ class Repository:
         ]
         new = {rid: ev for rid, ev in batch.items() if rid in new_ids}
         out.result.new_inferences = list(new.values())
+        where = {ev.request_id: origin for ev, origin in unique}
+        out.result.new_origins = [
+            None if (o := where[rid]) is None else (o.partition, o.offset) for rid in new
+        ]
         return new
 
     def _apply_pending(self, conn: Connection, new: dict[str, InferenceEvent], out: BatchOutcome) -> None:

@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Engine, and_, delete, func, not_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.errors import StoreError
-from monitor.records import Label, LabelChange
+from monitor.records import Label, LabelChange, LoggedLabelChange
 from monitor.store.tables import inference_log, label_change, window_checkpoint
 from monitor.store.times import to_datetime, to_epoch
 
@@ -132,12 +132,15 @@ class WindowStateStore:
         positions: Positions | None = None,
         conn: Connection | None = None,
         limit: int = 50_000,
-    ) -> list[tuple[int, LabelChange]]:
+    ) -> list[LoggedLabelChange]:
         """Label changes with ``after < id (<= until)`` of ``model_ids`` (None: all) in id order, at
         most ``limit``; with ``positions``, only those on rows a checkpoint with them covers."""
         lc, il = label_change.c, inference_log.c
         query = (
-            select(lc.id, lc.request_id, lc.model_id, lc.served_at, lc.old, lc.new, il.slice, il.input_features)
+            select(
+                lc.id, lc.request_id, lc.model_id, lc.served_at, lc.old, lc.new, il.slice, il.input_features,
+                il.partition, il.offset,
+            )
             .join(inference_log, il.request_id == lc.request_id)
             .where(lc.id > after)
             .order_by(lc.id)
@@ -152,9 +155,9 @@ class WindowStateStore:
         if positions is not None:
             query = query.where(_covered(positions))
 
-        def run(c: Connection) -> list[tuple[int, LabelChange]]:
+        def run(c: Connection) -> list[LoggedLabelChange]:
             return [
-                (
+                LoggedLabelChange(
                     int(r.id),
                     LabelChange(
                         request_id=r.request_id,
@@ -165,6 +168,7 @@ class WindowStateStore:
                         old=None if r.old is None else label_from_json(r.old),
                         new=label_from_json(r.new),
                     ),
+                    None if r.partition is None else (int(r.partition), int(r.offset)),
                 )
                 for r in c.execute(query)
             ]
