@@ -565,22 +565,11 @@ def rng_for(case: str, seed: int) -> random.Random:
 # ----------------------------------------------------------------------------- window state
 
 
-def check_windows(url: str, fleet: Fleet, figures: Figures, known_divergence: str | None = None) -> str | None:
-    """:func:`assert_windows_match` on the dumps of the members stopped last; at least one.
-
-    ``known_divergence``: a defect found and not fixed yet (named in an open issue): a mismatch is
-    returned (the test reports it as XFAIL after all its other verdicts) instead of raised, and
-    goes into the figures; everything else still fails the test."""
-    try:
-        checked = assert_windows_match(url, fleet.state_dir)
-    except AssertionError as e:
-        if known_divergence is None:
-            raise
-        figures.notes["window_state_diverged"] = str(e).splitlines()[0]
-        return f"{known_divergence}: {str(e).splitlines()[0]}"
+def check_windows(url: str, fleet: Fleet, figures: Figures) -> None:
+    """:func:`assert_windows_match` on the dumps of the members stopped last; at least one."""
+    checked = assert_windows_match(url, fleet.state_dir)
     figures.notes["window_states_checked"] = checked
     assert checked >= 1, f"no member left a window-state dump\n{fleet.logs()}"
-    return None
 
 
 def assert_windows_match(url: str, state_dir: Path) -> int:
