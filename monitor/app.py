@@ -122,7 +122,7 @@ class Monitor:
         evaluator = self.pipeline.evaluator
         with self.pipeline.feed_lock, self.pipeline.lock:
             self.engine.drop_models(gone)
-            self.pipeline.floor(gone, 0)  # forget their held-back label changes
+            self.pipeline.forget(gone)
             evaluator.forget([*gone, *models])
             took = self.takeover.restore(models, partitions, now)
             evaluator.restore(states)

@@ -204,6 +204,12 @@ class Pipeline:
             self._floors[m] = seq
         self._held_back = [x for x in self._held_back if x.change.model_id not in ids and x.seq > seq]
 
+    def forget(self, model_ids: Iterable[str]) -> None:
+        """The models left this replica: drop their label floors and held-back label changes."""
+        ids = set(model_ids)
+        self._floors = {m: s for m, s in self._floors.items() if m not in ids}
+        self._held_back = [x for x in self._held_back if x.change.model_id not in ids]
+
     def covered_seq(self, model_id: str) -> int:
         """The label change id up to which the model's state holds every change (on the rows it holds)."""
         seq = max(self.label_seq, self._floors.get(model_id, 0))
