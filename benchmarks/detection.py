@@ -47,7 +47,7 @@ from river.drift import ADWIN, PageHinkley
 
 from benchmarks.peers_env import PeerRun
 from monitor.alerts.state import AlertEvaluator
-from monitor.app import build_engine, build_evaluator
+from monitor.app import build_drift, build_evaluator
 from monitor.config import Settings
 from monitor.events import InferenceEvent
 from monitor.pipeline import Pipeline
@@ -244,7 +244,7 @@ def run_stream(p: Planned, rate: float, out_dir: Path | None, cfg: Settings) -> 
     every = cfg.stats.evaluate_every_s
     onset = p.onset if p.onset is not None else math.inf
     end = p.end
-    engine = build_engine(cfg)
+    engine = build_drift(cfg)
     hist_ev, hist_lab = history(seed, rate)
     profile = build_profile_from_records(
         "m1", records_from_events(hist_ev)["m1"], hist_lab,

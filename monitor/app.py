@@ -3,7 +3,10 @@ imports the settings; everything it builds takes plain constructor arguments.
 
 poll -> store -> stats -> detect -> alerts -> commit:
 
-* :func:`build_monitor` wires a :class:`Monitor` from :class:`~monitor.config.Settings`;
+* :func:`build_monitor` wires a :class:`Monitor` from :class:`~monitor.config.Settings`, with its
+  source (the Kafka consumer group, or recorded files) and its sinks; every command uses it:
+  ``run`` (:meth:`Monitor.run`), the demo (:func:`demo_monitor`), ``replay`` (:func:`replay`) and
+  ``reference build`` (:func:`reference`, the store only);
 * :meth:`Monitor.run` runs the consumer in this thread and the evaluations in a second one until
   ``stop`` is set (SIGTERM/SIGINT in ``slicewatch run``).
 """
@@ -11,23 +14,26 @@ poll -> store -> stats -> detect -> alerts -> commit:
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from kafka import TopicPartition
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.alerts.rules import rules_from_mapping
 from monitor.alerts.sinks.alertmanager import AlertmanagerSink
 from monitor.alerts.sinks.kafka import KafkaDriftPublisher
 from monitor.alerts.state import AlertEvaluator
 from monitor.config import Settings
 from monitor.drift.engine import DriftEngine
-from monitor.errors import StoreError
+from monitor.errors import ConfigError, StoreError
 from monitor.ingest.consumer import IngestConsumer
 from monitor.ingest.metrics import ConsumerMetrics
 from monitor.ingest.topics import ensure_topics
@@ -35,6 +41,9 @@ from monitor.metrics.collector import MonitorCollector
 from monitor.metrics.server import MetricsServer
 from monitor.pipeline import EventClock, Pipeline
 from monitor.records import LoggedLabelChange, WriteResult
+from monitor.reference import ProfileOptions, build_reference
+from monitor.replay import Recorder, ReplaySummary, load_events, run_replay
+from monitor.stats.profile import ReferenceProfile
 from monitor.store import alerts as alert_store
 from monitor.store import profiles as profile_store
 from monitor.store.engine import make_engine
@@ -47,12 +56,22 @@ log = logging.getLogger(__name__)
 SHUTDOWN_BUDGET_S = 8.0  # of SIGTERM's 10 s, from the stop to the end of Monitor.run
 
 
-def build_engine(settings: Settings) -> DriftEngine:
+Source = Literal["kafka", "files"]
+"""Where events come from: the consumer group (``run``, the demo) or recorded files (``replay``)."""
+
+
+@dataclass(frozen=True)
+class Sinks:
+    """Where drift events go: the Kafka topic and Alertmanager (``run``), callbacks (demo, replay)."""
+
+    kafka: bool = True
+    alertmanager: bool = True
+    on_drift_event: Callable[[dict[str, Any]], None] | None = None
+    on_snapshot: Callable[..., None] | None = None
+
+
+def build_drift(settings: Settings) -> DriftEngine:
     s = settings.stats
-    bars = {
-        model: {sl: (bar.accuracy, bar.score) for sl, bar in slices.items()}
-        for model, slices in s.quality_bars.items()
-    }
     return DriftEngine(
         bucket_seconds=s.bucket_seconds,
         window_buckets=s.window_buckets,
@@ -64,7 +83,7 @@ def build_engine(settings: Settings) -> DriftEngine:
         correction=s.correction,
         features=s.features,
         protected_slices=s.protected_slices,
-        quality_bars=bars,
+        quality_bars=s.quality_bars,
         auto_reference_events=s.auto_reference_events,
         cohorts=s.cohorts,
         adwin_delta=s.adwin_delta,
@@ -78,7 +97,7 @@ def build_engine(settings: Settings) -> DriftEngine:
 def build_evaluator(settings: Settings, target_quality: Any = None) -> AlertEvaluator:
     a = settings.alerts
     return AlertEvaluator(
-        rules_from_mapping({name: rule.model_dump() for name, rule in a.rules.items()}),
+        a.rules,
         promotion_watch_s=a.promotion_watch_s,
         lineage_lookback_s=a.lineage_lookback_s,
         resolved_resend_s=a.resolved_resend_s,
@@ -87,19 +106,44 @@ def build_evaluator(settings: Settings, target_quality: Any = None) -> AlertEval
     )
 
 
+def open_database(settings: Settings, url: str | None = None) -> Engine:
+    """Migrate and connect (``url``, default the configured one) with the configured timeouts."""
+    url = url or settings.database.resolved_url()
+    upgrade(url)
+    return make_engine(
+        url,
+        connect_timeout_s=settings.database.connect_timeout_s,
+        statement_timeout_s=settings.database.statement_timeout_s,
+    )
+
+
+def profile_options(settings: Settings) -> ProfileOptions:
+    s = settings.stats
+    return ProfileOptions(
+        features=s.features,
+        numeric_bins=s.numeric_bins,
+        top_k_categories=s.top_k_categories,
+        protected_slices=s.protected_slices,
+    )
+
+
 @dataclass
 class Monitor:
-    """Everything ``slicewatch run`` (and the demo) runs, already wired."""
+    """Everything ``slicewatch run``, the demo and ``replay`` run, already wired (by :func:`build_monitor`)."""
 
-    settings: Settings
+    db: Engine
     repository: Repository
     pipeline: Pipeline
-    consumer: IngestConsumer
+    consumer: IngestConsumer | None  # None for recorded files (replay)
     registry: CollectorRegistry
     metrics_server: MetricsServer | None
     clock: Callable[[], float]
-    engine: DriftEngine
+    drift: DriftEngine
     takeover: Takeover
+    inference_topic: str
+    resolved_resend_s: float
+    evaluate_every_s: float
+    checkpoint_every_s: float
 
     def rebuild(self, assigned: Iterable[TopicPartition]) -> None:
         """After a partition (re)assignment (called by the consumer's loop, not inside the rebalance
@@ -108,20 +152,20 @@ class Monitor:
         ``inference_log`` (see :mod:`monitor.takeover`), with their alert states from
         ``drift_alert``. Rows are read in chunks, filtered by partition in SQL, so memory stays at
         one chunk whatever the window holds."""
-        topic = self.settings.kafka.topics.inference
+        topic = self.inference_topic
         partitions = sorted({tp.partition for tp in assigned if tp.topic == topic})
         now = self.clock()
         since = self.takeover.window_start(now)
         models = self.repository.window_models(partitions, since, now + 1)
-        gone = [m for m in self.engine.models if m not in set(models)]
+        gone = [m for m in self.drift.models if m not in set(models)]
         if gone:
             self.checkpoint(now, gone)
         states = alert_store.load_alert_states(
-            self.repository.engine, now, self.settings.alerts.resolved_resend_s, model_ids=models
+            self.db, now, self.resolved_resend_s, model_ids=models
         )
         evaluator = self.pipeline.evaluator
         with self.pipeline.feed_lock, self.pipeline.lock:
-            self.engine.drop_models(gone)
+            self.drift.drop_models(gone)
             self.pipeline.forget(gone)
             evaluator.forget([*gone, *models])
             took = self.takeover.restore(models, partitions, now)
@@ -137,7 +181,7 @@ class Monitor:
 
     def checkpoint(self, now: float, models: Iterable[str] | None = None) -> None:
         """Checkpoint the window state (all models, or ``models``); a failure only costs a longer takeover."""
-        if self.settings.stats.checkpoint_every_s <= 0:
+        if self.checkpoint_every_s <= 0:
             return
         try:
             self.takeover.checkpoint(now, models)
@@ -145,11 +189,19 @@ class Monitor:
         except (StoreError, SQLAlchemyError) as e:
             log.warning("window checkpoint failed (%s)", type(e).__name__)
 
+    def close(self) -> None:
+        """Release what :func:`build_monitor` opened and :meth:`run` does not close (replay)."""
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+        self.db.dispose()
+
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set; evaluations run every ``evaluate_every_s`` in a thread."""
-        interval = min(1.0, self.settings.stats.evaluate_every_s / 4)
+        if self.consumer is None:
+            raise ValueError("this monitor reads recorded files: run it with monitor.replay.run_replay")
+        interval = min(1.0, self.evaluate_every_s / 4)
 
-        every = self.settings.stats.checkpoint_every_s
+        every = self.checkpoint_every_s
         last_checkpoint = self.clock()
 
         def evaluate_loop() -> None:
@@ -197,25 +249,23 @@ class Monitor:
 def build_monitor(
     settings: Settings,
     *,
+    source: Source = "kafka",
+    database_url: str | None = None,
+    sinks: Sinks = Sinks(),
     clock: Callable[[], float] | None = None,
-    serve_metrics: bool = True,
-    on_drift_event: Callable[[dict[str, Any]], None] | None = None,
-    on_snapshot: Callable[..., None] | None = None,
     event_clock: EventClock | None = None,
+    serve_metrics: bool = True,
     create_topics: bool = False,
 ) -> Monitor:
-    """Wire the monitor. ``event_clock`` makes event time the clock (demo); default: wall time."""
-    url = settings.database.resolved_url()
-    upgrade(url)
-    db = make_engine(
-        url,
-        connect_timeout_s=settings.database.connect_timeout_s,
-        statement_timeout_s=settings.database.statement_timeout_s,
-    )
+    """The one composition root: every command wires its monitor here, with its own source and sinks.
+
+    ``database_url`` overrides the configured one (replay's throw-away SQLite); ``event_clock`` makes
+    event time the clock (demo); default: wall time (``clock``, for tests)."""
+    db = open_database(settings, database_url)
     repository = Repository(db)
-    engine = build_engine(settings)
+    drift = build_drift(settings)
     for model_id, profile in profile_store.latest_profiles(db).items():
-        engine.set_reference(model_id, profile)
+        drift.set_reference(model_id, profile)
     the_clock: Callable[[], float] = event_clock if event_clock is not None else (clock or time.time)
 
     def target_quality(model_id: str, slice_: str, since: float, until: float) -> float | None:
@@ -235,21 +285,24 @@ def build_monitor(
             client_kwargs=client_kwargs,
         )
     registry = CollectorRegistry()
-    consumer_metrics = ConsumerMetrics(registry)
     collector = MonitorCollector(max_models=settings.metrics.max_models)
     registry.register(collector)
-    publisher = KafkaDriftPublisher(
-        k.bootstrap_servers,
-        k.topics.drift_events,
-        client_kwargs=client_kwargs,
-        retry_initial_s=settings.alerts.publish_retry.initial_s,
-        retry_max_s=settings.alerts.publish_retry.max_s,
-        retry_multiplier=settings.alerts.publish_retry.multiplier,
-        send_timeout_s=min(10.0, max(1.0, settings.stats.evaluate_every_s / 3)),
+    publisher = (
+        KafkaDriftPublisher(
+            k.bootstrap_servers,
+            k.topics.drift_events,
+            client_kwargs=client_kwargs,
+            retry_initial_s=settings.alerts.publish_retry.initial_s,
+            retry_max_s=settings.alerts.publish_retry.max_s,
+            retry_multiplier=settings.alerts.publish_retry.multiplier,
+            send_timeout_s=min(10.0, max(1.0, settings.stats.evaluate_every_s / 3)),
+        )
+        if sinks.kafka
+        else None
     )
     alertmanager = (
         AlertmanagerSink(settings.alerts.alertmanager_url, ttl_s=max(60.0, 4 * settings.stats.evaluate_every_s))
-        if settings.alerts.alertmanager_url
+        if sinks.alertmanager and settings.alerts.alertmanager_url
         else None
     )
     window_state = WindowStateStore(db)
@@ -265,7 +318,7 @@ def build_monitor(
             after = got[-1].seq
 
     pipeline = Pipeline(
-        engine=engine,
+        engine=drift,
         evaluator=evaluator,
         db=db,
         evaluate_every_s=settings.stats.evaluate_every_s,
@@ -273,12 +326,57 @@ def build_monitor(
         alertmanager=alertmanager,
         metrics=collector,
         save_profile=lambda p: profile_store.save_profile(db, p, source="auto"),
-        on_drift_event=on_drift_event,
-        on_snapshot=on_snapshot,
+        on_drift_event=sinks.on_drift_event,
+        on_snapshot=sinks.on_snapshot,
         promotions=repository.promotions(),
-        label_feed=label_feed,
+        label_feed=label_feed if source == "kafka" else None,
         label_seq=window_state.newest_label_seq(),
     )
+    consumer = (
+        _build_consumer(settings, repository, pipeline, registry, clock, event_clock) if source == "kafka" else None
+    )
+    server = (
+        MetricsServer(registry, host=settings.metrics.host, port=settings.metrics.port).start()
+        if serve_metrics
+        else None
+    )
+    monitor = Monitor(
+        db=db,
+        repository=repository,
+        pipeline=pipeline,
+        consumer=consumer,
+        registry=registry,
+        metrics_server=server,
+        clock=the_clock,
+        drift=drift,
+        takeover=Takeover(
+            engine=drift,
+            pipeline=pipeline,
+            repository=repository,
+            store=window_state,
+            bucket_seconds=settings.stats.bucket_seconds,
+            window_buckets=settings.stats.window_buckets,
+        ),
+        inference_topic=k.topics.inference,
+        resolved_resend_s=settings.alerts.resolved_resend_s,
+        evaluate_every_s=settings.stats.evaluate_every_s,
+        checkpoint_every_s=settings.stats.checkpoint_every_s,
+    )
+    if consumer is not None:
+        consumer.on_assigned = monitor.rebuild
+    return monitor
+
+
+def _build_consumer(
+    settings: Settings,
+    repository: Repository,
+    pipeline: Pipeline,
+    registry: CollectorRegistry,
+    clock: Callable[[], float] | None,
+    event_clock: EventClock | None,
+) -> IngestConsumer:
+    k = settings.kafka
+    the_clock = event_clock if event_clock is not None else (clock or time.time)
 
     def on_written(result: WriteResult, now: float) -> None:
         if event_clock is not None:
@@ -286,16 +384,16 @@ def build_monitor(
                 event_clock.advance(ev.served_at.timestamp())
         pipeline.on_written(result, the_clock())
 
-    consumer = IngestConsumer(
+    return IngestConsumer(
         bootstrap_servers=k.bootstrap_servers,
         group_id=k.group_id,
         inference_topic=k.topics.inference,
         feedback_topic=k.topics.feedback,
         promotions_topic=k.topics.promotions,
         repository=repository,
-        metrics=consumer_metrics,
+        metrics=ConsumerMetrics(registry),
         dlq_suffix=k.topics.dlq_suffix,
-        client_kwargs=client_kwargs,
+        client_kwargs=k.security.client_kwargs(),
         client_id=k.client_id,
         max_poll_records=k.max_poll_records,
         poll_timeout_ms=k.poll_timeout_ms,
@@ -317,28 +415,63 @@ def build_monitor(
         on_written=on_written,
         clock=clock or time.time,  # ingest time (dead letters, the future bound): never the event clock
     )
-    server = (
-        MetricsServer(registry, host=settings.metrics.host, port=settings.metrics.port).start()
-        if serve_metrics
-        else None
-    )
-    monitor = Monitor(
-        settings=settings,
-        repository=repository,
-        pipeline=pipeline,
-        consumer=consumer,
-        registry=registry,
-        metrics_server=server,
-        clock=the_clock,
-        engine=engine,
-        takeover=Takeover(
-            engine=engine,
-            pipeline=pipeline,
-            repository=repository,
-            store=window_state,
-            bucket_seconds=settings.stats.bucket_seconds,
-            window_buckets=settings.stats.window_buckets,
-        ),
-    )
-    consumer.on_assigned = monitor.rebuild
-    return monitor
+
+
+def demo_monitor(config: Mapping[str, Any], *, event_clock: EventClock, sinks: Sinks) -> Monitor:
+    """The demo's monitor from its configuration tree (no file, no environment overrides)."""
+    try:
+        settings = Settings.model_validate(config)
+    except ValidationError as e:
+        raise ConfigError(f"demo configuration: {e}") from e
+    return build_monitor(settings, sinks=sinks, event_clock=event_clock, create_topics=True)
+
+
+def replay(
+    settings: Settings,
+    inference: Path,
+    feedback: Path | None,
+    promotions: Path | None,
+    out: Path,
+    *,
+    plot_dir: Path | None = None,
+    progress: bool = False,
+) -> ReplaySummary:
+    """``slicewatch replay``: the files through a monitor on a throw-away SQLite store (no broker)."""
+    summary = ReplaySummary()
+    timeline = load_events(inference, feedback, promotions, settings.ingest.max_event_bytes, summary)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="slicewatch-replay-") as tmp, out.open("w") as sink:
+        recorder = Recorder(sink, summary, settings.alerts.rules, keep_series=plot_dir is not None)
+        monitor = build_monitor(
+            settings,
+            source="files",
+            database_url=f"sqlite:///{Path(tmp) / 'replay.db'}",
+            sinks=Sinks(kafka=False, alertmanager=False, on_drift_event=recorder.on_drift_event,
+                        on_snapshot=recorder.on_snapshot),
+            serve_metrics=False,
+        )
+        try:
+            run_replay(timeline, monitor.repository, monitor.pipeline, summary, progress=progress)
+        finally:
+            monitor.close()
+    if plot_dir is not None:
+        summary.plots = recorder.plot(plot_dir)
+    return summary
+
+
+def reference(
+    settings: Settings,
+    model_id: str,
+    *,
+    from_file: Path | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    now: float | None = None,
+) -> ReferenceProfile:
+    """``slicewatch reference build``: build and store a profile, from a file or logged rows."""
+    db = open_database(settings)
+    try:
+        return build_reference(db, model_id, profile_options(settings), from_file=from_file, since=since,
+                               until=until, now=now)
+    finally:
+        db.dispose()

@@ -103,7 +103,7 @@ def reference_build(
     config: ConfigOpt = None,
 ) -> None:
     """Build and store a reference profile for a model."""
-    from monitor.reference import build_reference
+    from monitor.app import reference
 
     settings = _settings(config)
     if (from_file is None) == (not from_log):
@@ -111,7 +111,7 @@ def reference_build(
     if from_log and (since is None or until is None):
         raise typer.BadParameter("--from-log needs --since and --until")
     try:
-        profile = build_reference(
+        profile = reference(
             settings,
             model_id,
             from_file=from_file,
@@ -135,7 +135,7 @@ def replay(
     plot: Annotated[Path | None, typer.Option(help="Write a PNG per alerted signal here.")] = None,
 ) -> None:
     """Backtest: recorded events through the same statistics and alerting, no broker or database."""
-    from monitor.replay import run_replay
+    from monitor.app import replay as run_replay
 
     settings = _settings(config)
     try:

@@ -6,12 +6,20 @@ plain constructor arguments.
 Environment overrides use ``SLICEWATCH__<SECTION>__<KEY>`` (double underscores, case-insensitive),
 e.g. ``SLICEWATCH__KAFKA__BOOTSTRAP_SERVERS=broker:9092``. Values are parsed as YAML scalars.
 Secrets: ``SLICEWATCH_DATABASE_URL`` or ``database.url_file``; ``kafka.security.sasl_plain_password_file``
-or ``SLICEWATCH_KAFKA_SASL_PASSWORD``. Secrets are ``SecretStr`` and masked when printed.
+or ``SLICEWATCH_KAFKA_SASL_PASSWORD``. Secrets are ``SecretStr`` and masked when printed. They are
+read once, by :func:`load_settings` (:func:`resolve_secrets`): nothing reads a file or the
+environment after that.
+
+The overlay is written by hand (about 20 lines) rather than with pydantic-settings: it needs the
+same YAML-scalar parsing of every value and the merge into a file's nested mapping, which
+pydantic-settings would add as a second source with its own precedence rules.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,7 +34,12 @@ from pydantic import (
     model_validator,
 )
 
+from monitor.alerts.rules import DEFAULT_RULES, Rule
 from monitor.errors import ConfigError
+from monitor.records import QualityBar
+
+RULE_FIELDS = frozenset(f.name for f in fields(Rule)) - {"name"}
+BAR_FIELDS = frozenset(f.name for f in fields(QualityBar))
 
 ENV_PREFIX = "SLICEWATCH__"
 DEFAULT_SQLITE_URL = "sqlite:///slicewatch.db"
@@ -61,18 +74,14 @@ class KafkaSecurity(_Section):
     ssl_check_hostname: bool = True
 
     def client_kwargs(self) -> dict[str, Any]:
+        """The kafka-python keyword arguments (the password as resolved by :func:`resolve_secrets`)."""
         kw: dict[str, Any] = {"security_protocol": self.security_protocol}
         if self.sasl_mechanism:
             kw["sasl_mechanism"] = self.sasl_mechanism
         if self.sasl_plain_username:
             kw["sasl_plain_username"] = self.sasl_plain_username
-        password = self.sasl_plain_password.get_secret_value() if self.sasl_plain_password else None
-        if password is None and self.sasl_plain_password_file:
-            password = self.sasl_plain_password_file.read_text().strip()
-        if password is None:
-            password = os.environ.get("SLICEWATCH_KAFKA_SASL_PASSWORD")
-        if password is not None:
-            kw["sasl_plain_password"] = password
+        if self.sasl_plain_password is not None:
+            kw["sasl_plain_password"] = self.sasl_plain_password.get_secret_value()
         for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
             value = getattr(self, name)
             if value is not None:
@@ -107,15 +116,8 @@ class DatabaseSettings(_Section):
     """PostgreSQL ``statement_timeout`` (and ``lock_timeout``) of every statement the monitor runs."""
 
     def resolved_url(self) -> str:
-        """Precedence: ``SLICEWATCH_DATABASE_URL`` env, ``url_file``, ``url``, the SQLite default."""
-        env = os.environ.get("SLICEWATCH_DATABASE_URL")
-        if env:
-            return env
-        if self.url_file is not None:
-            return self.url_file.read_text().strip()
-        if self.url is not None:
-            return self.url.get_secret_value()
-        return DEFAULT_SQLITE_URL
+        """The URL as resolved by :func:`resolve_secrets`, else the SQLite default."""
+        return self.url.get_secret_value() if self.url is not None else DEFAULT_SQLITE_URL
 
 
 class RetrySettings(_Section):
@@ -141,13 +143,6 @@ class IngestSettings(_Section):
     """Events stamped further ahead of the wall clock at ingest are dead-lettered (``future_event``)."""
     pending_label_ttl_s: float = Field(7 * 86400.0, gt=0)
     """A label whose prediction has not arrived after this long is dead-lettered (``unknown_request``)."""
-
-
-class QualityBar(_Section):
-    """Release-gate bar for one slice: minimum accuracy and/or minimum mean score."""
-
-    accuracy: float | None = Field(None, ge=0, le=1)
-    score: float | None = Field(None, ge=0, le=1)
 
 
 class StatsSettings(_Section):
@@ -180,39 +175,44 @@ class StatsSettings(_Section):
     adwin_delta: float = Field(0.002, gt=0, lt=1)
     """Confidence of river's ADWIN on each slice's correctness stream (smaller: fewer false alarms)."""
 
-
-class AlertRule(_Section):
-    warning: float
-    critical: float
-    direction: Literal["above", "below"] = "above"
-    min_samples: int = Field(200, ge=1)
-    hold_evaluations: int = Field(3, ge=1)
-    clear_evaluations: int = Field(5, ge=1)
-
-
-def _default_rules() -> dict[str, AlertRule]:
-    return {
-        "input.psi": AlertRule(warning=0.2, critical=0.3),
-        "input.p99_shift": AlertRule(warning=0.5, critical=1.0),
-        "output.psi": AlertRule(warning=0.2, critical=0.3),
-        "output.mean_confidence_delta": AlertRule(warning=0.05, critical=0.1),
-        "quality.accuracy_gap": AlertRule(warning=0.02, critical=0.05),
-        "quality.score_gap": AlertRule(warning=0.02, critical=0.05),
-        # river's ADWIN on each slice's correctness stream: an abrupt drop, long before the window moves.
-        "quality.adwin_drift": AlertRule(warning=0.5, critical=0.5, hold_evaluations=2),
-        "label_coverage.coverage_delta": AlertRule(warning=0.2, critical=0.4),
-        "cohort.psi": AlertRule(warning=0.2, critical=0.3),
-    }
+    @field_validator("quality_bars", mode="before")
+    @classmethod
+    def _bar_specs(cls, v: Any) -> Any:
+        """A key a bar does not have is an error (not silently dropped)."""
+        if isinstance(v, dict):
+            for model, slices in v.items():
+                for slice_, spec in (slices.items() if isinstance(slices, dict) else ()):
+                    unknown = sorted(set(spec) - BAR_FIELDS) if isinstance(spec, dict) else []
+                    if unknown:
+                        raise ValueError(f"quality bar {model}/{slice_}: unknown key(s) {unknown} "
+                                         f"(known: {sorted(BAR_FIELDS)})")
+        return v
 
 
 class AlertSettings(_Section):
-    rules: dict[str, AlertRule] = Field(default_factory=_default_rules)
-    """``"<signal>.<statistic>"`` -> rule."""
+    rules: dict[str, Rule] = Field(default_factory=lambda: dict(DEFAULT_RULES))
+    """``"<signal>.<statistic>"`` -> :class:`~monitor.alerts.rules.Rule` (the key is its name)."""
     promotion_watch_s: float = Field(3600.0, gt=0)
     lineage_lookback_s: float = Field(3600.0, gt=0)
     resolved_resend_s: float = Field(900.0, ge=0)
     alertmanager_url: str | None = None
     publish_retry: RetrySettings = RetrySettings()
+
+    @field_validator("rules", mode="before")
+    @classmethod
+    def _rule_specs(cls, v: Any) -> Any:
+        """A rule's name is its key; a key a rule does not have is an error (not silently dropped)."""
+        if not isinstance(v, dict):
+            return v
+        out: dict[str, Any] = {}
+        for name, spec in v.items():
+            if isinstance(spec, dict):
+                unknown = sorted(set(spec) - RULE_FIELDS)
+                if unknown:
+                    raise ValueError(f"rule {name!r}: unknown key(s) {unknown} (known: {sorted(RULE_FIELDS)})")
+                spec = {**spec, "name": name}
+            out[name] = spec
+        return out
 
 
 class MetricsSettings(_Section):
@@ -228,14 +228,6 @@ class Settings(_Section):
     stats: StatsSettings = StatsSettings()
     alerts: AlertSettings = AlertSettings()
     metrics: MetricsSettings = MetricsSettings()
-
-    @field_validator("alerts")
-    @classmethod
-    def _rules_named(cls, v: AlertSettings) -> AlertSettings:
-        for name in v.rules:
-            if "." not in name:
-                raise ValueError(f"rule {name!r} must be named '<signal>.<statistic>'")
-        return v
 
     @model_validator(mode="after")
     def _retry_bounds(self) -> Settings:
@@ -274,8 +266,38 @@ def _format_error(err: ValidationError) -> str:
     return "invalid configuration: " + "; ".join(lines)
 
 
-def load_settings(path: Path | str | None = None, environ: dict[str, str] | None = None) -> Settings:
-    """Read the YAML file (optional), apply environment overrides, validate once."""
+def _read_secret(path: Path, what: str) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} from {path}: {e.strerror}") from e
+
+
+def resolve_secrets(settings: Settings, environ: Mapping[str, str]) -> Settings:
+    """The settings with the secrets read: ``database.url`` from ``SLICEWATCH_DATABASE_URL``, else
+    ``database.url_file``, else as given; the SASL password as given, else from its file, else from
+    ``SLICEWATCH_KAFKA_SASL_PASSWORD``. Called once, by :func:`load_settings`."""
+    db = settings.database
+    url = environ.get("SLICEWATCH_DATABASE_URL") or None
+    if url is None and db.url_file is not None:
+        url = _read_secret(db.url_file, "database.url_file")
+    if url is not None:
+        db = db.model_copy(update={"url": SecretStr(url), "url_file": None})
+    sec = settings.kafka.security
+    password = sec.sasl_plain_password.get_secret_value() if sec.sasl_plain_password is not None else None
+    if password is None and sec.sasl_plain_password_file is not None:
+        password = _read_secret(sec.sasl_plain_password_file, "kafka.security.sasl_plain_password_file")
+    if password is None:
+        password = environ.get("SLICEWATCH_KAFKA_SASL_PASSWORD")
+    if password is not None:
+        sec = sec.model_copy(update={"sasl_plain_password": SecretStr(password), "sasl_plain_password_file": None})
+    kafka = settings.kafka.model_copy(update={"security": sec})
+    return settings.model_copy(update={"database": db, "kafka": kafka})
+
+
+def load_settings(path: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the YAML file (optional), apply environment overrides, validate and read the secrets,
+    once. ``environ`` (default ``os.environ``) is read for the overrides and the secrets."""
     data: dict[str, Any] = {}
     if path is not None:
         try:
@@ -287,8 +309,10 @@ def load_settings(path: Path | str | None = None, environ: dict[str, str] | None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"configuration file {path} must hold a mapping at the top level")
         data = loaded or {}
-    data = _merge(data, _env_overrides(dict(os.environ if environ is None else environ)))
+    env = dict(os.environ if environ is None else environ)
+    data = _merge(data, _env_overrides(env))
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_format_error(e)) from e
+    return resolve_secrets(settings, env)

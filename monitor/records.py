@@ -25,6 +25,24 @@ class Label:
 
 
 @dataclass(frozen=True, slots=True)
+class QualityBar:
+    """Release-gate bar for one slice: minimum accuracy and/or minimum mean score (None: no bar).
+
+    >>> QualityBar(accuracy=0.87)
+    QualityBar(accuracy=0.87, score=None)
+    """
+
+    accuracy: float | None = None
+    score: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("accuracy", "score"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} bar must be within [0, 1], got {value}")
+
+
+@dataclass(frozen=True, slots=True)
 class LabelChange:
     """The label of one logged prediction changed from ``old`` (None: first label) to ``new``.
 

@@ -1,21 +1,31 @@
 """``slicewatch reference build``: a reference profile from a file or from the model's logged rows,
-stored (versioned, with its content hash) in ``reference_profile``. An edge: reads files and the DB."""
+stored (versioned, with its content hash) in ``reference_profile``. An edge: reads files and the DB;
+:func:`monitor.app.reference` wires it."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import polars as pl
+from sqlalchemy import Engine
 
-from monitor.config import Settings
 from monitor.stats.errors import ProfileError
 from monitor.stats.profile import ReferenceProfile
 from monitor.stats.profile_builder import build_profile, build_profile_from_log
 from monitor.store import profiles as profile_store
-from monitor.store.engine import make_engine
-from monitor.store.migrate import upgrade
 from monitor.store.repository import Repository
+
+
+@dataclass(frozen=True)
+class ProfileOptions:
+    """What a profile covers and how finely (the ``stats`` settings of the same names)."""
+
+    features: list[str] | None
+    numeric_bins: int
+    top_k_categories: int
+    protected_slices: dict[str, list[str]]
 
 
 def load_reference_file(path: str | Path) -> pl.DataFrame:
@@ -35,8 +45,9 @@ def load_reference_file(path: str | Path) -> pl.DataFrame:
 
 
 def build_reference(
-    settings: Settings,
+    db: Engine,
     model_id: str,
+    options: ProfileOptions,
     *,
     from_file: Path | None = None,
     since: float | None = None,
@@ -44,17 +55,7 @@ def build_reference(
     now: float | None = None,
 ) -> ReferenceProfile:
     """Build, store and return the profile; raises ``ProfileError`` when there is nothing to build from."""
-    s = settings.stats
-    kwargs = {
-        "features": s.features,
-        "numeric_bins": s.numeric_bins,
-        "top_k_categories": s.top_k_categories,
-        "protected_slices": s.protected_slices,
-        "created_at": time.time() if now is None else now,
-    }
-    url = settings.database.resolved_url()
-    upgrade(url)
-    db = make_engine(url)
+    kwargs = {**asdict(options), "created_at": time.time() if now is None else now}
     if from_file is not None:
         profile = build_profile(load_reference_file(from_file), model_id, **kwargs)
     else:

@@ -1,22 +1,22 @@
-"""``slicewatch replay``: a backtest of recorded events through the live statistics and alerting code.
+"""``slicewatch replay``'s source: recorded events through the live statistics and alerting code.
 
 Events (JSONL or Parquet, each file in the event contract) are decoded with the live decoder, put
 in event-time order (promotions, then inferences, then feedback at equal times) and written in
-chunks of one evaluation interval to a throw-away SQLite store in a temp dir (no broker, no
-database server), so the label join, the statistics and the alert lifecycle are the live ones.
-The clock is event time; evaluations happen at the same aligned instants as in a live run.
-Every drift event is written to ``out`` as a JSON line (the drift-event schema).
+chunks of one evaluation interval to the store of a monitor that :func:`monitor.app.replay` wires
+on a throw-away SQLite file (no broker, no database server), so the label join, the statistics and
+the alert lifecycle are the live ones. The clock is event time; evaluations happen at the same
+aligned instants as in a live run. The :class:`Recorder` writes every drift event to a JSON line
+(the drift-event schema) and keeps the series the plots need.
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import IO, Any, Literal, Protocol, cast
 
 import msgspec
 import polars as pl
@@ -24,16 +24,13 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from monitor.config import Settings
+from monitor.alerts.rules import Rule
 from monitor.events import FeedbackEvent, InferenceEvent, PromotionEvent
 from monitor.ingest.decoder import DecodeFailure, decode
 from monitor.pipeline import Pipeline, fired_epoch
+from monitor.records import BatchOutcome, DeadLetterRecord, Origin
 from monitor.snapshot import Snapshot
 from monitor.stats.errors import StatsError
-from monitor.store import alerts as alert_store
-from monitor.store.engine import make_engine
-from monitor.store.migrate import upgrade
-from monitor.store.repository import Repository
 
 Kind = Literal["inference", "feedback", "promotion"]
 _KIND_ORDER = {"promotion": 0, "inference": 1, "feedback": 2}
@@ -116,88 +113,82 @@ def load_events(
     return timeline
 
 
-def run_replay(
-    settings: Settings,
-    inference: Path,
-    feedback: Path | None,
-    promotions: Path | None,
-    out: Path,
-    *,
-    plot_dir: Path | None = None,
-    progress: bool = False,
-) -> ReplaySummary:
-    from monitor.app import build_engine, build_evaluator
+class EventWriter(Protocol):
+    """The store as the replay uses it (``monitor.store.repository.Repository``)."""
 
-    summary = ReplaySummary()
-    timeline = load_events(inference, feedback, promotions, settings.ingest.max_event_bytes, summary)
-    every = settings.stats.evaluate_every_s
-    series: dict[tuple[str, ...], list[tuple[float, float]]] = defaultdict(list)
-    rule_names = set(settings.alerts.rules)
+    def write(
+        self,
+        inferences: Sequence[InferenceEvent | tuple[InferenceEvent, Origin | None]] = (),
+        feedback: Sequence[FeedbackEvent] = (),
+        promotions: Sequence[PromotionEvent] = (),
+        dead_letters: Sequence[DeadLetterRecord] = (),
+        ingested_at: float = 0.0,
+    ) -> BatchOutcome: ...
 
-    def on_snapshot(snap: Snapshot) -> None:
-        if plot_dir is None:
+
+class Recorder:
+    """The replay's sinks: each drift event as a JSON line to ``sink`` and into ``summary``; with
+    ``keep_series``, the sufficient values of every statistic a rule names, for :meth:`plot`."""
+
+    def __init__(self, sink: IO[str], summary: ReplaySummary, rules: Mapping[str, Rule], *, keep_series: bool) -> None:
+        self.sink, self.summary, self.rules, self.keep_series = sink, summary, rules, keep_series
+        self.series: dict[tuple[str, ...], list[tuple[float, float]]] = defaultdict(list)
+
+    def on_drift_event(self, event: dict[str, Any]) -> None:
+        self.summary.drift_events.append(event)
+        self.sink.write(json.dumps(event, sort_keys=True) + "\n")
+
+    def on_snapshot(self, snap: Snapshot) -> None:
+        if not self.keep_series:
             return
         for v in snap.values:
-            if f"{v.signal}.{v.statistic}" in rule_names and v.sufficient:
-                series[(v.model_id, v.slice, v.signal, v.feature, v.statistic)].append(
+            if f"{v.signal}.{v.statistic}" in self.rules and v.sufficient:
+                self.series[(v.model_id, v.slice, v.signal, v.feature, v.statistic)].append(
                     (snap.evaluated_at, v.value)
                 )
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="slicewatch-replay-") as tmp, out.open("w") as sink:
-        url = f"sqlite:///{Path(tmp) / 'replay.db'}"
-        upgrade(url)
-        db = make_engine(url)
-        repository = Repository(db)
-        engine = build_engine(settings)
+    def plot(self, plot_dir: Path) -> list[Path]:
+        return _plot(self.series, self.summary.drift_events, self.rules, plot_dir)
 
-        def target_quality(model_id: str, slice_: str, since: float, until: float) -> float | None:
-            return alert_store.slice_accuracy(db, model_id, slice_, since, until)
 
-        def on_drift_event(event: dict[str, Any]) -> None:
-            summary.drift_events.append(event)
-            sink.write(json.dumps(event, sort_keys=True) + "\n")
-
-        pipeline = Pipeline(
-            engine=engine,
-            evaluator=build_evaluator(settings, target_quality),
-            db=db,
-            evaluate_every_s=every,
-            on_drift_event=on_drift_event,
-            on_snapshot=on_snapshot,
-        )
-        with Progress(disable=not progress, transient=True) as bar:
-            task = bar.add_task("replaying", total=len(timeline))
-            i = 0
-            while i < len(timeline):
-                interval = timeline[i][0] // every
-                j = i
-                while j < len(timeline) and timeline[j][0] // every == interval:
-                    j += 1
-                chunk = [item[2] for item in timeline[i:j]]
-                end = (interval + 1) * every
-                outcome = repository.write(
-                    [e for e in chunk if isinstance(e, InferenceEvent)],
-                    [e for e in chunk if isinstance(e, FeedbackEvent)],
-                    [e for e in chunk if isinstance(e, PromotionEvent)],
-                    [],
-                    end,
-                )
-                pipeline.on_written(outcome.result, end)
-                pipeline.tick(end)
-                bar.advance(task, j - i)
-                i = j
-        summary.evaluations = pipeline.stats.evaluations
-        db.dispose()
-    if plot_dir is not None:
-        summary.plots = _plot(series, summary.drift_events, settings, plot_dir)
-    return summary
+def run_replay(
+    timeline: list[tuple[float, int, Any]],
+    store: EventWriter,
+    pipeline: Pipeline,
+    summary: ReplaySummary,
+    *,
+    progress: bool = False,
+) -> None:
+    """Write the timeline in chunks of one evaluation interval, each followed by the evaluation due."""
+    every = pipeline.evaluate_every_s
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("replaying", total=len(timeline))
+        i = 0
+        while i < len(timeline):
+            interval = timeline[i][0] // every
+            j = i
+            while j < len(timeline) and timeline[j][0] // every == interval:
+                j += 1
+            chunk = [item[2] for item in timeline[i:j]]
+            end = (interval + 1) * every
+            outcome = store.write(
+                [e for e in chunk if isinstance(e, InferenceEvent)],
+                [e for e in chunk if isinstance(e, FeedbackEvent)],
+                [e for e in chunk if isinstance(e, PromotionEvent)],
+                [],
+                end,
+            )
+            pipeline.on_written(outcome.result, end)
+            pipeline.tick(end)
+            bar.advance(task, j - i)
+            i = j
+    summary.evaluations = pipeline.stats.evaluations
 
 
 def _plot(
     series: dict[tuple[str, ...], list[tuple[float, float]]],
     events: list[dict[str, Any]],
-    settings: Settings,
+    rules: Mapping[str, Rule],
     plot_dir: Path,
 ) -> list[Path]:
     """One PNG per alerted signal: the statistic over time against its warning/critical thresholds."""
@@ -213,7 +204,7 @@ def _plot(
         model_id, slice_, signal, feature, statistic = key
         if (model_id, slice_, feature, statistic) not in alerted or not points:
             continue
-        rule = settings.alerts.rules[f"{signal}.{statistic}"]
+        rule = rules[f"{signal}.{statistic}"]
         xs = [(t - points[0][0]) / 60 for t, _ in points]
         fig, ax = plt.subplots(figsize=(9, 3.5))
         ax.plot(xs, [v for _, v in points], label=statistic)

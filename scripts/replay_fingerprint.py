@@ -15,9 +15,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from monitor.app import replay as run_replay
 from monitor.config import Settings
 from monitor.demo.traffic import TrafficGenerator
-from monitor.replay import run_replay
 
 START = 1_790_000_040.0  # a whole minute
 

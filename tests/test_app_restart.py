@@ -89,7 +89,7 @@ def test_restart_rebuilds_the_same_window_state(broker, topic_prefix: str, pg_ur
 
     _wait(lambda: rows() == n and rows(True) == len(labelled), 120, "every row and label written")
     first.pipeline.pull_labels(T)  # what the next tick does: the label log's changes reach the statistics
-    before = _comparable(first.engine.evaluate(T))
+    before = _comparable(first.drift.evaluate(T))
     stop.set()
     thread.join(timeout=20)
     assert not thread.is_alive()
@@ -97,10 +97,10 @@ def test_restart_rebuilds_the_same_window_state(broker, topic_prefix: str, pg_ur
     assert any(k[1] == "domain=regulatory" for k in before)
 
     second = build_monitor(settings, clock=lambda: T, serve_metrics=False)
-    assert second.engine.reference(gen._models(T)[0].model_id) is not None  # profile loaded from the DB
+    assert second.drift.reference(gen._models(T)[0].model_id) is not None  # profile loaded from the DB
     stop2, thread2 = _run(second)
     try:
-        _wait(lambda: _comparable(second.engine.evaluate(T)) == before, 60, "rebuilt state equal to the first run")
+        _wait(lambda: _comparable(second.drift.evaluate(T)) == before, 60, "rebuilt state equal to the first run")
     finally:
         stop2.set()
         thread2.join(timeout=20)

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from monitor.cli import app
 from monitor.config import load_settings
+from monitor.errors import ConfigError
 from monitor.events import InferenceEvent
 from monitor.store import profiles as profile_store
 from monitor.store.engine import make_engine
@@ -160,14 +161,44 @@ def test_env_overrides_and_secret_masking(tmp_path: Path) -> None:
     assert settings.kafka.security.client_kwargs()["sasl_plain_password"] == "hunter2"
 
 
-def test_database_url_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_database_url_precedence(tmp_path: Path) -> None:
     secret = tmp_path / "url"
     secret.write_text("postgresql+psycopg://u@db/x\n")
     path = tmp_path / "c.yaml"
     path.write_text(f"database:\n  url_file: {secret}\n")
-    monkeypatch.delenv("SLICEWATCH_DATABASE_URL", raising=False)
     assert load_settings(path, environ={}).database.resolved_url() == "postgresql+psycopg://u@db/x"
-    monkeypatch.setenv("SLICEWATCH_DATABASE_URL", "sqlite:///env.db")
-    assert load_settings(path, environ={}).database.resolved_url() == "sqlite:///env.db"
-    monkeypatch.delenv("SLICEWATCH_DATABASE_URL")
+    env = {"SLICEWATCH_DATABASE_URL": "sqlite:///env.db"}
+    assert load_settings(path, environ=env).database.resolved_url() == "sqlite:///env.db"
     assert load_settings(None, environ={}).database.resolved_url() == "sqlite:///slicewatch.db"
+
+
+def test_secrets_are_read_once_at_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files and the environment are read by load_settings only: a rotated file or a changed variable
+    after the load does not change the running settings, and a missing file is a ConfigError at load."""
+    url_file, password_file = tmp_path / "url", tmp_path / "pw"
+    url_file.write_text("postgresql+psycopg://u@db/x\n")
+    password_file.write_text("s3cret\n")
+    path = tmp_path / "c.yaml"
+    path.write_text(f"database:\n  url_file: {url_file}\n"
+                    f"kafka:\n  security:\n    sasl_plain_password_file: {password_file}\n")
+    settings = load_settings(path, environ={})
+    url_file.unlink()
+    password_file.write_text("rotated\n")
+    monkeypatch.setenv("SLICEWATCH_DATABASE_URL", "sqlite:///later.db")
+    assert settings.database.resolved_url() == "postgresql+psycopg://u@db/x"
+    assert settings.kafka.security.client_kwargs()["sasl_plain_password"] == "s3cret"
+    assert "s3cret" not in repr(settings)
+    with pytest.raises(ConfigError, match=r"database\.url_file"):
+        load_settings(path, environ={})
+    env_only = load_settings(None, environ={"SLICEWATCH_KAFKA_SASL_PASSWORD": "from-env"})
+    assert env_only.kafka.security.client_kwargs()["sasl_plain_password"] == "from-env"
+
+
+def test_rules_and_bars_reject_unknown_keys(tmp_path: Path) -> None:
+    """A misspelt key in a rule or a quality bar is an error, not a silently ignored line."""
+    for text, where in (("alerts:\n  rules:\n    input.psi: {warning: 0.1, critcal: 0.2}\n", "critcal"),
+                        ("stats:\n  quality_bars:\n    '*': {all: {acuracy: 0.9}}\n", "acuracy")):
+        path = tmp_path / "c.yaml"
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=where):
+            load_settings(path, environ={})

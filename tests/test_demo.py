@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from monitor.demo.run import DemoOptions, demo_settings, demo_traffic, run_demo
+from monitor.app import replay as run_replay
+from monitor.config import Settings
+from monitor.demo.run import DemoOptions, demo_config, demo_traffic, run_demo
 from monitor.demo.traffic import INTENT_OLD
-from monitor.replay import run_replay
+
+DEMO = Settings.model_validate(demo_config("127.0.0.1:1", "sqlite://", 0))  # the demo's settings, no broker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -49,7 +52,7 @@ def test_short_demo_detects_each_incident_with_its_action(tmp_path: Path) -> Non
             files[name].writelines(json.dumps(r) + "\n" for r in rows)
     for f in files.values():
         f.close()
-    replayed = run_replay(demo_settings("127.0.0.1:1", "sqlite://", 0), tmp_path / "inference.jsonl",
+    replayed = run_replay(DEMO, tmp_path / "inference.jsonl",
                           tmp_path / "feedback.jsonl", tmp_path / "promotions.jsonl", tmp_path / "replay.jsonl")
 
     def verdicts(events: list[dict]) -> set[tuple]:

@@ -244,7 +244,7 @@ def test_promotion_regression_pages_and_publishes_rollback(running_monitor: E2E,
 
         def v1_ready() -> bool:
             acc = alert_store.slice_accuracy(db, V1, SLICE, t0 - 3600, t0)
-            return monitor.engine.reference(V1) is not None and acc is not None and bool(abs(acc - expected_v1) < 1e-9)
+            return monitor.drift.reference(V1) is not None and acc is not None and bool(abs(acc - expected_v1) < 1e-9)
 
         wait_until(v1_ready, 60, what="v1 reference built and v1 labels joined")
 
@@ -260,7 +260,7 @@ def test_promotion_regression_pages_and_publishes_rollback(running_monitor: E2E,
         producer.send(topics.promotions, key=V2.encode(), value=_encode(promotion))
         producer.flush()
         wait_until(
-            lambda: V2 in monitor.pipeline.promotions and monitor.engine.reference(V2) is not None,
+            lambda: V2 in monitor.pipeline.promotions and monitor.drift.reference(V2) is not None,
             30,
             what="promotion consumed and v1's reference inherited by v2",
         )

@@ -8,11 +8,14 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from monitor.demo.run import demo_settings, match
+from monitor.app import replay as run_replay
+from monitor.config import Settings
+from monitor.demo.run import demo_config, match
 from monitor.demo.traffic import INTENT_NEW, INTENT_OLD
 from monitor.pipeline import fired_epoch
-from monitor.replay import run_replay
 from tests.traffic_files import write_traffic
+
+DEMO = Settings.model_validate(demo_config("127.0.0.1:1", "sqlite://", 0))  # the demo's settings, no broker
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "schemas" / "drift-event.v1.schema.json").read_text())
 
@@ -21,7 +24,7 @@ SCHEMA = json.loads((Path(__file__).parents[1] / "schemas" / "drift-event.v1.sch
 def replayed(tmp_path_factory: pytest.TempPathFactory):
     d = tmp_path_factory.mktemp("replay")
     inf, fb, pr, gen = write_traffic(d / "in", minutes=100, rate=14)
-    settings = demo_settings("127.0.0.1:1", "sqlite://", 0)
+    settings = DEMO
     summary = run_replay(settings, inf, fb, pr, d / "out.jsonl", plot_dir=d / "plots")
     return d, settings, summary, gen
 
@@ -78,6 +81,6 @@ def test_replay_is_deterministic_and_parquet_equals_jsonl(replayed, tmp_path: Pa
 def test_bad_lines_are_counted_not_fatal(tmp_path: Path) -> None:
     inf = tmp_path / "inference.jsonl"
     inf.write_text('{"schema_version": 1}\nnot json\n')
-    summary = run_replay(demo_settings("127.0.0.1:1", "sqlite://", 0), inf, None, None, tmp_path / "o.jsonl")
+    summary = run_replay(DEMO, inf, None, None, tmp_path / "o.jsonl")
     assert sum(summary.rejected.values()) == 2
     assert summary.drift_events == []

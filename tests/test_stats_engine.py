@@ -16,7 +16,7 @@ import pytest
 
 from monitor.drift import DriftEngine
 from monitor.events import InferenceEvent
-from monitor.records import Label, LabelChange
+from monitor.records import Label, LabelChange, QualityBar
 from monitor.snapshot import Snapshot
 from tests.stats_fixtures import StreamSpec, make_batch, to_rows
 
@@ -83,7 +83,7 @@ def test_output_shift_detected_after_onset_only():
 
 
 def test_overall_quality_drop_detected_after_onset_only():
-    eng = engine(quality_bars={"*": {"all": (0.88, None)}})
+    eng = engine(quality_bars={"*": {"all": QualityBar(0.88)}})
     snaps = run(eng, StreamSpec(accuracy_drop=0.1, onset=ONSET), minutes=90, per_minute=1000)
     assert_detected_after_onset(crossing_times(snaps, "m1", "all", "quality", "was_correct", "accuracy_gap", 0.0))
     adwin = crossing_times(snaps, "m1", "all", "quality", "was_correct", "adwin_drift", 0.5)
@@ -95,7 +95,7 @@ def test_overall_quality_drop_detected_after_onset_only():
 def test_protected_slice_regression_detected_while_aggregate_holds():
     """A 5-point drop on language=es (5% of traffic) crosses its bar; the aggregate moves < 0.5 points."""
     spec = StreamSpec(slice_accuracy_drop={("language", "es"): 0.05}, onset=ONSET)
-    bars = {"*": {"all": (0.88, None), "language=es": (0.90, None)}}
+    bars = {"*": {"all": QualityBar(0.88), "language=es": QualityBar(0.90)}}
     eng = engine(quality_bars=bars, protected_slices={"language": ["es", "ja"]})
     snaps = run(eng, spec, minutes=90, per_minute=2000)
     assert_detected_after_onset(

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from monitor.drift import DriftEngine
+from monitor.records import QualityBar
 from tests.stats_fixtures import StreamSpec, make_batch
 
 THRESHOLDS = {
@@ -26,7 +27,7 @@ SLICES = {"language": ["es", "ja"], "domain": ["regulatory", "medical"]}
 
 @pytest.mark.slow
 def test_stationary_million_events_no_alarm_and_flat_state():
-    bar = (0.88, None)
+    bar = QualityBar(0.88)
     eng = DriftEngine(
         bucket_seconds=60, window_buckets=10, allowed_lateness_s=120, min_samples=200, alpha=0.01,
         protected_slices=SLICES, auto_reference_events=20_000,

@@ -19,9 +19,9 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from monitor.snapshot import SignalValue
 
@@ -85,21 +85,21 @@ class Rule:
             return None
         return self.severity(v.value)
 
-    @classmethod
-    def from_mapping(cls, name: str, spec: Mapping[str, Any] | Any) -> Rule:
-        """Build from a mapping or any object with the same attributes (e.g. a settings model)."""
-        get: Callable[..., Any] = spec.get if isinstance(spec, Mapping) else lambda k, d=None: getattr(spec, k, d)
-        return cls(
-            name=name,
-            warning=float(get("warning")),
-            critical=float(get("critical")),
-            direction=get("direction", "above"),
-            min_samples=int(get("min_samples", 200)),
-            hold_evaluations=int(get("hold_evaluations", 3)),
-            clear_evaluations=int(get("clear_evaluations", 5)),
-        )
+
+def _defaults(*rules: Rule) -> dict[str, Rule]:
+    return {r.name: r for r in rules}
 
 
-def rules_from_mapping(specs: Mapping[str, Any]) -> dict[str, Rule]:
-    """``{"input.psi": {...}}`` (or settings ``AlertRule`` objects) -> ``{"input.psi": Rule}``."""
-    return {name: Rule.from_mapping(name, spec) for name, spec in specs.items()}
+DEFAULT_RULES: Mapping[str, Rule] = _defaults(
+    Rule("input.psi", warning=0.2, critical=0.3),
+    Rule("input.p99_shift", warning=0.5, critical=1.0),
+    Rule("output.psi", warning=0.2, critical=0.3),
+    Rule("output.mean_confidence_delta", warning=0.05, critical=0.1),
+    Rule("quality.accuracy_gap", warning=0.02, critical=0.05),
+    Rule("quality.score_gap", warning=0.02, critical=0.05),
+    # river's ADWIN on each slice's correctness stream: an abrupt drop, long before the window moves.
+    Rule("quality.adwin_drift", warning=0.5, critical=0.5, hold_evaluations=2),
+    Rule("label_coverage.coverage_delta", warning=0.2, critical=0.4),
+    Rule("cohort.psi", warning=0.2, critical=0.3),
+)
+"""The rules used when the configuration names none (``alerts.rules``)."""

@@ -24,7 +24,6 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from monitor.config import Settings
 from monitor.demo.traffic import Incident, TrafficGenerator
 from monitor.demo.view import render
 from monitor.embedded.ports import free_port
@@ -80,11 +79,23 @@ def demo_traffic(options: DemoOptions, start: float) -> TrafficGenerator:
     )
 
 
-def demo_settings(bootstrap: str, database_url: str, metrics_port: int) -> Settings:
-    """The demo's configuration: what an on-call team would declare for these three models."""
-    return Settings.model_validate(
-        {
+@dataclass(frozen=True)
+class Topics:
+    inference: str
+    feedback: str
+    promotions: str
+
+
+DEMO_TOPICS = Topics("inference-events", "inference-feedback", "model-promotions")
+
+
+def demo_config(bootstrap: str, database_url: str, metrics_port: int) -> dict[str, Any]:
+    """The demo's configuration tree (as in a YAML file): what an on-call team would declare for
+    these three models."""
+    return {
             "kafka": {"bootstrap_servers": bootstrap, "group_id": "slicewatch-demo",
+                      "topics": {"inference": DEMO_TOPICS.inference, "feedback": DEMO_TOPICS.feedback,
+                                 "promotions": DEMO_TOPICS.promotions},
                       "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "max_poll_records": 5000,
                       "poll_timeout_ms": 200},
             "database": {"url": database_url},
@@ -115,8 +126,7 @@ def demo_settings(bootstrap: str, database_url: str, metrics_port: int) -> Setti
                 },
             },
             "metrics": {"host": "127.0.0.1", "port": metrics_port},
-        }
-    )
+    }
 
 
 def match(incident: Incident, events: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -136,10 +146,9 @@ def match(incident: Incident, events: list[dict[str, Any]]) -> dict[str, Any] | 
 
 
 def _producer_loop(
-    producer: KafkaProducer, gen: TrafficGenerator, settings: Settings, end: float, speedup: float,
+    producer: KafkaProducer, gen: TrafficGenerator, topics: Topics, end: float, speedup: float,
     stop: threading.Event, counter: list[int],
 ) -> None:
-    topics = settings.kafka.topics
     step_s = 10.0
     wall0 = time.monotonic()
     event0 = gen.now
@@ -159,7 +168,7 @@ def _producer_loop(
 
 
 def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult:
-    from monitor.app import build_monitor
+    from monitor.app import Sinks, demo_monitor
 
     console = console or Console(width=None if options.live else 160)
     broker: TansuBroker | None = None
@@ -176,7 +185,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
     else:
         database_url = options.database_url
     port = options.metrics_port if options.metrics_port is not None else free_port()
-    settings = demo_settings(bootstrap, database_url, port)
+    config = demo_config(bootstrap, database_url, port)
     result = DemoResult(metrics_url=f"http://127.0.0.1:{port}/metrics")
     events_lock = threading.Lock()
 
@@ -194,7 +203,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
             )
 
     clock = EventClock()
-    monitor = build_monitor(settings, event_clock=clock, on_drift_event=on_drift_event, create_topics=True)
+    monitor = demo_monitor(config, event_clock=clock, sinks=Sinks(on_drift_event=on_drift_event))
     console.print(f"monitor up: database {database_url.split('///')[-1] if 'sqlite' in database_url else '(given)'}, "
                   f"metrics {result.metrics_url}")
     start = (time.time() // 60) * 60 - options.minutes * 60
@@ -202,19 +211,18 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
     result.start = start
     clock.advance(start)
     stop = threading.Event()
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024,
-                             **settings.kafka.security.client_kwargs())
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024)
     counter = [0]
     monitor_thread = threading.Thread(target=monitor.run, args=(stop,), name="slicewatch-monitor", daemon=True)
     monitor_thread.start()
     produce_stop = threading.Event()
     end = start + options.minutes * 60
     producer_thread = threading.Thread(
-        target=_producer_loop, args=(producer, gen, settings, end, options.speedup, produce_stop, counter),
+        target=_producer_loop, args=(producer, gen, DEMO_TOPICS, end, options.speedup, produce_stop, counter),
         name="slicewatch-demo-traffic", daemon=True,
     )
     producer_thread.start()
-    thresholds = {name: rule.warning for name, rule in settings.alerts.rules.items()}
+    thresholds = {name: rule.warning for name, rule in monitor.pipeline.evaluator.rules.items()}
 
     def frame() -> Any:
         elapsed = (clock.now - start) / 60

@@ -37,9 +37,9 @@ from numpy.typing import NDArray
 from monitor.detect.adwin import CorrectnessDrop
 from monitor.detect.lineage import LineageTracker
 from monitor.drift import checkpoint
-from monitor.drift.signals import SignalBuilder, SliceView, cohort_signals, resolve_bars
+from monitor.drift.signals import SignalBuilder, SliceView, cohort_signals, resolve_bar
 from monitor.events import LINEAGE_FIELDS, InferenceEvent, Lineage
-from monitor.records import LabelChange
+from monitor.records import LabelChange, QualityBar
 from monitor.snapshot import AGGREGATE, LineageChange, SignalValue, Snapshot, slice_label
 from monitor.stats.columns import Records, records_from_events, records_from_rows, slice_membership
 from monitor.stats.layout import Layout
@@ -48,7 +48,7 @@ from monitor.stats.profile import ReferenceProfile
 from monitor.stats.profile_builder import build_profile_from_records
 from monitor.stats.window import ModelWindow, window_bounds
 
-Bars = dict[str, dict[str, tuple[float | None, float | None]]]
+Bars = dict[str, dict[str, QualityBar]]
 
 
 class DriftEngine:
@@ -439,10 +439,10 @@ class DriftEngine:
             own = profile.slices.get(label)
             ref = own if own is not None and (s == 0 or own.n >= self.min_samples) else profile.aggregate
             view = SliceView(model_id, label, t.hist[s], t.sketch[s], t.scalars[s], ref, own, t.scalars[0])
-            bars = resolve_bars(self.quality_bars, model_id, label, own, profile.labelled)
+            bar = resolve_bar(self.quality_bars, model_id, label, own, profile.labelled)
             det = self._adwin.get((model_id, label))
             adwin = (det.drop_within(start, end), det.estimate, det.n_seen) if det is not None else None
-            builder.slice_signals(view, bars, adwin)
+            builder.slice_signals(view, bar, adwin)
         out = builder.out
         tested = [i for i, v in enumerate(out) if v.p_value is not None]
         adjusted = adjust_p_values([out[i].p_value for i in tested], self.correction)  # type: ignore[misc]

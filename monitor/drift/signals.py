@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from monitor.records import QualityBar
 from monitor.snapshot import AGGREGATE, Signal, SignalValue
 from monitor.stats.chi_square import chi_square
 from monitor.stats.jensen_shannon import jensen_shannon
@@ -133,7 +134,7 @@ class SignalBuilder:
             self._emit(v, signal, name, "unseen_rate", curv[unseen] / present, present)
 
     def slice_signals(
-        self, v: SliceView, bars: tuple[float | None, float | None], adwin: tuple[bool, float, int] | None
+        self, v: SliceView, bar: QualityBar, adwin: tuple[bool, float, int] | None
     ) -> None:
         lay = self.layout
         ref = v.reference
@@ -213,15 +214,15 @@ class SignalBuilder:
                     s[CONF_N],
                     baseline=ref_conf,
                 )
-        self._quality(v, bars, adwin)
+        self._quality(v, bar, adwin)
         self._coverage(v)
 
     def _quality(
-        self, v: SliceView, bars: tuple[float | None, float | None], adwin: tuple[bool, float, int] | None
+        self, v: SliceView, bar: QualityBar, adwin: tuple[bool, float, int] | None
     ) -> None:
         s = v.scalars
         conf = 1.0 - self.alpha
-        acc_bar, score_bar = bars
+        acc_bar, score_bar = bar.accuracy, bar.score
         n = int(s[CORRECT_N])
         if n > 0:
             lo, hi = wilson_interval(int(s[CORRECT_SUM]), n, conf)
@@ -267,21 +268,21 @@ class SignalBuilder:
             self._emit(v, "label_coverage", feature, "coverage_delta", abs(cov - base), n, baseline=base)
 
 
-def resolve_bars(
-    quality_bars: Mapping[str, Mapping[str, tuple[float | None, float | None]]],
+def resolve_bar(
+    quality_bars: Mapping[str, Mapping[str, QualityBar]],
     model_id: str,
     slice_label: str,
     reference: SliceCounts | None,
     labelled: bool,
-) -> tuple[float | None, float | None]:
+) -> QualityBar:
     """Configured bar for (model, slice), else the ``"*"`` model's, else the reference's labelled baseline."""
     for key in (model_id, "*"):
         bar = quality_bars.get(key, {}).get(slice_label)
         if bar is not None:
             return bar
     if reference is not None and labelled:
-        return reference.accuracy, reference.mean_score
-    return None, None
+        return QualityBar(reference.accuracy, reference.mean_score)
+    return QualityBar()
 
 
 def cohort_signals(

@@ -586,9 +586,9 @@ def assert_windows_match(url: str, state_dir: Path) -> int:
             dump = json.loads(path.read_text())
             now, partitions = float(dump["now"]), list(dump["partitions"])
             settings = monitor_settings("127.0.0.1:1", "x", url, "x")
-            from monitor.app import build_engine
+            from monitor.app import build_drift
 
-            engine = build_engine(settings)
+            engine = build_drift(settings)
             for m, p in profiles.items():
                 engine.set_reference(m, p)
             s = settings.stats

@@ -101,7 +101,13 @@ def main(argv: list[str]) -> int:
                         format=f"%(asctime)s {args.client_id} %(levelname)s %(name)s: %(message)s")
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # the suite dumps a hung member's stacks
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stopped_at: list[float] = []  # monotonic time of the SIGTERM: the dump spends what is left of its 10 s
+
+    def on_sigterm(*_: object) -> None:
+        stopped_at.append(time.monotonic())
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     settings = monitor_settings(
         args.bootstrap, args.prefix, args.url, args.group, max_poll_records=args.max_poll_records,
         session_timeout_ms=args.session_timeout_ms, heartbeat_interval_ms=args.heartbeat_interval_ms,
@@ -136,15 +142,21 @@ def main(argv: list[str]) -> int:
         # a takeover still due or still running (abandoned at the stop): the state is not of the assignment
         if monitor.consumer._takeover_pending() or hook_running.is_set():
             print(f"{args.client_id}: no window-state dump (takeover not done)", file=sys.stderr, flush=True)
-        elif not dump_state(monitor, restored, Path(args.state_dir) / f"{args.client_id}-{os.getpid()}.json"):
+        elif not dump_state(monitor, restored, Path(args.state_dir) / f"{args.client_id}-{os.getpid()}.json",
+                            deadline=(stopped_at[0] if stopped_at else time.monotonic()) + DUMP_BY_S):
             print(f"{args.client_id}: no window-state dump (state busy)", file=sys.stderr, flush=True)
     print("stopped", flush=True)
     return 0
 
 
-def dump_state(monitor: Monitor, partitions: list[int], path: Path) -> bool:
+DUMP_BY_S = 9.0
+"""The dump is done this long after the SIGTERM or given up: the suite's limit for an exit is 10 s."""
+
+
+def dump_state(monitor: Monitor, partitions: list[int], path: Path, deadline: float) -> bool:
     """The window totals of every model held, after pulling the last label changes; nothing when a
-    takeover is still running (its thread holds the lock) or the database does not answer."""
+    takeover is still running (its thread holds the lock) or the database does not answer by
+    ``deadline`` (monotonic). A loaded machine can take more than a second for the pull."""
     now = monitor.clock()
     pipeline = monitor.pipeline
     done = threading.Event()
@@ -154,12 +166,14 @@ def dump_state(monitor: Monitor, partitions: list[int], path: Path) -> bool:
         done.set()
 
     threading.Thread(target=pull, daemon=True).start()
-    if not done.wait(0.3) or not pipeline.lock.acquire(timeout=0.3):  # SIGTERM's 10 s include this
+    if not done.wait(max(0.3, deadline - time.monotonic())):
+        return False
+    if not pipeline.lock.acquire(timeout=max(0.3, deadline - time.monotonic())):
         return False
     try:
         models = {}
-        for m in monitor.engine.models:
-            window = monitor.engine._windows.get(m)
+        for m in monitor.drift.models:
+            window = monitor.drift._windows.get(m)
             if window is None:
                 continue
             t = window.totals(now)
