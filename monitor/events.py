@@ -31,6 +31,8 @@ LINEAGE_FIELDS = (
 )
 
 LabelSource = Literal["human", "judge", "user", "system"]
+EventKind = Literal["inference", "feedback", "promotion"]
+"""The three event contracts (and their topics): what the decoder is told a record should be."""
 
 
 class Lineage(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal, Protocol, cast
+from typing import IO, Any, Protocol, cast
 
 import msgspec
 import polars as pl
@@ -25,14 +25,13 @@ from rich.progress import Progress
 from rich.table import Table
 
 from monitor.alerts.rules import Rule
-from monitor.events import FeedbackEvent, InferenceEvent, PromotionEvent
+from monitor.events import EventKind, FeedbackEvent, InferenceEvent, PromotionEvent
 from monitor.ingest.decoder import DecodeFailure, decode
 from monitor.pipeline import Pipeline, fired_epoch
 from monitor.records import BatchOutcome, DeadLetterRecord, Origin
 from monitor.snapshot import Snapshot
 from monitor.stats.errors import StatsError
 
-Kind = Literal["inference", "feedback", "promotion"]
 _KIND_ORDER = {"promotion": 0, "inference": 1, "feedback": 2}
 
 
@@ -96,7 +95,7 @@ def load_events(
             continue
         for raw in _raw_lines(path):
             try:
-                event = decode(cast(Kind, kind), raw, max_bytes)
+                event = decode(cast(EventKind, kind), raw, max_bytes)
             except DecodeFailure as e:
                 summary.rejected[e.error_class] += 1
                 continue

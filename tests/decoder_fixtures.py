@@ -16,7 +16,8 @@ from typing import Any
 import jsonschema
 from hypothesis import strategies as st
 
-from monitor.ingest.decoder import INT64_MAX, DecodeFailure, Kind, decode
+from monitor.events import EventKind
+from monitor.ingest.decoder import INT64_MAX, DecodeFailure, decode
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 SCHEMA_FILES = {
@@ -76,7 +77,7 @@ def schema_accepts(kind: str, raw: bytes) -> bool:
     return bool(VALIDATORS[kind].is_valid(obj))
 
 
-def decoder_accepts(kind: Kind, raw: bytes) -> bool:
+def decoder_accepts(kind: EventKind, raw: bytes) -> bool:
     try:
         decode(kind, raw, MAX_BYTES)
     except DecodeFailure:
@@ -201,7 +202,7 @@ EVENT_DICTS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     "feedback": feedback_dicts,
     "promotion": promotion_dicts,
 }
-kinds: st.SearchStrategy[Kind] = st.sampled_from(["inference", "feedback", "promotion"])
+kinds: st.SearchStrategy[EventKind] = st.sampled_from(["inference", "feedback", "promotion"])
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.floats(allow_nan=False, allow_infinity=False) | st.integers() | st.text(max_size=12),

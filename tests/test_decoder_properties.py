@@ -13,8 +13,8 @@ import msgspec
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from monitor.events import FeedbackEvent, InferenceEvent, PromotionEvent
-from monitor.ingest.decoder import DecodeFailure, Kind, decode, decode_record
+from monitor.events import EventKind, FeedbackEvent, InferenceEvent, PromotionEvent
+from monitor.ingest.decoder import DecodeFailure, decode, decode_record
 from tests.decoder_fixtures import (
     BASE,
     ERROR_CLASSES,
@@ -49,7 +49,7 @@ def _json_prefixed_bytes() -> st.SearchStrategy[bytes]:
 
 @FAST
 @given(kind=kinds, raw=st.one_of(st.binary(max_size=300), _json_prefixed_bytes()), max_bytes=st.integers(1, 600))
-def test_any_bytes_decode_or_fail_cleanly(kind: Kind, raw: bytes, max_bytes: int) -> None:
+def test_any_bytes_decode_or_fail_cleanly(kind: EventKind, raw: bytes, max_bytes: int) -> None:
     try:
         event = decode(kind, raw, max_bytes)
     except DecodeFailure as e:
@@ -60,7 +60,7 @@ def test_any_bytes_decode_or_fail_cleanly(kind: Kind, raw: bytes, max_bytes: int
 
 @FAST
 @given(kind=kinds, key=st.none() | st.binary(max_size=20), raw=_json_prefixed_bytes())
-def test_any_record_decodes_or_fails_cleanly(kind: Kind, key: bytes | None, raw: bytes) -> None:
+def test_any_record_decodes_or_fails_cleanly(kind: EventKind, key: bytes | None, raw: bytes) -> None:
     try:
         decode_record(kind, key, raw, MAX_BYTES)
     except DecodeFailure as e:
@@ -76,7 +76,7 @@ def _floats_in(event: Any) -> list[float]:
 
 @FAST
 @given(data=st.data(), kind=kinds)
-def test_valid_events_round_trip_and_satisfy_the_schema(data: st.DataObject, kind: Kind) -> None:
+def test_valid_events_round_trip_and_satisfy_the_schema(data: st.DataObject, kind: EventKind) -> None:
     obj: dict[str, Any] = data.draw(EVENT_DICTS[kind])
     raw = msgspec.json.encode(obj)
     event = decode(kind, raw, MAX_BYTES)
@@ -102,7 +102,7 @@ def _has_integral_float_int(obj: dict[str, Any]) -> bool:
 
 @FAST
 @given(data=st.data(), kind=kinds)
-def test_schema_and_decoder_agree_on_mutated_events(data: st.DataObject, kind: Kind) -> None:
+def test_schema_and_decoder_agree_on_mutated_events(data: st.DataObject, kind: EventKind) -> None:
     obj: dict[str, Any] = dict(data.draw(EVENT_DICTS[kind]))
     for _ in range(data.draw(st.integers(1, 2))):
         op = data.draw(st.sampled_from(["drop", "replace", "extra", "feature"]))
@@ -135,7 +135,7 @@ REAL_DATE_TIMES = st.tuples(
 
 @FAST
 @given(kind=kinds, text=st.one_of(DATE_TIME_LIKE, REAL_DATE_TIMES, st.text(max_size=30)))
-def test_schema_and_decoder_agree_on_date_time_text(kind: Kind, text: str) -> None:
+def test_schema_and_decoder_agree_on_date_time_text(kind: EventKind, text: str) -> None:
     raw = msgspec.json.encode({**BASE[kind], TIME_FIELD[kind]: text})
     assert schema_accepts(kind, raw) == decoder_accepts(kind, raw)
 
@@ -190,7 +190,7 @@ def _plant(obj: dict[str, Any], secret: str, where: str) -> dict[str, Any]:
     junk=st.sampled_from([b"", b"\xff", b"}", b"NaN"]),
 )
 def test_failure_reasons_never_contain_payload_values(
-    kind: Kind, suffix: str, where: str, cut: int | None, junk: bytes
+    kind: EventKind, suffix: str, where: str, cut: int | None, junk: bytes
 ) -> None:
     secret = MARKER + suffix
     raw = json.dumps(_plant(BASE[kind], secret, where), ensure_ascii=False).encode()
@@ -205,7 +205,7 @@ def test_failure_reasons_never_contain_payload_values(
 
 @FAST
 @given(kind=kinds, max_bytes=st.integers(1, 4096), extra=st.integers(1, 5000), valid=st.booleans())
-def test_oversized_values_are_rejected_before_parsing(kind: Kind, max_bytes: int, extra: int, valid: bool) -> None:
+def test_oversized_values_are_rejected_before_parsing(kind: EventKind, max_bytes: int, extra: int, valid: bool) -> None:
     """Too-large values fail at stage ``size`` even when they are not JSON (so nothing was parsed)."""
     if valid:
         event = {**BASE[kind], "padding": "x" * (max_bytes + extra)}

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from monitor.alerts.actions import SuspectedCause
 from monitor.alerts.drift_event import build_drift_event
 from monitor.alerts.state import AlertState
 from monitor.demo.traffic import TrafficGenerator
 from monitor.ingest.decoder import INT64_MAX, RFC3339_PATTERN, DecodeFailure, decode
+from monitor.snapshot import LineageChange
 from tests.decoder_fixtures import (
     DELETE,
     MAX_BYTES,
@@ -419,7 +419,7 @@ def test_drift_schema_requires_resolved_at_when_resolved() -> None:
 
 def test_drift_events_built_by_the_alerts_package_validate() -> None:
     """The producer side of the contract: ``monitor.alerts.drift_event.build_drift_event``."""
-    cause = SuspectedCause("judge_model", "judge-llm@2026-09", "judge-llm@2026-10", 1_795_000_000.25)
+    cause = LineageChange("intent-clf@v42", "judge_model", "judge-llm@2026-09", "judge-llm@2026-10", 1_795_000_000.25)
     firing = AlertState(
         "f" * 64, "SlicewatchSliceRegression", "intent-clf@v42", "domain=regulatory", "slice", "was_correct",
         "accuracy_gap", "firing", "critical", 1_795_000_100.0, 1_795_000_130.0, 0.09, 0.05, 400,

@@ -23,7 +23,7 @@ from monitor.events import InferenceEvent, Lineage
 from monitor.records import Label, LabelChange
 from monitor.snapshot import AGGREGATE, slice_label
 from monitor.stats.bins import FeatureSpec, numeric_array, numeric_bins, numeric_matrix, stringify
-from monitor.stats.columns import Records, feature_columns, records_from_events, slice_membership, slice_value
+from monitor.stats.columns import EventColumns, feature_columns, records_from_events, slice_membership, slice_value
 from monitor.stats.contributions import label_contributions
 from monitor.stats.layout import (
     CONF_N,
@@ -89,7 +89,7 @@ def old_feature_columns(features, specs, tokens_in=None) -> dict[str, Any]:
     return out
 
 
-def old_bin_records(layout: Layout, rec: Records):
+def old_bin_records(layout: Layout, rec: EventColumns):
     n = len(rec)
     cols = old_feature_columns(rec.features, layout.features, rec.tokens_in)
     hist = np.empty((n, len(layout.blocks)), dtype=np.int64)
@@ -131,12 +131,12 @@ def old_slice_membership(slices, features, protected):
     return [np.flatnonzero(codes[k] == i) for i, (k, _) in enumerate(protected, start=1)]
 
 
-def old_records_from_events(events) -> dict[str, Records]:
+def old_records_from_events(events) -> dict[str, EventColumns]:
     by_model: dict[str, list[InferenceEvent]] = {}
     for e in events:
         by_model.setdefault(e.model_id, []).append(e)
     return {
-        m: Records(
+        m: EventColumns(
             [e.served_at.timestamp() for e in evs],
             [e.input_features for e in evs],
             [e.output for e in evs],
@@ -409,7 +409,7 @@ def test_label_contributions_equal_the_per_label_code(changes):
     member = slice_membership([c.slice for c in changes], [c.input_features for c in changes], lay.slices)
     a, b = ModelWindow(lay, 1000.0, 101, 1e6), ModelWindow(lay, 1000.0, 101, 1e6)
     for w in (a, b):
-        w.observe(Records([c.served_at for c in changes], [c.input_features for c in changes],
+        w.observe(EventColumns([c.served_at for c in changes], [c.input_features for c in changes],
                           ["yes"] * len(changes), [None] * len(changes), [None] * len(changes),
                           [c.slice for c in changes], [None] * len(changes)))
     assert a.observe_labels(changes, member) == b.observe_labels(changes)

@@ -37,39 +37,20 @@ RETRAIN_SIGNALS = frozenset({"input", "output", "quality", "slice"})
 
 
 @dataclass(frozen=True, slots=True)
-class SuspectedCause:
-    field: str
-    from_value: str | None
-    to_value: str
-    first_seen: float
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "field": self.field,
-            "from": self.from_value,
-            "to": self.to_value,
-            "first_seen": self.first_seen,
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class ActionDecision:
     action: str
     actions: tuple[str, ...]
     rollback_target: str | None
-    suspected_causes: tuple[SuspectedCause, ...]
+    suspected_causes: tuple[LineageChange, ...]
 
 
 def suspected_causes(
     model_id: str, onset: float, changes: Iterable[LineageChange], lookback_s: float
-) -> tuple[SuspectedCause, ...]:
-    """Lineage changes of ``model_id`` first seen within ``lookback_s`` before ``onset`` (inclusive)."""
-    found = {
-        (c.field, c.from_value, c.to_value, c.first_seen)
-        for c in changes
-        if c.model_id == model_id and onset - lookback_s <= c.first_seen <= onset
-    }
-    return tuple(SuspectedCause(*f) for f in sorted(found, key=lambda f: (f[3], f[0])))
+) -> tuple[LineageChange, ...]:
+    """Lineage changes of ``model_id`` first seen within ``lookback_s`` before ``onset`` (inclusive),
+    each once, oldest first."""
+    found = {c for c in changes if c.model_id == model_id and onset - lookback_s <= c.first_seen <= onset}
+    return tuple(sorted(found, key=lambda c: (c.first_seen, c.field)))
 
 
 def decide_action(

@@ -28,10 +28,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from monitor.alerts.actions import SuspectedCause, TargetQuality, decide_action
+from monitor.alerts.actions import TargetQuality, decide_action
 from monitor.alerts.rules import Rule
 from monitor.records import Promotion
-from monitor.snapshot import AGGREGATE, SignalValue, Snapshot
+from monitor.snapshot import AGGREGATE, LineageChange, SignalValue, Snapshot
 
 State = Literal["inactive", "pending", "firing", "resolved"]
 
@@ -84,7 +84,7 @@ class AlertState:
     action: str = "investigate"
     actions: tuple[str, ...] = ()
     rollback_target: str | None = None
-    suspected_causes: tuple[SuspectedCause, ...] = ()
+    suspected_causes: tuple[LineageChange, ...] = ()
     fired_at: float | None = None
     resolved_at: float | None = None
     reference_id: str | None = None

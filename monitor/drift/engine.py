@@ -41,7 +41,7 @@ from monitor.drift.signals import SignalBuilder, SliceView, cohort_signals, reso
 from monitor.events import LINEAGE_FIELDS, InferenceEvent, Lineage
 from monitor.records import LabelChange, QualityBar
 from monitor.snapshot import AGGREGATE, LineageChange, SignalValue, Snapshot, slice_label
-from monitor.stats.columns import Records, records_from_events, records_from_rows, slice_membership
+from monitor.stats.columns import EventColumns, records_from_events, records_from_rows, slice_membership
 from monitor.stats.layout import Layout
 from monitor.stats.multiple_testing import Correction, adjust_p_values
 from monitor.stats.profile import ReferenceProfile
@@ -109,7 +109,7 @@ class DriftEngine:
         self._profiles: dict[str, ReferenceProfile] = {}
         self._windows: dict[str, ModelWindow] = {}
         self._cohort_windows: dict[str, ModelWindow] = {}  # member id -> window on its base's layout
-        self._buffers: dict[str, tuple[Records, list[LabelChange]]] = {}
+        self._buffers: dict[str, tuple[EventColumns, list[LabelChange]]] = {}
         self._adwin: dict[tuple[str, str], CorrectnessDrop] = {}
         self._new: list[ReferenceProfile] = []
         self._lineage = LineageTracker(lineage_lookback_s)
@@ -167,12 +167,12 @@ class DriftEngine:
         self._observe_records(records_from_events(inferences), labels, now, arrival=now)
 
     def _observe_records(
-        self, by_model: Mapping[str, Records], labels: Sequence[LabelChange], now: float, arrival: float | None
+        self, by_model: Mapping[str, EventColumns], labels: Sequence[LabelChange], now: float, arrival: float | None
     ) -> None:
         labels_by_model = _by_model(labels)
         limit = now + self.max_future_s
         for model_id in dict.fromkeys([*by_model, *labels_by_model]):
-            rec = by_model.get(model_id, Records())
+            rec = by_model.get(model_id, EventColumns())
             if len(rec) and max(rec.served_at) > limit:
                 keep = [i for i, t in enumerate(rec.served_at) if t <= limit]
                 self.future_events_total += len(rec) - len(keep)
@@ -180,7 +180,9 @@ class DriftEngine:
             self._track_lineage(model_id, rec, labels_by_model.get(model_id, []))
             self._observe_model(model_id, rec, labels_by_model.get(model_id, []), arrival)
 
-    def _observe_model(self, model_id: str, rec: Records, labels: list[LabelChange], arrival: float | None) -> None:
+    def _observe_model(
+        self, model_id: str, rec: EventColumns, labels: list[LabelChange], arrival: float | None
+    ) -> None:
         window = self._windows.get(model_id)
         if window is None:
             self._buffer(model_id, rec, labels)
@@ -198,7 +200,7 @@ class DriftEngine:
             member.observe(rec, arrival)
         self._feed_adwin(model_id, labels, lmember)
 
-    def _buffer(self, model_id: str, rec: Records, labels: list[LabelChange]) -> None:
+    def _buffer(self, model_id: str, rec: EventColumns, labels: list[LabelChange]) -> None:
         n = self.auto_reference_events
         if n is None:
             self.unreferenced_events_total += len(rec)
@@ -211,7 +213,7 @@ class DriftEngine:
                 self.unreferenced_events_total += len(rec)
                 return
             self.unreferenced_events_total += len(self._buffers.pop(smallest)[0])
-        buf_rec, buf_labels = self._buffers.setdefault(model_id, (Records(), []))
+        buf_rec, buf_labels = self._buffers.setdefault(model_id, (EventColumns(), []))
         buf_rec.extend(rec)
         buf_labels.extend(labels[: max(0, 2 * n - len(buf_labels))])
         if len(buf_rec) < n:
@@ -268,7 +270,7 @@ class DriftEngine:
                 det = self._adwin[(model_id, label)] = CorrectnessDrop(self.adwin_delta)
             det.update_many(xs, ts)
 
-    def _track_lineage(self, model_id: str, rec: Records, labels: list[LabelChange]) -> None:
+    def _track_lineage(self, model_id: str, rec: EventColumns, labels: list[LabelChange]) -> None:
         if len(rec):
             distinct = [d for d in set(rec.lineage) if d is not None]
             order: list[int] | None = None

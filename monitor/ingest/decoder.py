@@ -37,9 +37,8 @@ from typing import Any, Final, Literal, overload
 import msgspec
 
 from monitor.errors import SlicewatchError
-from monitor.events import SCHEMA_VERSION, FeedbackEvent, InferenceEvent, PromotionEvent
+from monitor.events import SCHEMA_VERSION, EventKind, FeedbackEvent, InferenceEvent, PromotionEvent
 
-Kind = Literal["inference", "feedback", "promotion"]
 Stage = Literal["size", "json", "schema", "version", "time"]
 AnyEvent = InferenceEvent | FeedbackEvent | PromotionEvent
 
@@ -112,8 +111,8 @@ def decode(kind: Literal["feedback"], raw: bytes | None, max_bytes: int) -> Feed
 @overload
 def decode(kind: Literal["promotion"], raw: bytes | None, max_bytes: int) -> PromotionEvent: ...
 @overload
-def decode(kind: Kind, raw: bytes | None, max_bytes: int) -> AnyEvent: ...
-def decode(kind: Kind, raw: bytes | None, max_bytes: int) -> AnyEvent:
+def decode(kind: EventKind, raw: bytes | None, max_bytes: int) -> AnyEvent: ...
+def decode(kind: EventKind, raw: bytes | None, max_bytes: int) -> AnyEvent:
     """Decode one Kafka record value of ``kind``; raises :class:`DecodeFailure` for bad input.
 
     ``ValueError`` only for caller bugs (unknown ``kind``, ``max_bytes`` < 1).
@@ -170,8 +169,8 @@ def decode_record(
     kind: Literal["promotion"], key: bytes | None, value: bytes | None, max_bytes: int
 ) -> PromotionEvent: ...
 @overload
-def decode_record(kind: Kind, key: bytes | None, value: bytes | None, max_bytes: int) -> AnyEvent: ...
-def decode_record(kind: Kind, key: bytes | None, value: bytes | None, max_bytes: int) -> AnyEvent:
+def decode_record(kind: EventKind, key: bytes | None, value: bytes | None, max_bytes: int) -> AnyEvent: ...
+def decode_record(kind: EventKind, key: bytes | None, value: bytes | None, max_bytes: int) -> AnyEvent:
     """Decode ``value`` and check that a present Kafka key equals the event's ``model_id``.
 
     Feedback events carry no model_id, so their key is not checked. An empty key counts as absent.

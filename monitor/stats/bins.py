@@ -31,7 +31,7 @@ from polars.exceptions import PanicException
 
 from monitor.stats.sketch import SketchSpec
 
-Kind = Literal["numeric", "categorical", "boolean"]
+FeatureKind = Literal["numeric", "categorical", "boolean"]
 MAX_VOCABULARY = 10_000
 OTHER = "__other__"
 UNSEEN = "__unseen__"
@@ -106,7 +106,7 @@ _STR_OR_NONE = {str, type(None)}
 @dataclass(frozen=True)
 class FeatureSpec:
     name: str
-    kind: Kind
+    kind: FeatureKind
     edges: tuple[float, ...] = ()
     categories: tuple[str, ...] = ()
     vocabulary: tuple[str, ...] = ()

@@ -31,7 +31,7 @@ slice_value = stringify
 
 
 @dataclass
-class Records:
+class EventColumns:
     """One model's events as parallel lists (``served_at`` as float epoch seconds)."""
 
     served_at: list[float] = field(default_factory=list)
@@ -45,12 +45,12 @@ class Records:
     def __len__(self) -> int:
         return len(self.served_at)
 
-    def extend(self, other: Records) -> None:
+    def extend(self, other: EventColumns) -> None:
         for name in ("served_at", "features", "outputs", "confidence", "tokens_in", "slices", "lineage"):
             getattr(self, name).extend(getattr(other, name))
 
-    def take(self, idx: Sequence[int]) -> Records:
-        return Records(
+    def take(self, idx: Sequence[int]) -> EventColumns:
+        return EventColumns(
             *(
                 [getattr(self, n)[i] for i in idx]
                 for n in ("served_at", "features", "outputs", "confidence", "tokens_in", "slices", "lineage")
@@ -65,7 +65,7 @@ def _lineage(lin: Any) -> Lineage | None:
     return Lineage(**{f: lin.get(f) for f in LINEAGE_FIELDS})
 
 
-def records_from_events(events: Iterable[InferenceEvent]) -> dict[str, Records]:
+def records_from_events(events: Iterable[InferenceEvent]) -> dict[str, EventColumns]:
     evs = events if isinstance(events, list) else list(events)
     ids = [e.model_id for e in evs]
     if ids and ids.count(ids[0]) == len(ids):  # the usual batch: one model (Kafka key = model_id)
@@ -76,7 +76,7 @@ def records_from_events(events: Iterable[InferenceEvent]) -> dict[str, Records]:
             by_model.setdefault(m, []).append(e)
     out = {}
     for model_id, group in by_model.items():
-        out[model_id] = Records(
+        out[model_id] = EventColumns(
             served_at=[e.served_at.timestamp() for e in group],
             features=[e.input_features for e in group],
             outputs=[e.output for e in group],
@@ -94,14 +94,14 @@ def _epoch(v: Any) -> float:
 
 def records_from_rows(
     rows: Sequence[Mapping[str, Any]] | pl.DataFrame,
-) -> tuple[dict[str, Records], list[LabelChange]]:
+) -> tuple[dict[str, EventColumns], list[LabelChange]]:
     """Rows as the store returns them for the window; labelled rows also become first-time labels."""
     dicts = rows.to_dicts() if isinstance(rows, pl.DataFrame) else list(rows)
     dicts.sort(key=lambda r: _epoch(r["served_at"]))
-    out: dict[str, Records] = {}
+    out: dict[str, EventColumns] = {}
     labels: list[LabelChange] = []
     for r in dicts:
-        rec = out.setdefault(str(r["model_id"]), Records())
+        rec = out.setdefault(str(r["model_id"]), EventColumns())
         t = _epoch(r["served_at"])
         feats = r.get("input_features") or {}
         sl = r.get("slice") or {}

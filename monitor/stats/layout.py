@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from monitor.stats.bins import FeatureSpec, numeric_bins, numeric_matrix, numeric_rows
-from monitor.stats.columns import TOKENS_IN, Records, raw_feature_columns
+from monitor.stats.columns import TOKENS_IN, EventColumns, raw_feature_columns
 from monitor.stats.sketch import sketch_indices
 
 FIXED_POINT = 1_000_000_000
@@ -78,7 +78,7 @@ class Layout:
         off = int(self.sketch_offsets[k])
         return slice(off, off + _sketch_size(self.features[self.sketched[k]]))
 
-    def _numeric_matrix(self, rec: Records, names: list[str]) -> NDArray[np.float64]:
+    def _numeric_matrix(self, rec: EventColumns, names: list[str]) -> NDArray[np.float64]:
         """Rows: the numeric features in order (``tokens_in`` from the event field), then confidence."""
         from_dicts = [f for f in names if f != TOKENS_IN]
         x = np.empty((len(names) + 1, len(rec)), dtype=np.float64)
@@ -88,7 +88,7 @@ class Layout:
         )
         return x
 
-    def bin_records(self, rec: Records) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    def bin_records(self, rec: EventColumns) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
         """Flat histogram indices ``(n, blocks)``, sketch indices ``(n, sketched)`` (-1 = none) and the
         per-event scalar contributions ``(n, N_SCALARS)``.
 

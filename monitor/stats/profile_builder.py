@@ -19,8 +19,8 @@ import polars as pl
 
 from monitor.records import Label, LabelChange
 from monitor.snapshot import AGGREGATE, slice_label
-from monitor.stats.bins import MAX_VOCABULARY, FeatureSpec, Kind, stringify
-from monitor.stats.columns import TOKENS_IN, Records, feature_columns, records_from_rows, slice_membership
+from monitor.stats.bins import MAX_VOCABULARY, FeatureKind, FeatureSpec, stringify
+from monitor.stats.columns import TOKENS_IN, EventColumns, feature_columns, records_from_rows, slice_membership
 from monitor.stats.contributions import label_contributions
 from monitor.stats.errors import ProfileError
 from monitor.stats.layout import N_SCALARS, Layout
@@ -49,7 +49,7 @@ RESERVED = {
 }
 
 
-def _kind_of(values: Sequence[Any]) -> Kind | None:
+def _kind_of(values: Sequence[Any]) -> FeatureKind | None:
     types = {type(v) for v in values if v is not None}
     if not types:
         return None
@@ -60,10 +60,10 @@ def _kind_of(values: Sequence[Any]) -> Kind | None:
     return "categorical"
 
 
-def _kinds(features: Sequence[Mapping[str, Any]], names: Sequence[str] | None) -> dict[str, Kind]:
+def _kinds(features: Sequence[Mapping[str, Any]], names: Sequence[str] | None) -> dict[str, FeatureKind]:
     try:
         df = pl.from_dicts(features, infer_schema_length=None)
-        kinds: dict[str, Kind] = {}
+        kinds: dict[str, FeatureKind] = {}
         for name, dtype in df.schema.items():
             if dtype == pl.Boolean:
                 kinds[name] = "boolean"
@@ -103,7 +103,7 @@ def _numeric_spec(name: str, x: np.ndarray, bins: int, sketch_accuracy: float | 
 
 def build_profile_from_records(
     model_id: str,
-    rec: Records,
+    rec: EventColumns,
     labels: Sequence[LabelChange] = (),
     *,
     features: Sequence[str] | None = None,
@@ -116,7 +116,7 @@ def build_profile_from_records(
     created_at: float = 0.0,
     max_features: int | None = 64,
 ) -> ReferenceProfile:
-    """The core builder: every other entry point turns its input into :class:`Records` first.
+    """The core builder: every other entry point turns its input into :class:`EventColumns` first.
 
     Without an explicit ``features`` list, the ``max_features`` features present in the most rows
     are profiled (ties by name): the profile decides which features get metric series, so feature
@@ -193,7 +193,7 @@ def build_profile_from_records(
     )
 
 
-def _labels_from_frame(frame: pl.DataFrame, model_id: str, rec: Records) -> list[LabelChange]:
+def _labels_from_frame(frame: pl.DataFrame, model_id: str, rec: EventColumns) -> list[LabelChange]:
     cols = {c: frame.get_column(c).to_list() for c in ("was_correct", "score", "label_source") if c in frame.columns}
     if "was_correct" not in cols and "score" not in cols:
         return []
@@ -222,7 +222,7 @@ def build_profile(frame: pl.DataFrame, model_id: str, **kwargs: Any) -> Referenc
     def col(name: str, default: Any = None) -> list[Any]:
         return frame.get_column(name).to_list() if name in frame.columns else [default] * n
 
-    rec = Records(
+    rec = EventColumns(
         served_at=[0.0] * n,
         features=features,
         outputs=[str(x) if x is not None else "" for x in col("output", "")],

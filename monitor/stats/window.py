@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from monitor.records import LabelChange
-from monitor.stats.columns import Records, slice_membership
+from monitor.stats.columns import EventColumns, slice_membership
 from monitor.stats.contributions import label_contributions
 from monitor.stats.layout import N_SCALARS, Layout
 
@@ -115,7 +115,7 @@ class ModelWindow:
         combo = (b[rexp] % self.ring) * self.layout.n_slices + np.concatenate(sidx)
         return rexp, combo
 
-    def observe(self, rec: Records, arrival: float | None = None) -> int:
+    def observe(self, rec: EventColumns, arrival: float | None = None) -> int:
         """Add a batch of this model's events that arrived at ``arrival``; returns how many were
         accepted. ``arrival=None``: rows already checked against their own arrival (a rebuild,
         which must pass them in ``served_at`` order)."""

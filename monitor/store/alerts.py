@@ -34,10 +34,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from monitor.alerts.actions import SuspectedCause
 from monitor.alerts.state import AlertState, Transition
 from monitor.errors import StoreError, StoreUnavailable
-from monitor.snapshot import AGGREGATE
+from monitor.snapshot import AGGREGATE, LineageChange
 from monitor.store.base import JSONType, metadata
 from monitor.store.tables import inference_log
 
@@ -133,7 +132,10 @@ def _row(s: AlertState) -> dict[str, Any]:
         "action": s.action,
         "actions": list(s.actions),
         "rollback_target": s.rollback_target,
-        "suspected_causes": [c.as_dict() for c in s.suspected_causes],
+        "suspected_causes": [
+            {"field": c.field, "from": c.from_value, "to": c.to_value, "first_seen": c.first_seen}
+            for c in s.suspected_causes
+        ],
         "active_since": _dt(s.active_since),
         "fired_at": _dt(s.fired_at),
         "resolved_at": _dt(s.resolved_at),
@@ -214,7 +216,7 @@ def load_alert_states(
             actions=tuple(r["actions"] or ()),
             rollback_target=r["rollback_target"],
             suspected_causes=tuple(
-                SuspectedCause(d["field"], d.get("from"), d["to"], float(d["first_seen"]))
+                LineageChange(r["model_id"], d["field"], d.get("from"), d["to"], float(d["first_seen"]))
                 for d in r["suspected_causes"] or ()
             ),
             fired_at=_ts(r["fired_at"]),
