@@ -1,14 +1,16 @@
-"""The fast column builders give exactly what the straightforward per-event code gave.
+"""The fast column builders give exactly what the definitions say, one value or event at a time.
 
-The oracles below are the previous implementations (kept verbatim as reference): one list
-comprehension per field, ``np.array`` per numeric column, a generator per categorical/boolean
-column, one ``SketchSpec.index`` / ``FeatureSpec.bin`` call per feature, and the old ADWIN feed.
-Hypothesis drives them with mixed value types, missing features, None, booleans, numbers as
-strings, and slice keys found in ``slice`` or only in ``input_features``.
+The oracles below are written from the definitions in plain Python (one value, one event, one
+label at a time), not copied from the production code: numbers to floats, bin = count of edges at
+or below the value, slice membership from ``slice`` else the stringified input feature, +1/-1
+label rows, the ADWIN feed in served_at order. Hypothesis drives them with mixed value types,
+missing features, None, booleans, numbers as strings, and slice keys found in ``slice`` or only in
+``input_features``.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +25,7 @@ from monitor.events import InferenceEvent, Lineage
 from monitor.records import Label, LabelChange
 from monitor.snapshot import AGGREGATE, slice_label
 from monitor.stats.bins import FeatureSpec, numeric_array, numeric_bins, numeric_matrix, stringify
-from monitor.stats.columns import EventColumns, feature_columns, records_from_events, slice_membership, slice_value
+from monitor.stats.columns import EventColumns, feature_columns, records_from_events, slice_membership
 from monitor.stats.contributions import label_contributions
 from monitor.stats.layout import (
     CONF_N,
@@ -44,151 +46,171 @@ from monitor.stats.layout import (
 from monitor.stats.sketch import SketchSpec, sketch_indices
 from monitor.stats.window import ModelWindow
 
-# ---- oracles: the previous implementations ---------------------------------------------------
+# ---- oracles: the definitions, one value or one event at a time, in plain Python ----------------
+# Written from the docstrings, not from the production code: numbers become floats (booleans 0/1),
+# anything else NaN; a bin index counts the edges at or below the value; a slice member is an
+# event whose slice (else its input feature, stringified) holds the value; a label adds +1 rows,
+# the label it replaced -1 rows.
+
+def is_number(v: Any) -> bool:
+    return isinstance(v, bool | int | float)
 
 
-def old_numeric_array(values: list[Any]) -> np.ndarray:
+def is_numeric_text(v: Any) -> bool:
+    if not isinstance(v, str):
+        return False
     try:
-        return np.array(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        return np.array([float(v) if isinstance(v, int | float) else np.nan for v in values], dtype=np.float64)
+        float(v)
+    except ValueError:
+        return False
+    return True
 
 
-def old_bin(spec: FeatureSpec, column: Any) -> np.ndarray:
-    missing = spec.missing_index
+def oracle_numeric(values: list[Any]) -> np.ndarray:
+    """A column of floats. The documented quirk kept from numpy: when *every* value is None, a
+    number or a numeric string, the strings are parsed too; otherwise only numbers count."""
+    whole = all(v is None or is_number(v) or is_numeric_text(v) for v in values)
+    out = []
+    for v in values:
+        if v is None:
+            out.append(math.nan)
+        elif is_number(v):
+            out.append(float(v))  # OverflowError for an int beyond float range, as numpy
+        elif whole:
+            out.append(float(v))
+        else:
+            out.append(math.nan)
+    return np.array(out, dtype=np.float64)
+
+
+def oracle_bin(spec: FeatureSpec, value: Any) -> int:
+    """The bin of one value (``value`` already a float for numeric specs)."""
     if spec.kind == "numeric":
-        x = column if isinstance(column, np.ndarray) else old_numeric_array(list(column))
-        e = np.asarray(spec.edges)
-        idx = np.searchsorted(e, x, side="right").astype(np.int64)
-        idx[x == e[-1]] = e.size - 1 if e.size > 1 else 0
-        idx[~np.isfinite(x)] = missing
-        return idx
+        x = float(value)
+        if not math.isfinite(x):
+            return spec.missing_index
+        edges = [float(e) for e in spec.edges]
+        if x == edges[-1]:
+            return len(edges) - 1 if len(edges) > 1 else 0
+        return sum(1 for e in edges if e <= x)
     if spec.kind == "categorical":
-        m = {c: i for i, c in enumerate(spec.categories)}
-        for v in spec.vocabulary:
-            m.setdefault(v, len(spec.categories))
-        unseen = len(spec.categories) + 1
-        return np.fromiter(
-            (missing if v is None else m.get(v if v.__class__ is str else stringify(v), unseen) for v in column),
-            dtype=np.int64,
-            count=len(column),
-        )
-    return np.fromiter(
-        (1 if v is True else 0 if v is False else missing for v in column), dtype=np.int64, count=len(column)
-    )
+        if value is None:
+            return spec.missing_index
+        key = value if type(value) is str else stringify(value)
+        if key in spec.categories:
+            return list(spec.categories).index(key)
+        return len(spec.categories) if key in spec.vocabulary else len(spec.categories) + 1
+    return 1 if value is True else 0 if value is False else spec.missing_index
 
 
-def old_feature_columns(features, specs, tokens_in=None) -> dict[str, Any]:
+def oracle_bins(spec: FeatureSpec, column: Any) -> np.ndarray:
+    return np.array([oracle_bin(spec, v) for v in column], dtype=np.int64)
+
+
+def raw_value(rec: EventColumns, i: int, name: str) -> Any:
+    return rec.tokens_in[i] if name == "tokens_in" else rec.features[i].get(name)
+
+
+def oracle_feature_columns(rec: EventColumns, specs) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for s in specs:
-        if s.name == "tokens_in" and tokens_in is not None:
-            values = list(tokens_in)
-        else:
-            values = [d.get(s.name) for d in features]
-        out[s.name] = old_numeric_array(values) if s.kind == "numeric" else values
+        values = [raw_value(rec, i, s.name) for i in range(len(rec))]
+        out[s.name] = oracle_numeric(values) if s.kind == "numeric" else values
     return out
 
 
-def old_bin_records(layout: Layout, rec: EventColumns):
+def oracle_bin_records(layout: Layout, rec: EventColumns):
+    """One event at a time: its histogram cells, sketch cells and scalar counters."""
+    cols = oracle_feature_columns(rec, layout.features)
+    conf = oracle_numeric(list(rec.confidence))
+    hist, sketch, scal = [], [], []
+    for i in range(len(rec)):
+        h, k = [], []
+        for j, spec in enumerate(layout.features):
+            v = cols[spec.name][i]
+            h.append(oracle_bin(spec, v) + layout.offsets[j])
+            if spec.sketch is not None:
+                cell = int(spec.sketch.index(np.array([v], dtype=np.float64))[0])
+                k.append(cell + layout.sketch_offsets[len(k)] if cell >= 0 else -1)
+        nf = len(layout.features)
+        h.append(oracle_bin(layout.output, rec.outputs[i]) + layout.offsets[nf])
+        h.append(oracle_bin(layout.confidence, conf[i]) + layout.offsets[nf + 1])
+        row = [0] * N_SCALARS
+        row[EVENTS] = 1
+        if math.isfinite(conf[i]):
+            row[CONF_N] = 1
+            row[CONF_SUM] = round(conf[i] * FIXED_POINT)
+        hist.append(h)
+        sketch.append(k)
+        scal.append(row)
     n = len(rec)
-    cols = old_feature_columns(rec.features, layout.features, rec.tokens_in)
-    hist = np.empty((n, len(layout.blocks)), dtype=np.int64)
-    sketch = np.empty((n, len(layout.sketched)), dtype=np.int64)
-    k = 0
-    for j, spec in enumerate(layout.features):
-        col = cols[spec.name]
-        hist[:, j] = old_bin(spec, col) + layout.offsets[j]
-        if spec.sketch is not None:
-            idx = spec.sketch.index(col)
-            sketch[:, k] = np.where(idx >= 0, idx + layout.sketch_offsets[k], -1)
-            k += 1
-    nf = len(layout.features)
-    hist[:, nf] = old_bin(layout.output, rec.outputs) + layout.offsets[nf]
-    c = old_numeric_array(rec.confidence)
-    hist[:, nf + 1] = old_bin(layout.confidence, c) + layout.offsets[nf + 1]
-    scal = np.zeros((n, N_SCALARS), dtype=np.int64)
-    scal[:, EVENTS] = 1
-    ok = np.isfinite(c)
-    scal[:, CONF_N] = ok
-    scal[ok, CONF_SUM] = np.rint(c[ok] * FIXED_POINT).astype(np.int64)
-    return hist, sketch, scal
+    return (np.array(hist, dtype=np.int64).reshape(n, len(layout.blocks)),
+            np.array(sketch, dtype=np.int64).reshape(n, len(layout.sketched)),
+            np.array(scal, dtype=np.int64).reshape(n, N_SCALARS))
 
 
-_ABSENT = object()
+def oracle_member(slice_: dict[str, Any], features: dict[str, Any], key: str, value: str) -> bool:
+    """The event's slice value for ``key``: from ``slice`` when the key is there, else the input
+    feature's, stringified (True -> "true", 3.0 -> "3")."""
+    got = slice_[key] if key in slice_ else stringify(features.get(key))
+    return got == value
 
 
-def old_slice_membership(slices, features, protected):
-    codes = {}
-    for key in dict.fromkeys(k for k, _ in protected):
-        lookup: dict[Any, int] = {v: i for i, (k, v) in enumerate(protected, start=1) if k == key}
-        lookup[_ABSENT] = -1
-        get = lookup.get
-        code = np.array([get(s.get(key, _ABSENT), 0) for s in slices], dtype=np.int64)
-        absent = np.flatnonzero(code < 0)
-        if absent.size:
-            code[absent] = [get(slice_value(features[int(i)].get(key)), 0) for i in absent]
-        codes[key] = code
-    return [np.flatnonzero(codes[k] == i) for i, (k, _) in enumerate(protected, start=1)]
+def oracle_slice_membership(slices, features, protected) -> list[np.ndarray]:
+    return [
+        np.array([i for i in range(len(slices)) if oracle_member(slices[i], features[i], k, v)], dtype=np.int64)
+        for k, v in protected
+    ]
 
 
-def old_records_from_events(events) -> dict[str, EventColumns]:
-    by_model: dict[str, list[InferenceEvent]] = {}
+def oracle_records_from_events(events) -> dict[str, EventColumns]:
+    out: dict[str, EventColumns] = {}
     for e in events:
-        by_model.setdefault(e.model_id, []).append(e)
-    return {
-        m: EventColumns(
-            [e.served_at.timestamp() for e in evs],
-            [e.input_features for e in evs],
-            [e.output for e in evs],
-            [e.confidence for e in evs],
-            [e.tokens_in for e in evs],
-            [e.slice for e in evs],
-            [e.lineage for e in evs],
-        )
-        for m, evs in by_model.items()
-    }
+        rec = out.setdefault(e.model_id, EventColumns())
+        rec.served_at.append(e.served_at.timestamp())
+        rec.features.append(e.input_features)
+        rec.outputs.append(e.output)
+        rec.confidence.append(e.confidence)
+        rec.tokens_in.append(e.tokens_in)
+        rec.slices.append(e.slice)
+        rec.lineage.append(e.lineage)
+    return out
 
 
-def old_label_contributions(changes):
-    olds = [ch for ch in changes if ch.old is not None]
-    chs = [*changes, *olds]
-    labels = [ch.new for ch in changes] + [ch.old for ch in olds]
-    n = len(chs)
-    scal = np.zeros((n, N_SCALARS), dtype=np.int64)
-    if n == 0:
-        return np.zeros(0), scal, [], []
-    sign = np.ones(n, dtype=np.int64)
-    sign[len(changes) :] = -1
-    wc = np.array([-1 if lb.was_correct is None else int(lb.was_correct) for lb in labels], dtype=np.int64)
-    score = np.array([np.nan if lb.score is None else lb.score for lb in labels], dtype=np.float64)
-    src = np.array([source_index(lb.source) for lb in labels], dtype=np.int64)
-    has_wc = wc >= 0
-    has_score = np.isfinite(score)
-    s = np.where(has_score, score, 0.0)
-    scal[:, LABELLED] = sign
-    scal[:, CORRECT_N] = sign * has_wc
-    scal[:, CORRECT_SUM] = sign * (wc == 1)
-    scal[:, SCORE_N] = sign * has_score
-    scal[:, SCORE_SUM] = sign * np.rint(s * FIXED_POINT).astype(np.int64)
-    scal[:, SCORE_SQ] = sign * np.rint(s * s * FIXED_POINT).astype(np.int64)
-    scal[np.arange(n), SOURCE_BASE + src] = sign
-    t = np.array([ch.served_at for ch in chs], dtype=np.float64)
-    return t, scal, [ch.slice for ch in chs], [ch.input_features for ch in chs]
+def oracle_label_row(label: Label, sign: int) -> list[int]:
+    row = [0] * N_SCALARS
+    row[LABELLED] = sign
+    if label.was_correct is not None:
+        row[CORRECT_N] = sign
+        row[CORRECT_SUM] = sign * int(label.was_correct)
+    if label.score is not None:
+        row[SCORE_N] = sign
+        row[SCORE_SUM] = sign * round(label.score * FIXED_POINT)
+        row[SCORE_SQ] = sign * round(label.score * label.score * FIXED_POINT)
+    row[SOURCE_BASE + source_index(label.source)] = sign
+    return row
 
 
-def old_adwin_feeds(labels, pairs) -> dict[str, tuple[list[bool], list[float]]]:
-    """What the old ``_feed_adwin`` passed to each detector's ``update_many``."""
-    scored = [lc for lc in labels if lc.new.was_correct is not None]
-    if not scored:
-        return {}
-    scored.sort(key=lambda lc: lc.served_at)
-    members = [np.arange(len(scored))] + (
-        old_slice_membership([lc.slice for lc in scored], [lc.input_features for lc in scored], pairs) if pairs else []
-    )
+def oracle_label_contributions(changes):
+    """Every new label adds a +1 row; after them, every replaced label a -1 row (same order)."""
+    rows = [(ch, oracle_label_row(ch.new, 1)) for ch in changes]
+    rows += [(ch, oracle_label_row(ch.old, -1)) for ch in changes if ch.old is not None]
+    t = np.array([ch.served_at for ch, _ in rows], dtype=np.float64)
+    scal = np.array([r for _, r in rows], dtype=np.int64).reshape(len(rows), N_SCALARS)
+    return t, scal, [ch.slice for ch, _ in rows], [ch.input_features for ch, _ in rows]
+
+
+def oracle_adwin_feeds(labels, pairs) -> dict[str, tuple[list[bool], list[float]]]:
+    """What each detector must be fed: the scored labels in served_at order (stable), per slice."""
+    scored = sorted((lc for lc in labels if lc.new.was_correct is not None), key=lambda lc: lc.served_at)
     out = {}
-    for rows, label in zip(members, [AGGREGATE] + [slice_label(k, v) for k, v in pairs], strict=True):
-        if rows.size:
-            out[label] = ([bool(scored[i].new.was_correct) for i in rows], [scored[i].served_at for i in rows])
+    groups = [(AGGREGATE, scored)] + [
+        (slice_label(k, v), [lc for lc in scored if oracle_member(lc.slice, lc.input_features, k, v)])
+        for k, v in pairs
+    ]
+    for label, members in groups:
+        if members:
+            out[label] = ([bool(lc.new.was_correct) for lc in members], [lc.served_at for lc in members])
     return out
 
 
@@ -299,18 +321,18 @@ def same_floats(a: np.ndarray, b: np.ndarray) -> bool:
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(st.none(), st.booleans(), NUMBERS), max_size=30))
 def test_numeric_array_equals_numpy_on_numbers(values):
-    assert same_floats(numeric_array(values), old_numeric_array(values))
+    assert same_floats(numeric_array(values), oracle_numeric(values))
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(ANY_VALUE, max_size=30))
 def test_numeric_array_equals_numpy_on_mixed_values(values):
-    assert same_floats(numeric_array(values), old_numeric_array(values))
+    assert same_floats(numeric_array(values), oracle_numeric(values))
 
 
 def test_numeric_array_raises_like_numpy_on_an_int_beyond_float_range():
     with pytest.raises(OverflowError):
-        old_numeric_array([10**400, 1.0])
+        oracle_numeric([10**400, 1.0])
     with pytest.raises(OverflowError):
         numeric_array([10**400, 1.0])
 
@@ -320,7 +342,7 @@ def test_numeric_array_raises_like_numpy_on_an_int_beyond_float_range():
                 max_size=4))
 def test_numeric_matrix_equals_stacked_columns(columns):
     got = numeric_matrix(columns, 7)
-    want = np.stack([old_numeric_array(c) for c in columns]) if columns else np.empty((0, 7))
+    want = np.stack([oracle_numeric(c) for c in columns]) if columns else np.empty((0, 7))
     assert same_floats(got, want)
 
 
@@ -329,7 +351,7 @@ def test_numeric_matrix_equals_stacked_columns(columns):
 def test_categorical_and_boolean_bins_equal_the_per_value_code(values):
     for spec in layout().blocks:
         if spec.kind != "numeric":
-            assert np.array_equal(spec.bin(values), old_bin(spec, values))
+            assert np.array_equal(spec.bin(values), oracle_bins(spec, values))
 
 
 @settings(max_examples=200, deadline=None)
@@ -340,7 +362,7 @@ def test_numeric_bins_and_sketch_indices_equal_one_call_per_feature(rows):
     x = x[: len(specs)]
     got = numeric_bins(specs, x)
     for j, s in enumerate(specs):
-        assert np.array_equal(got[j], old_bin(s, x[j].copy()))
+        assert np.array_equal(got[j], oracle_bins(s, x[j]))
     sketched = [s.sketch for s in specs if s.sketch is not None]
     xs = x[[j for j, s in enumerate(specs) if s.sketch is not None]]
     if sketched:
@@ -352,23 +374,23 @@ def test_numeric_bins_and_sketch_indices_equal_one_call_per_feature(rows):
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(events())
 def test_records_and_bin_records_equal_the_per_event_code(evs):
-    got, want = records_from_events(evs), old_records_from_events(evs)
+    got, want = records_from_events(evs), oracle_records_from_events(evs)
     assert list(got) == list(want)
     lay = layout()
     for m, rec in got.items():
         assert rec == want[m]
         if len(rec) == 0:
             continue
-        for a, b in zip(lay.bin_records(rec), old_bin_records(lay, want[m]), strict=True):
+        for a, b in zip(lay.bin_records(rec), oracle_bin_records(lay, want[m]), strict=True):
             assert a.shape == b.shape and np.array_equal(a, b)
         for a, b in zip(
             slice_membership(rec.slices, rec.features, lay.slices),
-            old_slice_membership(rec.slices, rec.features, lay.slices),
+            oracle_slice_membership(rec.slices, rec.features, lay.slices),
             strict=True,
         ):
             assert np.array_equal(a, b)
         cols = feature_columns(rec.features, lay.features, rec.tokens_in)
-        old = old_feature_columns(rec.features, lay.features, rec.tokens_in)
+        old = oracle_feature_columns(rec, lay.features)
         for s in lay.features:
             if s.kind == "numeric":
                 assert same_floats(cols[s.name], old[s.name])
@@ -402,7 +424,7 @@ def label_changes(draw) -> list[LabelChange]:
 @given(label_changes())
 def test_label_contributions_equal_the_per_label_code(changes):
     t, scal, slices, feats = label_contributions(changes)
-    ot, oscal, oslices, ofeats = old_label_contributions(changes)
+    ot, oscal, oslices, ofeats = oracle_label_contributions(changes)
     assert np.array_equal(t, ot) and np.array_equal(scal, oscal) and slices == oslices and feats == ofeats
     lay = layout()
     # a window given the labels' slice membership counts exactly what one computing it itself does
@@ -436,7 +458,7 @@ def test_adwin_detectors_are_fed_as_before(changes, in_order):
                           auto_reference_events=None)
         member = slice_membership([c.slice for c in changes], [c.input_features for c in changes], pairs)
         eng._feed_adwin("m1", changes, member)
-    feeds = old_adwin_feeds(changes, pairs)
+    feeds = oracle_adwin_feeds(changes, pairs)
     assert sorted(label for (_, label) in eng._adwin) == sorted(feeds)
     for label, feed in feeds.items():
         det = eng._adwin[("m1", label)]
