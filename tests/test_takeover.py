@@ -135,14 +135,14 @@ def _sql_counts(db: Engine, since: float) -> dict[str, tuple[int, int, int]]:
 
 
 def _counts(r: Replica, now: float) -> dict[str, tuple[int, int, int]]:
-    t = r.engine._windows["m1"].totals(now)
+    t = r.engine.window_totals("m1", now)
     labels = ["all", "language=en", "language=es"]
     return {lab: (int(t.scalars[s][EVENTS]), int(t.scalars[s][CORRECT_N]), int(t.scalars[s][CORRECT_SUM]))
             for s, lab in enumerate(labels)}
 
 
 def _same_window(a: Replica, b: Replica, now: float) -> None:
-    ta, tb = a.engine._windows["m1"].totals(now), b.engine._windows["m1"].totals(now)
+    ta, tb = a.engine.window_totals("m1", now), b.engine.window_totals("m1", now)
     np.testing.assert_array_equal(ta.hist, tb.hist)
     np.testing.assert_array_equal(ta.sketch, tb.sketch)
     np.testing.assert_array_equal(ta.scalars, tb.scalars)

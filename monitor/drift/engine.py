@@ -46,7 +46,7 @@ from monitor.stats.layout import Layout
 from monitor.stats.multiple_testing import Correction, adjust_p_values
 from monitor.stats.profile import ReferenceProfile
 from monitor.stats.profile_builder import build_profile_from_records
-from monitor.stats.window import ModelWindow, window_bounds
+from monitor.stats.window import ModelWindow, WindowTotals, window_bounds
 
 Bars = dict[str, dict[str, QualityBar]]
 
@@ -120,6 +120,12 @@ class DriftEngine:
     # ---- references -------------------------------------------------------------------------
     def reference(self, model_id: str) -> ReferenceProfile | None:
         return self._profiles.get(model_id)
+
+    def window_totals(self, model_id: str, now: float) -> WindowTotals | None:
+        """The model's window summed at ``now`` (None: no window yet, e.g. still buffering for an
+        automatic reference). Read-only; what a takeover check compares with a recompute."""
+        window = self._windows.get(model_id)
+        return None if window is None else window.totals(now)
 
     def new_references(self) -> list[ReferenceProfile]:
         out, self._new = self._new, []

@@ -565,6 +565,26 @@ def rng_for(case: str, seed: int) -> random.Random:
 # ----------------------------------------------------------------------------- window state
 
 
+def drain_timeout(n: int) -> float:
+    """Generous: ~8k events/s per member on a quiet machine; the CI machine is shared."""
+    return max(90.0, n / 1500)
+
+
+def finish_case(fleet: Fleet, rows: Rows, n: int, topics: Topics, partitions: int, figures: Figures,
+                before_stop: Callable[[], None] | None = None) -> list[int | None]:
+    """The end every case shares: all ``n`` rows stored and every offset committed at the end,
+    ``before_stop`` (a last look at the running members), a clean stop of every member, then the
+    exactly-once row check and the window-state verdict. Returns the members' exit codes."""
+    rows.wait_count(n, drain_timeout(n), fleet)
+    wait_offsets_at_end(fleet.bootstrap, fleet.group, topics, partitions, 30, fleet)
+    if before_stop is not None:
+        before_stop()
+    codes = fleet.terminate_all(figures)
+    rows.verify(n, figures)
+    check_windows(fleet.url, fleet, figures)
+    return codes
+
+
 def check_windows(url: str, fleet: Fleet, figures: Figures) -> None:
     """:func:`assert_windows_match` on the dumps of the members stopped last; at least one."""
     checked = assert_windows_match(url, fleet.state_dir)
@@ -599,7 +619,8 @@ def assert_windows_match(url: str, state_dir: Path) -> int:
             assert sorted(dump["models"]) == models, f"{path.name}: models {sorted(dump['models'])} != {models}"
             events = 0
             for m, held in dump["models"].items():
-                t = engine._windows[m].totals(now)
+                t = engine.window_totals(m, now)
+                assert t is not None, f"{path.name}: {m} has no window in the recompute"
                 for part in ("hist", "sketch", "scalars"):
                     want = getattr(t, part).tolist()
                     assert held[part] == want, f"{path.name}: {m} {part} differs from the recompute"

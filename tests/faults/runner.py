@@ -173,10 +173,9 @@ def dump_state(monitor: Monitor, partitions: list[int], path: Path, deadline: fl
     try:
         models = {}
         for m in monitor.drift.models:
-            window = monitor.drift._windows.get(m)
-            if window is None:
+            t = monitor.drift.window_totals(m, now)
+            if t is None:
                 continue
-            t = window.totals(now)
             models[m] = {"hist": t.hist.tolist(), "sketch": t.sketch.tolist(), "scalars": t.scalars.tolist()}
     finally:
         pipeline.lock.release()

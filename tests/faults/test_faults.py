@@ -4,7 +4,7 @@ real PostgreSQL, killed, stopped, frozen and terminated at seeded random points.
 Every case ends with the same verdict: every request id produced has exactly one row in
 ``inference_log`` and nothing else is there (see ``Rows.verify``), the group's committed offsets
 equal the end offsets, every SIGTERMed member exited with code 0 within 10 s, and the window state
-of each member stopped at the end equals a recompute from ``inference_log`` (``check_windows``).
+of each member stopped at the end equals a recompute from ``inference_log`` (``finish_case``).
 Members are full monitors (``slicewatch run``: statistics, label log, checkpoints every 2 s), and
 the traffic carries labels, so takeovers start from checkpoints and labels cross replicas. ``seed`` makes the
 random points of one run reproducible; see README.md in this directory.
@@ -28,25 +28,20 @@ from tests.faults.harness import (
     Traffic,
     assert_exactly_once,
     backlog_size,
-    check_windows,
+    drain_timeout,
+    finish_case,
     hung_postgres,
     make_topics,
     offset_gaps,
     produce_range,
     rng_for,
     until,
-    wait_offsets_at_end,
 )
 from tests.ingest_fixtures import FAST_GROUP
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 SESSION_S = FAST_GROUP["session_timeout_ms"] / 1000  # what the runner's members use
-
-
-def drain_timeout(n: int) -> float:
-    """Generous: ~8k events/s per member on a quiet machine; the CI machine is shared."""
-    return max(90.0, n / 1500)
 
 
 def assert_clean_exits(figures: Figures, codes: list[int | None], what: str) -> None:
@@ -91,12 +86,8 @@ def test_rebalance_under_backlog(broker: TansuBroker, topic_prefix: str, pg_url:
             traffic.stop()
             assert traffic.error is None, f"producing failed: {traffic.error!r}"
         total = traffic.produced
-        rows.wait_count(total, drain_timeout(total), fleet)
-        wait_offsets_at_end(bootstrap, fleet.group, topics, partitions, 30, fleet)
-        codes += fleet.terminate_all(figures)
+        codes += finish_case(fleet, rows, total, topics, partitions, figures)
         gaps_after_stop = offset_gaps(bootstrap, fleet.group, topics, partitions)
-        rows.verify(total, figures)
-        check_windows(pg_url, fleet, figures)
         figures.notes.update(max_poll_records=fleet.max_poll_records, backlog=n, joined_with_rows=joined_with,
                              left_with_rows=left_with, produced_at_leave=produced_at_leave, leaver=leaver.name,
                              stable_after_join_s=round(stable_after_join, 1))
@@ -142,11 +133,7 @@ def test_sigkill_with_restarts(broker: TansuBroker, topic_prefix: str, pg_url: s
                 time.sleep(rng.uniform(0.0, 1.5))
                 fleet.start()
             traffic.wait(drain_timeout(n))
-        rows.wait_count(n, drain_timeout(n), fleet)
-        wait_offsets_at_end(bootstrap, fleet.group, topics, partitions, 30, fleet)
-        codes = fleet.terminate_all(figures)
-        rows.verify(n, figures)
-        check_windows(pg_url, fleet, figures)
+        codes = finish_case(fleet, rows, n, topics, partitions, figures)
         figures.notes.update(kills=kills, rate=rate, produced_at_kill=produced_at_kill,
                              max_poll_records=fleet.max_poll_records)
     finally:
@@ -192,12 +179,10 @@ def test_stale_member_sigstop(broker: TansuBroker, topic_prefix: str, pg_url: st
             stopped_for = time.monotonic() - stopped
             produced_at_cont = traffic.produced
             traffic.wait(drain_timeout(n))
-        rows.wait_count(n, drain_timeout(n), fleet)
-        wait_offsets_at_end(bootstrap, fleet.group, topics, partitions, 30, fleet)
-        alive = stale.alive() and other.alive()
-        codes = fleet.terminate_all(figures)
-        rows.verify(n, figures)
-        check_windows(pg_url, fleet, figures)
+        alive_at_end: list[bool] = []
+        codes = finish_case(fleet, rows, n, topics, partitions, figures,
+                            before_stop=lambda: alive_at_end.append(stale.alive() and other.alive()))
+        alive = alive_at_end[0]
         figures.notes.update(
             stopped_for_s=round(stopped_for, 1), takeover_s=round(takeover_s, 1),
             partitions_progressed_while_stopped=sorted(p for p in everything if during.get(p, 0) > before.get(p, 0)),
@@ -241,11 +226,7 @@ def test_sigterm_with_postgres_hung(broker: TansuBroker, topic_prefix: str, own_
             codes.append(rc)
             fleet.start()
             traffic.wait(drain_timeout(n))
-        rows.wait_count(n, drain_timeout(n), fleet)
-        wait_offsets_at_end(bootstrap, fleet.group, topics, partitions, 30, fleet)
-        codes += fleet.terminate_all(figures)
-        rows.verify(n, figures)
-        check_windows(url, fleet, figures)
+        codes += finish_case(fleet, rows, n, topics, partitions, figures)
         figures.notes.update(hung_before_sigterm_s=round(hang_s, 1), postgres_pids=len(pids),
                              max_poll_records=fleet.max_poll_records)
     finally:
@@ -287,11 +268,7 @@ def test_sigterm_under_load(broker: TansuBroker, topic_prefix: str, pg_url: str,
                 codes.append(rc)
                 fleet.start()
             traffic.wait(drain_timeout(n))
-        rows.wait_count(n, drain_timeout(n), fleet)
-        wait_offsets_at_end(bootstrap, fleet.group, topics, partitions, 30, fleet)
-        codes += fleet.terminate_all(figures)
-        rows.verify(n, figures)
-        check_windows(pg_url, fleet, figures)
+        codes += finish_case(fleet, rows, n, topics, partitions, figures)
         figures.notes.update(rows_at_sigterm=rows_at_term, max_poll_records=fleet.max_poll_records)
     finally:
         fleet.close()
@@ -342,11 +319,7 @@ def test_sigterm_with_postgres_hung_during_rebalance(broker: TansuBroker, topic_
             traffic.wait(drain_timeout(n))
         joiner.kill()
         recovery.start()
-        rows.wait_count(n, drain_timeout(n), recovery)
-        wait_offsets_at_end(bootstrap, recovery.group, topics, partitions, 30, recovery)
-        codes += recovery.terminate_all(figures)
-        rows.verify(n, figures)
-        check_windows(url, recovery, figures)
+        codes += finish_case(recovery, rows, n, topics, partitions, figures)
         figures.notes.update(busy=busy)
     finally:
         fleet.close()
