@@ -7,6 +7,11 @@ and consumption goes on. When the database is unavailable the assigned partition
 ``poll`` keeps the group membership alive while the same decoded batch is retried with capped
 exponential backoff. Kafka client errors are logged by class name and survived.
 
+This module holds the loop and the Kafka clients' lifecycle; the parts live beside it:
+``batch`` (a polled batch and its decoding), ``writer`` (the batch write on a daemon thread and
+the bounded store calls), ``upkeep`` (dead letters and waiting labels), ``rebalance`` (the
+rebalance callbacks, the rewind and the rejoin watchdog) and ``metrics``.
+
 Nothing here logs payloads: only counts, topic names, partitions, offsets and error classes.
 """
 
@@ -15,108 +20,39 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
-from kafka.structs import MemberState, OffsetAndMetadata, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from monitor.errors import StoreError, StoreUnavailable
-from monitor.events import FeedbackEvent, InferenceEvent, PromotionEvent
+from monitor.errors import StoreUnavailable
 from monitor.ingest.backoff import Backoff
-from monitor.ingest.deadletter import DeadLetterPublisher, dead_letter_record
-from monitor.ingest.decoder import FUTURE_EVENT, check_not_future, decode_record
+from monitor.ingest.batch import Batch, Decoder, decode_poll, records_in
+from monitor.ingest.deadletter import DeadLetterPublisher
+from monitor.ingest.decoder import Kind, decode_record
 from monitor.ingest.metrics import ConsumerMetrics
-from monitor.records import BatchOutcome, DeadLetterRecord, Origin, WriteResult
+from monitor.ingest.rebalance import (
+    MembershipWatch,
+    RebalanceFlag,
+    RebalanceListener,
+    first_unwritten_offsets,
+    membership_stable,
+    run_assignment_hook,
+)
+from monitor.ingest.upkeep import DeadLetterUpkeep
+from monitor.ingest.writer import BatchStore, StoreCalls, submit, write_batch
+from monitor.records import BatchOutcome, WriteResult
+
+__all__ = ["BatchStore", "IngestConsumer", "OnAssigned", "OnWritten"]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
-Kind = Literal["inference", "feedback", "promotion"]
 OnWritten = Callable[[WriteResult, float], None]
-
-
-class BatchStore(Protocol):
-    """What the consumer needs from the database (``monitor.store.repository.Repository``): one
-    durable, idempotent transaction per batch, and the upkeep of dead letters and waiting labels."""
-
-    def write(
-        self,
-        inferences: Sequence[tuple[InferenceEvent, Origin | None]],
-        feedback: Sequence[FeedbackEvent],
-        promotions: Sequence[PromotionEvent],
-        dead_letters: Sequence[DeadLetterRecord],
-        ingested_at: float,
-    ) -> BatchOutcome: ...
-    def expire_pending_labels(self, received_before: float, now: float, topic: str) -> list[DeadLetterRecord]: ...
-    def pending_label_count(self) -> int: ...
-    def mark_published(self, records: Sequence[DeadLetterRecord], published_at: float) -> None: ...
-    def unpublished_dead_letters(self, limit: int = 1000) -> list[DeadLetterRecord]: ...
 OnAssigned = Callable[[set[TopicPartition]], None]
-# (kind, key, value, max_bytes) -> event, raising DecodeFailure; see monitor.ingest.decoder.decode_record
-Decoder = Callable[[Kind, bytes | None, bytes | None, int], InferenceEvent | FeedbackEvent | PromotionEvent]
-
-
-@dataclass(slots=True)
-class _Item:
-    """A decoded record, kept with its raw bytes so a store rejection can still dead-letter it."""
-
-    kind: Kind
-    event: InferenceEvent | FeedbackEvent | PromotionEvent
-    origin: Origin
-    key: bytes | None
-    value: bytes | None
-
-
-@dataclass(slots=True)
-class _Batch:
-    items: list[_Item] = field(default_factory=list)
-    dead_letters: list[DeadLetterRecord] = field(default_factory=list)
-    offsets: dict[TopicPartition, int] = field(default_factory=dict)  # next offset per partition
-    starts: dict[TopicPartition, int] = field(default_factory=dict)  # first offset per partition
-    consumed: Counter[str] = field(default_factory=Counter)
-    started: float = 0.0  # monotonic, for the batch-duration histogram
-    future: Future[BatchOutcome] | None = None  # the write in flight on the writer thread
-    write_started: float = 0.0  # monotonic, when ``future`` was submitted
-    outcome: BatchOutcome | None = None  # set once durably written
-    published: bool = False
-    notified: bool = False
-
-
-class _Listener(ConsumerRebalanceListener):
-    """Rebalance callbacks: kafka-python 3 runs them on its IO thread, where they block heartbeats
-    and may not make blocking client calls (a commit there fails). They only note that the
-    assignment moved; the consuming thread does the rest after ``poll`` returns."""
-
-    def __init__(self, owner: IngestConsumer) -> None:
-        self._owner = owner
-
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        self._owner._on_revoked(set(revoked))
-
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        self._owner._note_rebalance()
-
-
-def _submit(fn: Callable[[], T]) -> Future[T]:
-    """Run ``fn`` on a daemon thread. Not a ThreadPoolExecutor: its threads are joined at interpreter
-    exit, so a write stuck on a hung database would keep a SIGTERMed process alive forever."""
-    future: Future[T] = Future()
-
-    def run() -> None:
-        if not future.set_running_or_notify_cancel():
-            return
-        try:
-            future.set_result(fn())
-        except BaseException as e:
-            future.set_exception(e)
-
-    threading.Thread(target=run, name="slicewatch-writer", daemon=True).start()
-    return future
 
 
 class IngestConsumer:
@@ -200,25 +136,29 @@ class IngestConsumer:
         self.write_stall_s = write_stall_s
         self.revoke_wait_s = revoke_wait_s
         self.max_future_s = max_future_s
-        self.pending_label_ttl_s = pending_label_ttl_s
-        self.maintenance_every_s = maintenance_every_s
-        self._next_maintenance = 0.0  # monotonic
-        self._unstable_since: float | None = None
         self.on_assigned = on_assigned
         self.clock = clock
         self._decode_record = decoder or decode_record
         self._backoff = Backoff(retry_initial_s, retry_max_s, retry_multiplier)
         self._kafka_backoff = Backoff(min(retry_initial_s, 1.0), min(retry_max_s, 5.0), retry_multiplier)
         self._consumer: KafkaConsumer | None = None
-        self._publisher: DeadLetterPublisher | None = None
-        self._queue: deque[_Batch] = deque()  # decoded, not yet committed; the head is being written
+        self._queue: deque[Batch] = deque()  # decoded, not yet committed; the head is being written
         self._paused = False
         self._stalled = False  # the head's write has run longer than write_stall_s
-        self._rebalance_lock = threading.Lock()
-        self._rebalanced = False  # set by the rebalance callbacks, taken by the consuming thread
+        self._rebalanced = RebalanceFlag()  # set by the rebalance callbacks, taken by the consuming thread
+        self._membership = MembershipWatch()
         self._rebuild_due = False  # the on_assigned hook runs once the membership is stable again
-        self._side_calls: dict[str, Future[Any]] = {}  # bounded store calls of the consuming thread
-        self._sweep_dead_letters = True
+        self._store_call = StoreCalls(write_stall_s, metrics.store_stalls)  # bounded calls of this thread
+        self._dead_letters = DeadLetterUpkeep(
+            store=repository,
+            store_call=self._store_call,
+            metrics=metrics,
+            clock=clock,
+            feedback_topic=feedback_topic,
+            pending_label_ttl_s=pending_label_ttl_s,
+            maintenance_every_s=maintenance_every_s,
+            on_kafka_error=self._kafka_error,
+        )
         self._stop_event: threading.Event | None = None
 
     # ----------------------------------------------------------------- lifecycle
@@ -267,20 +207,21 @@ class IngestConsumer:
         while not stop_event.is_set():
             while not stop_event.is_set():
                 try:
-                    self._consumer, self._publisher = self._make_clients()
+                    self._consumer, self._dead_letters.publisher = self._make_clients()
                     break
                 except Exception as e:  # broker unreachable: keep trying until stopped
                     self._kafka_error("connect", e)
                     stop_event.wait(self._kafka_backoff.next_delay())
             if self._consumer is None:
                 return
-            self._unstable_since = None
+            self._membership.reset()
             try:
-                self._consumer.subscribe(self.topics, listener=_Listener(self))
+                listener = RebalanceListener(self._rebalanced, self._queue, self.revoke_wait_s)
+                self._consumer.subscribe(self.topics, listener=listener)
                 while not stop_event.is_set() and not self._membership_stuck():
-                    self._step(stop_event)
+                    self._poll_and_write_once(stop_event)
                 if stop_event.is_set():
-                    self._finish()
+                    self._drain_on_stop()
                 else:
                     log.warning("group membership not stable for %.0f s: recreating the Kafka clients",
                                 self.rejoin_timeout_s)
@@ -290,20 +231,11 @@ class IngestConsumer:
 
     def _membership_stuck(self) -> bool:
         """True once the consumer has been out of a stable group membership for ``rejoin_timeout_s``."""
-        coordinator = getattr(self._consumer, "_coordinator", None)
-        state = getattr(coordinator, "state", None)
-        now = time.monotonic()
-        if state is None or state == MemberState.STABLE:
-            self._unstable_since = None
-            return False
-        if self._unstable_since is None:
-            self._unstable_since = now
-            return False
-        return now - self._unstable_since > self.rejoin_timeout_s
+        return self._membership.stuck(self._consumer, self.rejoin_timeout_s)
 
     def _close(self) -> None:
-        consumer, publisher = self._consumer, self._publisher
-        self._consumer = self._publisher = None
+        consumer, publisher = self._consumer, self._dead_letters.publisher
+        self._consumer = self._dead_letters.publisher = None
         if consumer is not None:
             try:
                 consumer.close(autocommit=False, timeout_ms=1000)
@@ -319,7 +251,7 @@ class IngestConsumer:
     def _takeover_pending(self) -> bool:
         return self._rebuild_due and self.on_assigned is not None
 
-    def _finish(self) -> None:
+    def _drain_on_stop(self) -> None:
         """Stop requested: finish the batches in hand within the grace period, commit, return.
         Before the assignment hook ran, only a write already in flight is finished."""
         deadline = time.monotonic() + self.shutdown_grace_s
@@ -329,20 +261,20 @@ class IngestConsumer:
             if head.future is not None:
                 self._queue.append(head)
         while self._queue and time.monotonic() < deadline:
-            if self._advance(self._queue[0], deadline):
+            if self._write_and_complete(self._queue[0], deadline):
                 self._queue.popleft()
                 continue
             time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
         if self._queue:
             log.warning("shutdown: %d records left uncommitted (they will be redelivered)",
-                        sum(sum(b.consumed.values()) for b in self._queue))
+                        records_in(self._queue))
             self._queue.clear()
 
     # ---------------------------------------------------------------- main loop
 
-    def _step(self, stop_event: threading.Event) -> None:
+    def _poll_and_write_once(self, stop_event: threading.Event) -> None:
         """One turn of the pipeline: batch N is written on the writer thread while batch N+1 is
-        polled and decoded here; N is committed (offsets, hook, dead letters) before N+1 is written.
+        polled and decoded here; N is completed (dead letters, hook, offsets) before N+1 is written.
         Every wait is bounded by the poll timeout and polls, so the group membership holds and a
         stop request is seen whatever the database does."""
         if self._takeover_pending() and not (self._queue and self._queue[0].future is not None):
@@ -351,7 +283,7 @@ class IngestConsumer:
             self._poll(self.poll_timeout_ms)
             return
         if not self._queue and not self._paused:
-            self._maintain()
+            self._dead_letters.maintain_pending_labels()
         if len(self._queue) < 2 and not self._paused:
             self._poll(50 if self._queue else self.poll_timeout_ms)
         if not self._queue:
@@ -368,11 +300,11 @@ class IngestConsumer:
                     self._poll(1)  # paused partitions return nothing; the membership holds
                     return
             self._end_stall()
-            if not self._collect(head):
+            if not self._take_write_outcome(head):
                 self._set_paused(True)
                 self._wait(self._backoff.next_delay(), stop_event)
                 return
-        if self._complete(head):
+        if self._publish_notify_commit(head):
             if self._queue and self._queue[0] is head:
                 self._queue.popleft()
             self._backoff.reset()
@@ -381,7 +313,7 @@ class IngestConsumer:
         self._set_paused(True)
         self._wait(self._backoff.next_delay(), stop_event)
 
-    def _watch_stall(self, head: _Batch) -> None:
+    def _watch_stall(self, head: Batch) -> None:
         """A write running past ``write_stall_s`` (a hung database: statement timeouts cannot fire
         on a stopped server) pauses the partitions and says so once."""
         if self._stalled or time.monotonic() - head.write_started < self.write_stall_s:
@@ -408,8 +340,8 @@ class IngestConsumer:
 
     def _poll(self, timeout_ms: int) -> None:
         assert self._consumer is not None
-        if self._sweep_dead_letters and not self._queue:
-            self._republish_dead_letters()
+        if self._dead_letters.sweep_due and not self._queue:
+            self._dead_letters.republish_stored()
         try:
             records = self._consumer.poll(timeout_ms=timeout_ms)
             self._kafka_backoff.reset()
@@ -417,10 +349,10 @@ class IngestConsumer:
             self._kafka_error("poll", e)
             time.sleep(self._kafka_backoff.next_delay())
             records = {}
-        if self._take_rebalance():
+        if self._rebalanced.take():
             self._after_rebalance(records)
             return
-        if self._rebuild_due and self._membership_stable():
+        if self._rebuild_due and membership_stable(self._consumer):
             self._rebuild_due = False
             self._call_on_assigned()
         if not records:
@@ -451,59 +383,38 @@ class IngestConsumer:
         self._paused = paused
         self.metrics.paused.set(1 if paused else 0)
 
-    # ------------------------------------------------------------------- decoding
-
-    def _decode(self, records: Mapping[TopicPartition, Sequence[Any]]) -> _Batch:
-        batch = _Batch(started=time.monotonic())
-        now = self.clock()
-        for tp, recs in records.items():
-            kind = self.kinds.get(tp.topic)
-            for rec in recs:
-                batch.consumed[tp.topic] += 1
-                if kind is None:  # not ours (a pattern subscription); skip without decoding
-                    continue
-                try:
-                    event = self._decode_record(kind, rec.key, rec.value, self.max_event_bytes)
-                    if self.max_future_s is not None:
-                        check_not_future(event, now, self.max_future_s)
-                except Exception as failure:  # DecodeFailure, or a decoder bug: dead-letter, never crash
-                    batch.dead_letters.append(
-                        dead_letter_record(
-                            rec.topic, rec.partition, rec.offset, rec.key, rec.value,
-                            str(getattr(failure, "stage", "decode")),
-                            str(getattr(failure, "error_class", "decoder_error")),
-                            str(getattr(failure, "reason", f"decoder raised {type(failure).__name__}")),
-                            now, self.dead_letter_value_cap_bytes,
-                        )
-                    )
-                    if getattr(failure, "error_class", None) == FUTURE_EVENT:
-                        self.metrics.future_events.labels(topic=tp.topic).inc()
-                    continue
-                batch.items.append(
-                    _Item(kind, event, Origin(rec.topic, rec.partition, rec.offset), rec.key, rec.value)
-                )
-            if recs:
-                batch.starts[tp] = recs[0].offset
-                batch.offsets[tp] = recs[-1].offset + 1
-        return batch
+    def _decode(self, records: Mapping[TopicPartition, Sequence[Any]]) -> Batch:
+        """The batch of what one ``poll`` returned (see :func:`monitor.ingest.batch.decode_poll`)."""
+        return decode_poll(
+            records,
+            kinds=self.kinds,
+            decode=self._decode_record,
+            clock=self.clock,
+            max_event_bytes=self.max_event_bytes,
+            max_future_s=self.max_future_s,
+            dead_letter_value_cap_bytes=self.dead_letter_value_cap_bytes,
+            future_events=self.metrics.future_events,
+        )
 
     # ----------------------------------------------------------------- the batch
 
-    def _advance(self, batch: _Batch, deadline: float) -> bool:
+    def _write_and_complete(self, batch: Batch, deadline: float) -> bool:
         """Write (if needed) and complete one batch, waiting at most until ``deadline``."""
         if batch.outcome is None:
             future = batch.future or self._start_write(batch)
             wait_futures([future], timeout=max(0.0, deadline - time.monotonic()))
-            if not future.done() or not self._collect(batch):
+            if not future.done() or not self._take_write_outcome(batch):
                 return False
-        return self._complete(batch)
+        return self._publish_notify_commit(batch)
 
-    def _start_write(self, batch: _Batch) -> Future[BatchOutcome]:
+    def _start_write(self, batch: Batch) -> Future[BatchOutcome]:
         batch.write_started = time.monotonic()
-        batch.future = future = _submit(lambda: self._write(batch))
+        batch.future = future = submit(
+            lambda: write_batch(self.repository, batch, self.clock(), self.dead_letter_value_cap_bytes)
+        )
         return future
 
-    def _collect(self, batch: _Batch) -> bool:
+    def _take_write_outcome(self, batch: Batch) -> bool:
         """Take the finished write's outcome; False (and forget the future) when the store was down."""
         assert batch.future is not None
         try:
@@ -513,15 +424,16 @@ class IngestConsumer:
             self.metrics.store_retries.inc()
             log.warning("batch write failed, will retry: %s", e)
             return False
-        self._count(batch, batch.outcome)
+        self.metrics.count_written(batch, batch.outcome, self.kinds)
         self.metrics.last_write.set(self.clock())
         return True
 
-    def _complete(self, batch: _Batch) -> bool:
-        """Written batch -> dead letters published -> ``on_written`` -> offsets committed."""
+    def _publish_notify_commit(self, batch: Batch) -> bool:
+        """Written batch -> dead letters published -> ``on_written`` -> offsets committed. False when
+        the dead letters could not be published (the caller retries; the steps done are not redone)."""
         assert batch.outcome is not None
         if not batch.published:
-            if batch.outcome.new_dead_letters and not self._publish(batch.outcome.new_dead_letters):
+            if batch.outcome.new_dead_letters and not self._dead_letters.publish(batch.outcome.new_dead_letters):
                 return False
             batch.published = True
         if not batch.notified:
@@ -533,141 +445,6 @@ class IngestConsumer:
         self._commit(batch.offsets)
         self.metrics.batch_duration.observe(time.monotonic() - batch.started)
         return True
-
-    def _write(self, batch: _Batch) -> BatchOutcome:
-        now = self.clock()
-        inferences = [(i.event, i.origin) for i in batch.items if i.kind == "inference"]
-        feedback = [i.event for i in batch.items if i.kind == "feedback"]
-        promotions = [i.event for i in batch.items if i.kind == "promotion"]
-        try:
-            return self.repository.write(
-                inferences,  # type: ignore[arg-type]
-                feedback,  # type: ignore[arg-type]
-                promotions,  # type: ignore[arg-type]
-                batch.dead_letters,
-                now,
-            )
-        except StoreUnavailable:
-            raise
-        except StoreError as e:
-            log.error("batch rejected by the database (%s); writing its events one by one", e)
-        return self._write_one_by_one(batch, now)
-
-    def _write_one_by_one(self, batch: _Batch, now: float) -> BatchOutcome:
-        """Isolate records the database rejects (e.g. a NUL character in text) into dead letters."""
-        merged = BatchOutcome(result=WriteResult())
-        rejected: list[DeadLetterRecord] = []
-        for item in batch.items:
-            args: tuple[list[Any], list[Any], list[Any]] = (
-                [(item.event, item.origin)] if item.kind == "inference" else [],
-                [item.event] if item.kind == "feedback" else [],
-                [item.event] if item.kind == "promotion" else [],
-            )
-            try:
-                _merge(merged, self.repository.write(*args, [], now))
-            except StoreUnavailable:
-                raise
-            except StoreError as e:
-                cause = type(e.__cause__).__name__ if e.__cause__ is not None else "StoreError"
-                rejected.append(
-                    dead_letter_record(
-                        item.origin.topic, item.origin.partition, item.origin.offset, item.key, item.value,
-                        "store", "store_rejected", f"rejected by the database ({cause})", now,
-                        self.dead_letter_value_cap_bytes,
-                    )
-                )
-        _merge(merged, self.repository.write([], [], [], [*batch.dead_letters, *rejected], now))
-        return merged
-
-    def _count(self, batch: _Batch, outcome: BatchOutcome) -> None:
-        m = self.metrics
-        for topic, n in batch.consumed.items():
-            m.consumed.labels(topic=topic).inc(n)
-        by_kind = {kind: topic for topic, kind in self.kinds.items()}
-        result = outcome.result
-        n_feedback = sum(1 for i in batch.items if i.kind == "feedback")
-        written = {
-            "inference": len(result.new_inferences),
-            "feedback": n_feedback - outcome.stale_labels,
-            "promotion": len(result.promotions),
-        }
-        dups = {
-            "inference": outcome.duplicate_inferences,
-            "feedback": outcome.stale_labels,
-            "promotion": outcome.duplicate_promotions,
-        }
-        for kind, topic in by_kind.items():
-            if written[kind] > 0:
-                m.written.labels(topic=topic).inc(written[kind])
-            if dups[kind] > 0:
-                m.duplicates.labels(topic=topic).inc(dups[kind])
-        for dl in outcome.new_dead_letters:
-            m.dead_lettered.labels(topic=dl.topic, error_class=dl.error_class).inc()
-
-    def _store_call(self, what: str, fn: Callable[[], T]) -> T:
-        """A database call from the consuming thread, bounded by ``write_stall_s``: a server frozen
-        mid-call (no statement timeout can fire, a pooled connection's pre-ping waits forever) must
-        not stop polling or SIGTERM. The call runs on a daemon thread; while one of a kind is still
-        stuck, the next of that kind is not started. Raises :class:`StoreError` when it does not end."""
-        running = self._side_calls.get(what)
-        if running is not None and not running.done():
-            raise StoreError(f"{what}: the previous call has not returned (database hung?)")
-        future = self._side_calls[what] = _submit(fn)
-        wait_futures([future], timeout=self.write_stall_s)
-        if not future.done():
-            self.metrics.store_stalls.inc()
-            raise StoreError(f"{what}: no answer within {self.write_stall_s:.0f} s (database hung?)")
-        return future.result()
-
-    def _publish(self, records: Sequence[DeadLetterRecord]) -> bool:
-        assert self._publisher is not None
-        try:
-            self._publisher.publish(records)
-        except Exception as e:
-            self._kafka_error("dead-letter publish", e)
-            return False
-        try:
-            self._store_call("mark published", lambda: self.repository.mark_published(records, self.clock()))
-        except StoreError as e:  # the table row stays unpublished; it is re-sent on the next sweep
-            log.warning("could not mark dead letters published: %s", e)
-        return True
-
-    def _maintain(self) -> None:
-        """Every ``maintenance_every_s``, between batches: labels whose prediction never came within
-        ``pending_label_ttl_s`` become dead letters (``unknown_request``); the waiting ones are counted."""
-        if time.monotonic() < self._next_maintenance:
-            return
-        self._next_maintenance = time.monotonic() + self.maintenance_every_s
-        now = self.clock()
-        try:
-            if self.pending_label_ttl_s is not None:
-                feedback_topic = next(t for t, k in self.kinds.items() if k == "feedback")
-                ttl = self.pending_label_ttl_s
-                expired = self._store_call(
-                    "expire pending labels",
-                    lambda: self.repository.expire_pending_labels(now - ttl, now, feedback_topic),
-                )
-                if expired:
-                    log.warning("%d labels waited more than %.0f s for their prediction: dead-lettered",
-                                len(expired), self.pending_label_ttl_s)
-                    for dl in expired:
-                        self.metrics.dead_lettered.labels(topic=dl.topic, error_class=dl.error_class).inc()
-                    if not self._publish(expired):
-                        self._sweep_dead_letters = True  # stored; published by the next sweep
-            waiting = self._store_call("count pending labels", self.repository.pending_label_count)
-            self.metrics.pending_labels.set(waiting)
-        except StoreError as e:
-            log.warning("ingest maintenance skipped: %s", e)
-
-    def _republish_dead_letters(self) -> None:
-        """Send dead letters stored but never published (a crash between the two steps)."""
-        try:
-            pending = self._store_call("dead-letter sweep", self.repository.unpublished_dead_letters)
-        except StoreError as e:
-            log.warning("dead-letter sweep skipped: %s", e)
-            return
-        if not pending or self._publish(pending):
-            self._sweep_dead_letters = False
 
     def _notify(self, result: WriteResult) -> None:
         if self.on_written is None:
@@ -690,6 +467,35 @@ class IngestConsumer:
             self._consumer.commit(mine)
         except Exception as e:  # rows are idempotent: a redelivery after a failed commit is harmless
             self._kafka_error("commit", e)
+
+    def _finish_in_flight(self, wait_s: float) -> None:
+        """Complete the head if its write has finished (waiting at most ``wait_s`` for it). A write
+        still running stays at the head of the queue: the loop keeps watching it (stall watch, stop
+        request) and completes it when it ends; a failed write stays there and is retried."""
+        head = self._queue[0] if self._queue else None
+        if head is None or (head.future is None and head.outcome is None):
+            return
+        if head.outcome is None:
+            assert head.future is not None
+            wait_futures([head.future], timeout=wait_s)
+            if not head.future.done():
+                self._watch_stall(head)
+                return
+            self._end_stall()
+            if not self._take_write_outcome(head):
+                return
+        if self._publish_notify_commit(head):
+            self._queue.popleft()
+
+    def _drop_queue(self, why: str) -> None:
+        """Before the clients are recreated: complete the write in flight if it ends within the
+        shutdown grace, drop the rest (the new clients start from the committed offsets, so the dropped
+        records are read again; a write that ends later has only written rows they rewrite)."""
+        self._finish_in_flight(self.shutdown_grace_s)
+        if self._queue:
+            log.warning("%s: %d records read but not written are dropped (they will be re-read)",
+                        why, records_in(self._queue))
+        self._queue.clear()
 
     # --------------------------------------------------------------- edges, misc
 
@@ -718,36 +524,6 @@ class IngestConsumer:
 
     # ------------------------------------------------------------- rebalancing
 
-    def _note_rebalance(self) -> None:
-        with self._rebalance_lock:
-            self._rebalanced = True
-
-    def _rebalance_noted(self) -> bool:
-        with self._rebalance_lock:
-            return self._rebalanced
-
-    def _membership_stable(self) -> bool:
-        coordinator = getattr(self._consumer, "_coordinator", None)
-        state = getattr(coordinator, "state", None)
-        return state is None or state == MemberState.STABLE
-
-    def _take_rebalance(self) -> bool:
-        with self._rebalance_lock:
-            moved, self._rebalanced = self._rebalanced, False
-        return moved
-
-    def _on_revoked(self, revoked: set[TopicPartition]) -> None:
-        """Callback (IO thread): wait a little for the write in flight so the partitions' next owner
-        rebuilds its statistics with those rows. Waiting on a future is no client call; it is bounded
-        by ``revoke_wait_s`` because heartbeats wait meanwhile."""
-        self._note_rebalance()
-        try:
-            head: _Batch | None = self._queue[0]
-        except IndexError:  # the consuming thread emptied the queue meanwhile
-            head = None
-        if head is not None and head.future is not None and self.revoke_wait_s > 0:
-            wait_futures([head.future], timeout=self.revoke_wait_s)
-
     def _after_rebalance(self, records: Mapping[TopicPartition, Sequence[Any]]) -> None:
         """The assignment moved during the last poll (consuming thread, after ``poll`` returned).
 
@@ -764,20 +540,14 @@ class IngestConsumer:
         assert self._consumer is not None
         self._finish_in_flight(self.poll_timeout_ms / 1000)
         in_flight = self._queue.popleft() if self._queue and self._queue[0].future is not None else None
-        held: dict[TopicPartition, int] = {}
-        for batch in self._queue:
-            for tp, start in batch.starts.items():
-                held[tp] = min(start, held.get(tp, start))
-        for tp, recs in records.items():
-            if recs:
-                held[tp] = min(recs[0].offset, held.get(tp, recs[0].offset))
+        held = first_unwritten_offsets(self._queue, records)
         assignment = set(self._consumer.assignment())
         rewound = 0
         for tp, offset in held.items():
             if tp in assignment:
                 self._safe_seek(tp, offset)
                 rewound += 1
-        dropped = sum(sum(b.consumed.values()) for b in self._queue) + sum(len(r) for r in records.values())
+        dropped = records_in(self._queue) + sum(len(r) for r in records.values())
         self._queue.clear()
         if in_flight is not None:  # its write is still running: it stays, and completes when it ends
             self._queue.append(in_flight)
@@ -786,69 +556,17 @@ class IngestConsumer:
                         "rewound to re-read them", dropped, rewound)
         if in_flight is None:
             self._set_paused(False)
-        self._sweep_dead_letters = True
+        self._dead_letters.sweep_due = True
         self.metrics.rebalances.inc()
         self._rebuild_due = True
-        if self._membership_stable():
+        if membership_stable(self._consumer):
             self._rebuild_due = False
             self._call_on_assigned()
 
     def _call_on_assigned(self) -> None:
-        """Run the hook (the monitor's takeover) on a daemon thread and wait for it, watching the
-        stop event: a takeover reading from a hung database must not keep SIGTERM waiting. Nothing
-        is written meanwhile; the heartbeat thread keeps the membership (up to ``max_poll_interval``)."""
+        """Run the hook (the monitor's takeover) and wait for it, watching the stop event (see
+        :func:`~monitor.ingest.rebalance.run_assignment_hook`). Nothing is written meanwhile; the
+        heartbeat thread keeps the membership (up to ``max_poll_interval``)."""
         if self.on_assigned is None or self._consumer is None:
             return
-        hook, assigned = self.on_assigned, set(self._consumer.assignment())
-        future = _submit(lambda: hook(assigned))
-        while not future.done():
-            wait_futures([future], timeout=0.2)
-            if self._stop_event is not None and self._stop_event.is_set() and not future.done():
-                log.warning("stop requested while the assignment hook runs; not waiting for it")
-                return
-        if future.exception() is not None:
-            log.error("on_assigned hook failed (%s)", type(future.exception()).__name__)
-
-    def _finish_in_flight(self, wait_s: float) -> None:
-        """Complete the head if its write has finished (waiting at most ``wait_s`` for it). A write
-        still running stays at the head of the queue: the loop keeps watching it (stall watch, stop
-        request) and completes it when it ends; a failed write stays there and is retried."""
-        head = self._queue[0] if self._queue else None
-        if head is None or (head.future is None and head.outcome is None):
-            return
-        if head.outcome is None:
-            assert head.future is not None
-            wait_futures([head.future], timeout=wait_s)
-            if not head.future.done():
-                self._watch_stall(head)
-                return
-            self._end_stall()
-            if not self._collect(head):
-                return
-        if self._complete(head):
-            self._queue.popleft()
-
-    def _drop_queue(self, why: str) -> None:
-        """Before the clients are recreated: complete the write in flight if it ends within the
-        shutdown grace, drop the rest (the new clients start from the committed offsets, so the dropped
-        records are read again; a write that ends later has only written rows they rewrite)."""
-        self._finish_in_flight(self.shutdown_grace_s)
-        if self._queue:
-            log.warning("%s: %d records read but not written are dropped (they will be re-read)",
-                        why, sum(sum(b.consumed.values()) for b in self._queue))
-        self._queue.clear()
-
-
-def _merge(into: BatchOutcome, part: BatchOutcome) -> None:
-    r, p = into.result, part.result
-    r.new_inferences.extend(p.new_inferences)
-    r.new_origins.extend(p.new_origins)
-    r.existing_inferences.extend(p.existing_inferences)
-    r.label_changes.extend(p.label_changes)
-    r.promotions.extend(p.promotions)
-    r.duplicates += p.duplicates
-    r.pending_labels += p.pending_labels
-    into.new_dead_letters.extend(part.new_dead_letters)
-    into.duplicate_inferences += part.duplicate_inferences
-    into.stale_labels += part.stale_labels
-    into.duplicate_promotions += part.duplicate_promotions
+        run_assignment_hook(self.on_assigned, set(self._consumer.assignment()), self._stop_event)

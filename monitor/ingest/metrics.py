@@ -6,7 +6,15 @@ error classes. Never request ids, model ids or payload text.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from monitor.records import BatchOutcome
+
+if TYPE_CHECKING:
+    from monitor.ingest.batch import Batch, Kind
 
 
 class ConsumerMetrics:
@@ -98,3 +106,29 @@ class ConsumerMetrics:
             ["error_class"],
             registry=registry,
         )
+
+    def count_written(self, batch: Batch, outcome: BatchOutcome, kinds: Mapping[str, Kind]) -> None:
+        """Count a durably written batch: records consumed, events written, duplicates, new dead letters
+        (``kinds``: the consumer's topic -> kind)."""
+        for topic, n in batch.consumed.items():
+            self.consumed.labels(topic=topic).inc(n)
+        by_kind = {kind: topic for topic, kind in kinds.items()}
+        result = outcome.result
+        n_feedback = sum(1 for i in batch.items if i.kind == "feedback")
+        written = {
+            "inference": len(result.new_inferences),
+            "feedback": n_feedback - outcome.stale_labels,
+            "promotion": len(result.promotions),
+        }
+        dups = {
+            "inference": outcome.duplicate_inferences,
+            "feedback": outcome.stale_labels,
+            "promotion": outcome.duplicate_promotions,
+        }
+        for kind, topic in by_kind.items():
+            if written[kind] > 0:
+                self.written.labels(topic=topic).inc(written[kind])
+            if dups[kind] > 0:
+                self.duplicates.labels(topic=topic).inc(dups[kind])
+        for dl in outcome.new_dead_letters:
+            self.dead_lettered.labels(topic=dl.topic, error_class=dl.error_class).inc()

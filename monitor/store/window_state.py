@@ -31,6 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.errors import StoreError
 from monitor.records import Label, LabelChange, LoggedLabelChange
+from monitor.store.labels import label_from
 from monitor.store.tables import inference_log, label_change, window_checkpoint
 from monitor.store.times import to_datetime, to_epoch
 
@@ -60,15 +61,7 @@ def label_to_json(label: Label) -> dict[str, Any]:
 
 
 def label_from_json(d: Mapping[str, Any]) -> Label:
-    return Label(
-        was_correct=d["was_correct"],
-        score=d["score"],
-        source=d["source"],
-        observed_at=float(d["observed_at"]),
-        judge_model=d.get("judge_model"),
-        rubric_version=d.get("rubric_version"),
-        failure_cluster=d.get("failure_cluster"),
-    )
+    return label_from(d, source=d["source"], observed_at=float(d["observed_at"]))
 
 
 def log_label_changes(conn: Connection, changes: Sequence[LabelChange], changed_at: float) -> None:

@@ -1,0 +1,143 @@
+"""Idempotent batch writes of decoded events: one :func:`write_batch` call in one transaction.
+
+Inference rows are inserted with ``ON CONFLICT (request_id) DO NOTHING ... RETURNING request_id``
+(on PostgreSQL through ``COPY`` into a staging table, see ``pg_copy``), so a redelivered batch
+changes nothing and only rows that were really new flow on to the statistics. Promotions and dead
+letters are likewise inserted once; labels go through the label join (``label_join``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import Connection
+
+from monitor.events import FeedbackEvent, InferenceEvent, PromotionEvent
+from monitor.records import BatchOutcome, DeadLetterRecord, Origin, Promotion, WriteResult
+from monitor.store.dead_letters import write_dead_letters
+from monitor.store.label_join import join_labels
+from monitor.store.pg_copy import copy_inferences
+from monitor.store.sql import insert
+from monitor.store.tables import inference_log, model_version
+from monitor.store.times import to_datetime
+
+
+def input_hash(features: dict[str, Any]) -> str:
+    """SHA-256 of the canonical (key-sorted) JSON of the input features."""
+    return hashlib.sha256(msgspec.json.encode(features, order="sorted")).hexdigest()
+
+
+def write_batch(
+    conn: Connection,
+    inferences: Sequence[InferenceEvent | tuple[InferenceEvent, Origin | None]],
+    feedback: Sequence[FeedbackEvent],
+    promotions: Sequence[PromotionEvent],
+    dead_letters: Sequence[DeadLetterRecord],
+    ingested_at: float,
+) -> BatchOutcome:
+    """Write one batch in the caller's transaction; the outcome holds what was new."""
+    out = BatchOutcome(result=WriteResult())
+    now = to_datetime(ingested_at)
+    new_inferences = _write_inferences(conn, inferences, now, out)
+    join_labels(conn, new_inferences, feedback, now, ingested_at, out)
+    if promotions:
+        _write_promotions(conn, promotions, now, out)
+    if dead_letters:
+        out.new_dead_letters = write_dead_letters(conn, dead_letters)
+    out.result.duplicates = out.duplicate_inferences + out.stale_labels + out.duplicate_promotions
+    return out
+
+
+def _write_inferences(
+    conn: Connection,
+    items: Sequence[InferenceEvent | tuple[InferenceEvent, Origin | None]],
+    now: datetime,
+    out: BatchOutcome,
+) -> dict[str, InferenceEvent]:
+    batch: dict[str, InferenceEvent] = {}
+    unique: list[tuple[InferenceEvent, Origin | None]] = []
+    for item in items:
+        ev, origin = item if isinstance(item, tuple) else (item, None)
+        if ev.request_id in batch:
+            out.duplicate_inferences += 1
+            continue
+        batch[ev.request_id] = ev
+        unique.append((ev, origin))
+    if not unique:
+        return {}
+    if conn.dialect.name == "postgresql":
+        new_ids = copy_inferences(conn, [(ev, origin, input_hash(ev.input_features)) for ev, origin in unique], now)
+    else:
+        stmt = (
+            insert(conn, inference_log)
+            .on_conflict_do_nothing(index_elements=["request_id"])
+            .returning(inference_log.c.request_id)
+        )
+        new_ids = {r[0] for r in conn.execute(stmt, [_inference_row(ev, o, now) for ev, o in unique])}
+    out.duplicate_inferences += len(unique) - len(new_ids)
+    out.result.existing_inferences = [
+        (ev, origin.partition, origin.offset)
+        for ev, origin in unique
+        if origin is not None and ev.request_id not in new_ids
+    ]
+    new = {rid: ev for rid, ev in batch.items() if rid in new_ids}
+    out.result.new_inferences = list(new.values())
+    where = {ev.request_id: origin for ev, origin in unique}
+    out.result.new_origins = [
+        None if (o := where[rid]) is None else (o.partition, o.offset) for rid in new
+    ]
+    return new
+
+
+def _inference_row(ev: InferenceEvent, origin: Origin | None, now: datetime) -> dict[str, Any]:
+    return {
+        "request_id": ev.request_id,
+        "model_id": ev.model_id,
+        "input_hash": input_hash(ev.input_features),
+        "input_features": ev.input_features,
+        "output": ev.output,
+        "confidence": ev.confidence,
+        "served_at": ev.served_at.astimezone(UTC),
+        "slice": ev.slice,
+        "lineage": msgspec.to_builtins(ev.lineage) if ev.lineage is not None else None,
+        "latency_ms": ev.latency_ms,
+        "tokens_in": ev.tokens_in,
+        "tokens_out": ev.tokens_out,
+        "topic": origin.topic if origin else None,
+        "partition": origin.partition if origin else None,
+        "offset": origin.offset if origin else None,
+        "ingested_at": now,
+    }
+
+
+def _write_promotions(conn: Connection, events: Sequence[PromotionEvent], now: datetime, out: BatchOutcome) -> None:
+    for ev in events:
+        stmt = (
+            insert(conn, model_version)
+            .values(
+                model_id=ev.model_id,
+                promoted_at=ev.promoted_at.astimezone(UTC),
+                rollback_target=ev.rollback_target,
+                alias=ev.alias,
+                traffic_fraction=ev.traffic_fraction,
+                ingested_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["model_id", "promoted_at"])
+            .returning(model_version.c.model_id)
+        )
+        if conn.execute(stmt).first() is not None:
+            out.result.promotions.append(
+                Promotion(
+                    model_id=ev.model_id,
+                    promoted_at=ev.promoted_at.timestamp(),
+                    rollback_target=ev.rollback_target,
+                    alias=ev.alias,
+                    traffic_fraction=ev.traffic_fraction,
+                )
+            )
+        else:
+            out.duplicate_promotions += 1
