@@ -26,8 +26,8 @@ from monitor.alerts.drift_event import build_drift_event
 from monitor.alerts.errors import PublishError
 from monitor.alerts.state import AlertEvaluator, Transition
 from monitor.errors import StoreError
-from monitor.events import InferenceEvent
-from monitor.records import LabelChange, LoggedLabelChange, Promotion, WriteResult
+from monitor.events import InferenceEvent, PromotionEvent
+from monitor.records import LabelChange, LoggedLabelChange, WriteResult
 from monitor.snapshot import Snapshot
 from monitor.store import alerts as alert_store
 
@@ -141,7 +141,7 @@ class Pipeline:
         save_profile: Callable[[Any], object] | None = None,
         on_drift_event: Callable[[dict[str, Any]], None] | None = None,
         on_snapshot: Callable[[Snapshot], None] | None = None,
-        promotions: Iterable[Promotion] = (),
+        promotions: Iterable[PromotionEvent] = (),
         label_feed: LabelFeed | None = None,
         label_seq: int = 0,
     ) -> None:
@@ -157,7 +157,7 @@ class Pipeline:
         self.save_profile = save_profile
         self.on_drift_event = on_drift_event
         self.on_snapshot = on_snapshot
-        self.promotions: dict[str, Promotion] = {}
+        self.promotions: dict[str, PromotionEvent] = {}
         self.stats = PipelineStats()
         self.last_snapshot: Snapshot | None = None
         self._last_eval_at: float | None = None
@@ -178,7 +178,7 @@ class Pipeline:
         """Held while the engine or the evaluator change; take it to rebuild state from outside."""
         return self._lock
 
-    def _promote(self, p: Promotion) -> None:
+    def _promote(self, p: PromotionEvent) -> None:
         prev = self.promotions.get(p.model_id)
         if prev is None or p.promoted_at >= prev.promoted_at:
             self.promotions[p.model_id] = p

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor.events import InferenceEvent, PromotionEvent
+
 
 @dataclass(frozen=True, slots=True)
 class Label:
@@ -68,20 +70,11 @@ class LoggedLabelChange:
     where: tuple[int, int] | None
 
 
-@dataclass(frozen=True, slots=True)
-class Promotion:
-    model_id: str
-    promoted_at: float
-    rollback_target: str | None
-    alias: str | None = None
-    traffic_fraction: float | None = None
-
-
 @dataclass(slots=True)
 class WriteResult:
     """Outcome of one batch transaction."""
 
-    new_inferences: list[Any] = field(default_factory=list)  # list[InferenceEvent]
+    new_inferences: list[InferenceEvent] = field(default_factory=list)
     # (partition, offset) each new inference was read from (None: written without one), in order
     new_origins: list[tuple[int, int] | None] = field(default_factory=list)
     # inference events that were already stored (a redelivery), with the partition and offset they
@@ -89,7 +82,7 @@ class WriteResult:
     # replica's own write that committed although the database reported a failure
     existing_inferences: list[tuple[Any, int, int]] = field(default_factory=list)
     label_changes: list[LabelChange] = field(default_factory=list)
-    promotions: list[Promotion] = field(default_factory=list)
+    promotions: list[PromotionEvent] = field(default_factory=list)
     duplicates: int = 0
     pending_labels: int = 0
     # inference partition -> one past the last offset of this batch (set by the consumer)

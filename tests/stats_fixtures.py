@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from monitor.events import InferenceEvent, Lineage
+from monitor.events import InferenceEvent, Lineage, PromotionEvent
 from monitor.records import Label, LabelChange
 
 LANGS = np.array(["en", "es", "ja", "de", "fr"])
@@ -102,3 +102,9 @@ def to_rows(events: list[InferenceEvent], labels: list[LabelChange]) -> list[dic
             "label_source": lab.source if lab else None, "judge_model": None, "rubric_version": None,
         })
     return rows
+
+
+def promotion(model_id: str, promoted_at: float, rollback_target: str | None) -> PromotionEvent:
+    """A promotion event at epoch ``promoted_at`` (as the store hands them on)."""
+    return PromotionEvent(schema_version=1, model_id=model_id, rollback_target=rollback_target,
+                          promoted_at=datetime.fromtimestamp(promoted_at, UTC))

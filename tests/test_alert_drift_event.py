@@ -11,8 +11,8 @@ from jsonschema import Draft202012Validator, FormatChecker
 from monitor.alerts.drift_event import build_drift_event, event_id
 from monitor.alerts.rules import Rule
 from monitor.alerts.state import AlertEvaluator
-from monitor.records import Promotion
 from monitor.snapshot import LineageChange, SignalValue, Snapshot
+from tests.stats_fixtures import promotion
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "schemas" / "drift-event.v1.schema.json").read_text())
 VALIDATOR = Draft202012Validator(SCHEMA, format_checker=FormatChecker())
@@ -42,7 +42,7 @@ def snap(t: float, gap: float, psi: float) -> Snapshot:
 
 def events() -> list[dict]:
     ev = AlertEvaluator(RULES, target_quality=lambda m, s, a, b: 0.95)
-    promos = {"m2": Promotion("m2", 1_763_800_000.0, "m1")}
+    promos = {"m2": promotion("m2", 1_763_800_000.0, "m1")}
     out = []
     for i, (gap, psi) in enumerate([(0.1, 0.5), (0.1, 0.0)]):
         t = 1_763_800_100.0 + 15 * i

@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 
 from monitor.alerts.rules import Rule
 from monitor.alerts.state import AlertEvaluator, fingerprint
-from monitor.records import Promotion
 from monitor.snapshot import LineageChange, SignalValue, Snapshot
+from tests.stats_fixtures import promotion
 
 STEP = 15.0
 
@@ -180,7 +180,7 @@ def test_action_rollback_inside_watch_window_and_lineage_investigate() -> None:
         SignalValue("m2", "domain=tax", "quality", "was_correct", "accuracy", 0.8, 50),
     )
     change = LineageChange("m2", "prompt_template_sha", "a", "b", 950.0)
-    promos = {"m2": Promotion("m2", 900.0, "m1")}
+    promos = {"m2": promotion("m2", 900.0, "m1")}
     ev.evaluate(Snapshot(1000, 0, 1000, vals, (change,)), promos, 1000)
     (t,) = ev.evaluate(Snapshot(1015, 0, 1015, vals, (change,)), promos, 1015)
     assert t.to_state == "firing"

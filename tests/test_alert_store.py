@@ -13,12 +13,12 @@ from sqlalchemy import Engine, insert, select
 from monitor.alerts.drift_event import build_drift_event
 from monitor.alerts.rules import Rule
 from monitor.alerts.state import AlertEvaluator
-from monitor.records import Promotion
 from monitor.snapshot import LineageChange, SignalValue, Snapshot
 from monitor.store import alerts as store
 from monitor.store.base import metadata
 from monitor.store.engine import make_engine
 from monitor.store.tables import inference_log
+from tests.stats_fixtures import promotion
 from tests.test_alert_kafka import add_events
 
 
@@ -61,7 +61,7 @@ def evaluator(engine: Engine) -> AlertEvaluator:
 
 
 def test_restart_neither_refires_nor_loses_resolution(engine: Engine) -> None:
-    promos = {"m2": Promotion("m2", 0.0, "m1")}
+    promos = {"m2": promotion("m2", 0.0, "m1")}
     ev = evaluator(engine)
     t0 = 1_000.0
     all_transitions = []

@@ -138,7 +138,7 @@ def test_promotions_and_dead_letters_are_idempotent(repo: Repository) -> None:
     assert [x.model_id for x in r.promotions] == ["m-v2"] and r.promotions[0].rollback_target == "m-v1"
     assert written(repo, [], [], [p], [dl], BASE).promotions == []
     [stored] = repo.promotions()
-    assert stored.promoted_at == pytest.approx(BASE + 5)
+    assert stored.promoted_at.timestamp() == pytest.approx(BASE + 5)
     assert repo.dead_letters() == [dl]
     assert repo.unpublished_dead_letters() == [dl]
     repo.mark_published([dl], BASE + 1)

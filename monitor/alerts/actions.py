@@ -12,9 +12,12 @@ Pure: ``target_quality`` is injected (the composition root reads ``inference_log
 
 Examples
 --------
->>> from monitor.records import Promotion
+>>> from datetime import UTC, datetime
+>>> from monitor.events import PromotionEvent
+>>> promotion = PromotionEvent(schema_version=1, model_id="m2", rollback_target="m1",
+...     promoted_at=datetime.fromtimestamp(900.0, UTC))
 >>> d = decide_action(model_id="m2", slice="domain=tax", signal="slice", onset=1_000.0,
-...     promotion=Promotion("m2", 900.0, "m1"), lineage_changes=(), current_quality=0.80,
+...     promotion=promotion, lineage_changes=(), current_quality=0.80,
 ...     target_quality=lambda model, sl, since, until: 0.93, promotion_watch_s=3600,
 ...     lineage_lookback_s=3600)
 >>> d.action, d.rollback_target
@@ -26,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from monitor.records import Promotion
+from monitor.events import PromotionEvent
 from monitor.snapshot import LineageChange
 
 TargetQuality = Callable[[str, str, float, float], "float | None"]
@@ -59,7 +62,7 @@ def decide_action(
     slice: str,
     signal: str,
     onset: float,
-    promotion: Promotion | None,
+    promotion: PromotionEvent | None,
     lineage_changes: Iterable[LineageChange],
     current_quality: float | None,
     target_quality: TargetQuality | None,
@@ -73,11 +76,11 @@ def decide_action(
         signal in QUALITY_SIGNALS
         and promotion is not None
         and promotion.rollback_target
-        and promotion.promoted_at <= onset <= promotion.promoted_at + promotion_watch_s
+        and promotion.promoted_at.timestamp() <= onset <= promotion.promoted_at.timestamp() + promotion_watch_s
         and target_quality is not None
         and current_quality is not None
     ):
-        since = promotion.promoted_at - promotion_watch_s
+        since = promotion.promoted_at.timestamp() - promotion_watch_s
         target_value = target_quality(promotion.rollback_target, slice, since, onset)
         if target_value is not None and target_value > current_quality:
             actions.append("rollback")

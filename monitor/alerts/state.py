@@ -30,7 +30,7 @@ from typing import Literal
 
 from monitor.alerts.actions import TargetQuality, decide_action
 from monitor.alerts.rules import Rule
-from monitor.records import Promotion
+from monitor.events import PromotionEvent
 from monitor.snapshot import AGGREGATE, LineageChange, SignalValue, Snapshot
 
 State = Literal["inactive", "pending", "firing", "resolved"]
@@ -172,7 +172,7 @@ class AlertEvaluator:
             or (s.state == "resolved" and s.resolved_at is not None and now - s.resolved_at <= self.resolved_resend_s)
         ]
 
-    def evaluate(self, snapshot: Snapshot, promotions: Mapping[str, Promotion], now: float) -> list[Transition]:
+    def evaluate(self, snapshot: Snapshot, promotions: Mapping[str, PromotionEvent], now: float) -> list[Transition]:
         """One evaluation at ``now``; returns the transitions it caused, in a stable order."""
         transitions: list[Transition] = []
         seen: set[str] = set()
@@ -230,7 +230,7 @@ class AlertEvaluator:
         rule: Rule,
         severity: str,
         snapshot: Snapshot,
-        promotions: Mapping[str, Promotion],
+        promotions: Mapping[str, PromotionEvent],
         accuracy: Mapping[tuple[str, str], float],
         now: float,
     ) -> Transition | None:

@@ -17,20 +17,20 @@ from typing import Any
 from kafka.structs import TopicPartition
 from prometheus_client import Counter as PromCounter
 
-from monitor.events import FeedbackEvent, InferenceEvent, PromotionEvent
+from monitor.events import EventKind, FeedbackEvent, InferenceEvent, PromotionEvent
 from monitor.ingest.deadletter import dead_letter_record
-from monitor.ingest.decoder import FUTURE_EVENT, Kind, check_not_future
+from monitor.ingest.decoder import FUTURE_EVENT, check_not_future
 from monitor.records import BatchOutcome, DeadLetterRecord, Origin
 
 # (kind, key, value, max_bytes) -> event, raising DecodeFailure; see monitor.ingest.decoder.decode_record
-Decoder = Callable[[Kind, bytes | None, bytes | None, int], InferenceEvent | FeedbackEvent | PromotionEvent]
+Decoder = Callable[[EventKind, bytes | None, bytes | None, int], InferenceEvent | FeedbackEvent | PromotionEvent]
 
 
 @dataclass(slots=True)
 class Item:
     """A decoded record, kept with its raw bytes so a store rejection can still dead-letter it."""
 
-    kind: Kind
+    kind: EventKind
     event: InferenceEvent | FeedbackEvent | PromotionEvent
     origin: Origin
     key: bytes | None
@@ -62,7 +62,7 @@ def records_in(batches: Iterable[Batch]) -> int:
 def decode_poll(
     records: Mapping[TopicPartition, Sequence[Any]],
     *,
-    kinds: Mapping[str, Kind],
+    kinds: Mapping[str, EventKind],
     decode: Decoder,
     clock: Callable[[], float],
     max_event_bytes: int,

@@ -30,10 +30,11 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from monitor.errors import StoreUnavailable
+from monitor.events import EventKind
 from monitor.ingest.backoff import Backoff
 from monitor.ingest.batch import Batch, Decoder, decode_poll, records_in
 from monitor.ingest.deadletter import DeadLetterPublisher
-from monitor.ingest.decoder import Kind, decode_record
+from monitor.ingest.decoder import decode_record
 from monitor.ingest.metrics import ConsumerMetrics
 from monitor.ingest.rebalance import (
     MembershipWatch,
@@ -109,7 +110,7 @@ class IngestConsumer:
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.group_id = group_id
-        self.kinds: dict[str, Kind] = {
+        self.kinds: dict[str, EventKind] = {
             inference_topic: "inference",
             feedback_topic: "feedback",
             promotions_topic: "promotion",

@@ -14,7 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from monitor.records import BatchOutcome
 
 if TYPE_CHECKING:
-    from monitor.ingest.batch import Batch, Kind
+    from monitor.events import EventKind
+    from monitor.ingest.batch import Batch
 
 
 class ConsumerMetrics:
@@ -107,7 +108,7 @@ class ConsumerMetrics:
             registry=registry,
         )
 
-    def count_written(self, batch: Batch, outcome: BatchOutcome, kinds: Mapping[str, Kind]) -> None:
+    def count_written(self, batch: Batch, outcome: BatchOutcome, kinds: Mapping[str, EventKind]) -> None:
         """Count a durably written batch: records consumed, events written, duplicates, new dead letters
         (``kinds``: the consumer's topic -> kind)."""
         for topic, n in batch.consumed.items():

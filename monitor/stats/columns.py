@@ -120,6 +120,7 @@ def records_from_rows(
                 observed_at=_epoch(r["label_observed_at"]) if r.get("label_observed_at") is not None else t,
                 judge_model=r.get("judge_model"),
                 rubric_version=r.get("rubric_version"),
+                failure_cluster=r.get("failure_cluster"),
             )
             labels.append(LabelChange(str(r.get("request_id", "")), str(r["model_id"]), t, sl, feats, None, lab))
     return out, labels

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, func, or_, select
 
-from monitor.records import Promotion
+from monitor.events import PromotionEvent
 from monitor.store.tables import dead_letter, inference_log, model_version, pending_label
 from monitor.store.times import to_datetime, to_epoch
 from monitor.store.window_state import Positions, after_positions
@@ -71,15 +71,16 @@ def window_rows(conn: Connection, query: Select[Any], chunk_rows: int) -> Iterat
         yield rows
 
 
-def promotions(conn: Connection, model_ids: Sequence[str] | None) -> list[Promotion]:
+def promotions(conn: Connection, model_ids: Sequence[str] | None) -> list[PromotionEvent]:
     """Every stored promotion (of ``model_ids``; None: all), oldest first."""
     query = select(model_version).order_by(model_version.c.promoted_at, model_version.c.model_id)
     if model_ids is not None:
         query = query.where(model_version.c.model_id.in_(list(model_ids)))
     return [
-        Promotion(
+        PromotionEvent(
+            schema_version=1,
             model_id=r.model_id,
-            promoted_at=to_epoch(r.promoted_at) or 0.0,
+            promoted_at=to_datetime(to_epoch(r.promoted_at) or 0.0),
             rollback_target=r.rollback_target,
             alias=r.alias,
             traffic_fraction=r.traffic_fraction,

@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, SQL
 
 from monitor.errors import StoreError, StoreUnavailable
 from monitor.events import FeedbackEvent, InferenceEvent, PromotionEvent
-from monitor.records import BatchOutcome, DeadLetterRecord, Origin, Promotion
+from monitor.records import BatchOutcome, DeadLetterRecord, Origin
 from monitor.store import dead_letters as dead_letter_rows
 from monitor.store import label_join, reads
 from monitor.store.window_state import Positions
@@ -143,7 +143,7 @@ class Repository:
         with self._guard("load rows"), self._connection(conn) as c:
             yield from reads.window_rows(c, query, chunk_rows)
 
-    def promotions(self, model_ids: Sequence[str] | None = None) -> list[Promotion]:
+    def promotions(self, model_ids: Sequence[str] | None = None) -> list[PromotionEvent]:
         """Every stored promotion, oldest first."""
         with self._guard("load promotions"), self._engine.connect() as conn:
             return reads.promotions(conn, model_ids)

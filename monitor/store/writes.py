@@ -17,7 +17,7 @@ import msgspec
 from sqlalchemy import Connection
 
 from monitor.events import FeedbackEvent, InferenceEvent, PromotionEvent
-from monitor.records import BatchOutcome, DeadLetterRecord, Origin, Promotion, WriteResult
+from monitor.records import BatchOutcome, DeadLetterRecord, Origin, WriteResult
 from monitor.store.dead_letters import write_dead_letters
 from monitor.store.label_join import join_labels
 from monitor.store.pg_copy import copy_inferences
@@ -131,13 +131,6 @@ def _write_promotions(conn: Connection, events: Sequence[PromotionEvent], now: d
         )
         if conn.execute(stmt).first() is not None:
             out.result.promotions.append(
-                Promotion(
-                    model_id=ev.model_id,
-                    promoted_at=ev.promoted_at.timestamp(),
-                    rollback_target=ev.rollback_target,
-                    alias=ev.alias,
-                    traffic_fraction=ev.traffic_fraction,
-                )
-            )
+ev)
         else:
             out.duplicate_promotions += 1
