@@ -75,6 +75,7 @@ def build_drift(settings: Settings) -> DriftEngine:
     return DriftEngine(
         bucket_seconds=s.bucket_seconds,
         window_buckets=s.window_buckets,
+        short_windows=[n for n in s.short_window_buckets if n < s.window_buckets],
         allowed_lateness_s=s.allowed_lateness_s,
         numeric_bins=s.numeric_bins,
         top_k_categories=s.top_k_categories,

@@ -148,6 +148,12 @@ class IngestSettings(_Section):
 class StatsSettings(_Section):
     bucket_seconds: int = Field(60, ge=1)
     window_buckets: int = Field(60, ge=1)
+    """The main window (buckets of ``bucket_seconds``): every statistic, metrics with window="main"."""
+    short_window_buckets: list[int] = Field(default_factory=lambda: [5, 15])
+    """Shorter windows compared at the same time, from the same buckets (no second copy): only the
+    statistics with a p-value, in the same multiple-testing correction (so they add no false
+    alarms), so an abrupt change is found within minutes. Lengths not shorter than
+    ``window_buckets`` are ignored; ``[]`` turns them off."""
     evaluate_every_s: float = Field(15.0, gt=0)
     checkpoint_every_s: float = Field(60.0, ge=0)
     """How often each model's window state is checkpointed (also on revoke and shutdown); 0: never,
@@ -174,6 +180,13 @@ class StatsSettings(_Section):
     their input distributions are compared with each other (signal ``cohort``)."""
     adwin_delta: float = Field(0.002, gt=0, lt=1)
     """Confidence of river's ADWIN on each slice's correctness stream (smaller: fewer false alarms)."""
+
+    @field_validator("short_window_buckets")
+    @classmethod
+    def _short_windows(cls, v: list[int]) -> list[int]:
+        if any(n < 1 for n in v):
+            raise ValueError("short window lengths must be >= 1 bucket")
+        return sorted(set(v))
 
     @field_validator("quality_bars", mode="before")
     @classmethod

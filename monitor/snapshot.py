@@ -33,7 +33,9 @@ class SignalValue:
     Benjamini-Hochberg (or Bonferroni) correction across the features x slices tested in this
     evaluation. ``sufficient`` is False when ``sample_count`` is below the minimum for a verdict.
     ``baseline`` is the reference value the statistic is compared with where that is meaningful
-    (the release-gate bar for quality, the reference p99 for a tail shift).
+    (the release-gate bar for quality, the reference p99 for a tail shift). ``window_s`` is the
+    length of the event-time window the value is over (None: the snapshot's main window); the
+    shorter windows carry only statistics with a p-value, tested and corrected with the rest.
     """
 
     model_id: str
@@ -49,6 +51,7 @@ class SignalValue:
     baseline: float | None = None
     reference_id: str | None = None
     reference_hash: str | None = None
+    window_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

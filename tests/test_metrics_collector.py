@@ -28,7 +28,7 @@ def test_values_come_from_the_latest_snapshot() -> None:
     get = registry.get_sample_value
     for v in snap.values:
         if v.signal == "quality":
-            labels = {"model_id": v.model_id, "slice": v.slice, "statistic": v.statistic}
+            labels = {"model_id": v.model_id, "slice": v.slice, "statistic": v.statistic, "window": "main"}
             assert get("slicewatch_quality", labels) == v.value
         else:
             labels = {
@@ -37,11 +37,13 @@ def test_values_come_from_the_latest_snapshot() -> None:
                 "signal": v.signal,
                 "feature": v.feature,
                 "statistic": v.statistic,
+                "window": "main",
             }
             assert get("slicewatch_drift_statistic", labels) == v.value
             assert get("slicewatch_drift_p_value", labels) == v.p_value
             assert get("slicewatch_drift_p_value_adjusted", labels) == v.p_value_adjusted
-    assert get("slicewatch_quality_bar", {"model_id": "m1", "slice": "domain=tax", "statistic": "accuracy"}) == 0.88
+    assert get("slicewatch_quality_bar",
+               {"model_id": "m1", "slice": "domain=tax", "statistic": "accuracy", "window": "main"}) == 0.88
     # window samples: the largest count over the signal's features
     assert get("slicewatch_window_samples", {"model_id": "m1", "slice": "all", "signal": "input"}) == 900
     assert get("slicewatch_label_coverage_ratio", {"model_id": "m1", "slice": "all", "source": "all"}) == 0.6
@@ -121,3 +123,18 @@ def test_scrape_passes_promtool_check_metrics() -> None:
     assert promtool, "promtool missing: run scripts/system-deps.sh"
     result = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=30)
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+
+
+def test_short_windows_are_labelled_by_their_length_beside_the_main_one() -> None:
+    """The same statistic over the main window and a 5-minute one: two series, told apart by
+    ``window``; a value without a window length is the main window's."""
+    registry, collector = fresh()
+    main = SignalValue("m1", "all", "input", "x", "psi", 0.05, 900, window_s=3600.0)
+    short = SignalValue("m1", "all", "input", "x", "psi", 0.4, 300, window_s=300.0, p_value=1e-9)
+    collector.update(Snapshot(NOW, NOW - 3600, NOW, (main, short)), [])
+    get = registry.get_sample_value
+    labels = {"model_id": "m1", "slice": "all", "signal": "input", "feature": "x", "statistic": "psi"}
+    assert get("slicewatch_drift_statistic", {**labels, "window": "main"}) == 0.05
+    assert get("slicewatch_drift_statistic", {**labels, "window": "5m"}) == 0.4
+    assert get("slicewatch_drift_p_value", {**labels, "window": "5m"}) == 1e-9
+    assert get("slicewatch_drift_p_value", {**labels, "window": "main"}) is None

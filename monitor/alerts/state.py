@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from monitor.alerts.actions import TargetQuality, decide_action
-from monitor.alerts.rules import Rule
+from monitor.alerts.rules import Rule, Severity
 from monitor.events import PromotionEvent
 from monitor.snapshot import AGGREGATE, LineageChange, SignalValue, Snapshot
 
@@ -115,6 +115,16 @@ class Transition:
     alert: AlertState
 
 
+SEVERITY_RANK: Mapping[Severity | None, int] = {None: 0, "warning": 1, "critical": 2}
+
+
+def _window_of(v: SignalValue, snapshot: Snapshot) -> tuple[float, float]:
+    """The window the value is over: the snapshot's main window, or a shorter one ending with it."""
+    if v.window_s is None:
+        return snapshot.window_start, snapshot.window_end
+    return snapshot.window_end - v.window_s, snapshot.window_end
+
+
 class AlertEvaluator:
     """Applies the rules to each snapshot and moves alerts through their states.
 
@@ -181,6 +191,9 @@ class AlertEvaluator:
             for v in snapshot.values
             if v.signal == "quality" and v.statistic == "accuracy" and v.sufficient
         }
+        # one alert per (model, slice, signal, feature, statistic), whatever the windows: the
+        # verdict of each window with enough samples; the most severe one speaks for the alert
+        candidates: dict[str, tuple[dict[str, str], Rule, list[tuple[SignalValue, Severity | None]]]] = {}
         for v in snapshot.values:
             rule = self.rules.get(f"{v.signal}.{v.statistic}")
             if rule is None:
@@ -195,13 +208,15 @@ class AlertEvaluator:
                 "statistic": v.statistic,
             }
             fp = fingerprint(labels)
-            if fp in seen:
-                continue
             seen.add(fp)
+            entry = candidates.setdefault(fp, (labels, rule, []))
+            if v.sufficient and v.sample_count >= rule.min_samples:
+                entry[2].append((v, rule.verdict(v, self.alpha)))
+        for fp, (labels, rule, verdicts) in candidates.items():
+            if not verdicts:
+                continue  # no window with a verdict: neither hold nor clear progresses
             prev = self._states.get(fp)
-            if not v.sufficient or v.sample_count < rule.min_samples:
-                continue  # no verdict: neither hold nor clear progresses
-            severity = rule.verdict(v, self.alpha)
+            v, severity = max(verdicts, key=lambda vs: (SEVERITY_RANK[vs[1]], vs[0].window_s or 0.0))
             if severity is not None:
                 t = self._breach(fp, labels, prev, v, rule, severity, snapshot, promotions, accuracy, now)
             else:
@@ -239,7 +254,7 @@ class AlertEvaluator:
             "value": v.value,
             "threshold": rule.threshold(severity),  # type: ignore[arg-type]
             "sample_count": v.sample_count,
-            "window_start": snapshot.window_start,
+            "window_start": _window_of(v, snapshot)[0],
             "window_end": snapshot.window_end,
             "reference_id": v.reference_id,
             "reference_hash": v.reference_hash,
@@ -304,7 +319,7 @@ class AlertEvaluator:
                 prev,
                 value=v.value,
                 sample_count=v.sample_count,
-                window_start=snapshot.window_start,
+                window_start=_window_of(v, snapshot)[0],
                 window_end=snapshot.window_end,
             )
         if prev.state == "pending":

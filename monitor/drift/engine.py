@@ -37,7 +37,13 @@ from numpy.typing import NDArray
 from monitor.detect.adwin import CorrectnessDrop
 from monitor.detect.lineage import LineageTracker
 from monitor.drift import checkpoint
-from monitor.drift.signals import SignalBuilder, SliceView, cohort_signals, resolve_bar
+from monitor.drift.signals import (
+    DISTRIBUTION_STATISTICS,
+    SignalBuilder,
+    SliceView,
+    cohort_signals,
+    resolve_bar,
+)
 from monitor.events import LINEAGE_FIELDS, InferenceEvent, Lineage
 from monitor.records import LabelChange, QualityBar
 from monitor.snapshot import AGGREGATE, LineageChange, SignalValue, Snapshot, slice_label
@@ -74,6 +80,7 @@ class DriftEngine:
         max_features: int | None = 64,
         max_buffered_models: int = 100,
         max_future_s: float = 600.0,
+        short_windows: Sequence[int] = (),
     ):
         if not 0.0 < alpha < 1.0:
             raise ValueError("alpha must be in (0, 1)")
@@ -85,6 +92,9 @@ class DriftEngine:
             raise ValueError("auto_reference_events must be >= 1 or None")
         self.bucket_seconds = float(bucket_seconds)
         self.window_buckets = int(window_buckets)
+        self.short_windows = tuple(sorted({int(n) for n in short_windows if int(n) != self.window_buckets}))
+        if any(not 1 <= n < self.window_buckets for n in self.short_windows):
+            raise ValueError(f"short windows must be 1..{self.window_buckets - 1} buckets")
         self.allowed_lateness_s = float(allowed_lateness_s)
         self.numeric_bins = numeric_bins
         self.top_k_categories = top_k_categories
@@ -438,25 +448,43 @@ class DriftEngine:
     def _evaluate_model(self, model_id: str, now: float, start: float, end: float) -> list[SignalValue]:
         window = self._windows[model_id]
         profile = self._profiles[model_id]
-        t = window.totals(now)
-        builder = SignalBuilder(window.layout, profile, self.min_samples, self.alpha)
+        lengths = (*self.short_windows, self.window_buckets)
         labels = [AGGREGATE] + [slice_label(k, v) for k, v in window.layout.slices]
-        for s, label in enumerate(labels):
-            if t.scalars[s][0] == 0:
-                continue
-            own = profile.slices.get(label)
-            ref = own if own is not None and (s == 0 or own.n >= self.min_samples) else profile.aggregate
-            view = SliceView(model_id, label, t.hist[s], t.sketch[s], t.scalars[s], ref, own, t.scalars[0])
-            bar = resolve_bar(self.quality_bars, model_id, label, own, profile.labelled)
-            det = self._adwin.get((model_id, label))
-            adwin = (det.drop_within(start, end), det.estimate, det.n_seen) if det is not None else None
-            builder.slice_signals(view, bar, adwin)
-        out = builder.out
-        tested = [i for i, v in enumerate(out) if v.p_value is not None]
-        adjusted = adjust_p_values([out[i].p_value for i in tested], self.correction)  # type: ignore[misc]
-        for i, p in zip(tested, adjusted, strict=True):
-            out[i] = replace(out[i], p_value_adjusted=p)
-        return out
+        out: list[SignalValue] = []
+        for n_buckets, t in zip(lengths, window.totals_over(now, lengths), strict=True):
+            main = n_buckets == self.window_buckets
+            builder = SignalBuilder(window.layout, profile, self.min_samples, self.alpha,
+                                    window_s=n_buckets * self.bucket_seconds, tested_only=not main)
+            for s, label in enumerate(labels):
+                if t.scalars[s][0] == 0:
+                    continue
+                own = profile.slices.get(label)
+                ref = own if own is not None and (s == 0 or own.n >= self.min_samples) else profile.aggregate
+                view = SliceView(model_id, label, t.hist[s], t.sketch[s], t.scalars[s], ref, own, t.scalars[0])
+                bar = resolve_bar(self.quality_bars, model_id, label, own, profile.labelled)
+                det = self._adwin.get((model_id, label)) if main else None
+                adwin = (det.drop_within(start, end), det.estimate, det.n_seen) if det is not None else None
+                builder.slice_signals(view, bar, adwin)
+            out.extend(builder.out)
+        return _adjusted(out, self.correction)
+
+
+def _hypothesis(v: SignalValue) -> tuple[object, ...]:
+    """What one p-value tests: a feature's distribution statistics share their chi-square test."""
+    test = "distribution" if v.statistic in DISTRIBUTION_STATISTICS else v.statistic
+    return (v.window_s, v.slice, v.signal, v.feature, test)
+
+
+def _adjusted(out: list[SignalValue], correction: Correction) -> list[SignalValue]:
+    """``p_value_adjusted`` on every tested value: the correction runs over the hypotheses of the
+    model's evaluation (windows x slices x features x tests), each counted once."""
+    first: dict[tuple[object, ...], float] = {}
+    for v in out:
+        if v.p_value is not None:
+            first.setdefault(_hypothesis(v), v.p_value)
+    keys = list(first)
+    adjusted = dict(zip(keys, adjust_p_values([first[k] for k in keys], correction), strict=True))
+    return [replace(v, p_value_adjusted=adjusted[_hypothesis(v)]) if v.p_value is not None else v for v in out]
 
 
 def _by_model(labels: Sequence[LabelChange]) -> dict[str, list[LabelChange]]:

@@ -7,15 +7,23 @@ Conventions (so that "above the threshold" is always bad):
 window is *significantly* below the bar at confidence ``1 - alpha``.
 Protected slices are compared with the reference's counts for the same slice when the reference
 has at least ``min_samples`` rows of it, otherwise with the reference aggregate.
+
+p-values (what the multiple-testing correction and the rules' significance check read): the
+distribution statistics of one feature (``psi``, ``js``, ``ks``, ``wasserstein``, ``chi2``,
+``unseen_rate``) share the chi-square homogeneity test of the same bins; ``accuracy_gap`` has the
+exact one-sided binomial test of "accuracy >= bar", ``score_gap`` the one-sided normal test of
+"mean score >= bar". A builder for a short window (``tested_only``) emits only those statistics.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.special import bdtr, ndtr
 
 from monitor.records import QualityBar
 from monitor.snapshot import AGGREGATE, Signal, SignalValue
@@ -43,6 +51,9 @@ from monitor.stats.psi import psi
 from monitor.stats.wasserstein import wasserstein_binned
 from monitor.stats.wilson import wilson_interval
 
+DISTRIBUTION_STATISTICS = frozenset({"psi", "js", "ks", "wasserstein", "chi2", "unseen_rate"})
+"""Statistics of one feature's binned distribution: one hypothesis (their shared chi-square test)."""
+
 QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 
 
@@ -63,11 +74,25 @@ class SliceView:
 
 
 class SignalBuilder:
-    def __init__(self, layout: Layout, profile: ReferenceProfile, min_samples: int, alpha: float):
+    """Signal values of one model's window; ``window_s`` is stamped on every value, and with
+    ``tested_only`` (the short windows) only the statistics that carry a p-value are emitted."""
+
+    def __init__(
+        self,
+        layout: Layout,
+        profile: ReferenceProfile,
+        min_samples: int,
+        alpha: float,
+        *,
+        window_s: float | None = None,
+        tested_only: bool = False,
+    ):
         self.layout = layout
         self.profile = profile
         self.min_samples = min_samples
         self.alpha = alpha
+        self.window_s = window_s
+        self.tested_only = tested_only
         self.out: list[SignalValue] = []
 
     def _emit(
@@ -81,6 +106,8 @@ class SignalBuilder:
         p_value: float | None = None,
         baseline: float | None = None,
     ) -> None:
+        if self.tested_only and p_value is None:
+            return
         self.out.append(
             SignalValue(
                 v.model_id,
@@ -95,6 +122,7 @@ class SignalBuilder:
                 baseline=baseline,
                 reference_id=self.profile.id,
                 reference_hash=self.profile.content_hash,
+                window_s=self.window_s,
             )
         )
 
@@ -121,17 +149,17 @@ class SignalBuilder:
         self._emit(v, signal, name, "missing_rate_delta", abs(miss - ref_miss), n_total, baseline=ref_miss)
         if present == 0 or refv.sum() == 0:
             return
-        self._emit(v, signal, name, "psi", psi(refv, curv), present)
-        self._emit(v, signal, name, "js", jensen_shannon(refv, curv), present)
+        stat, p = chi_square(refv, curv)
+        self._emit(v, signal, name, "psi", psi(refv, curv), present, p_value=p)
+        self._emit(v, signal, name, "js", jensen_shannon(refv, curv), present, p_value=p)
         if spec_kind == "numeric":
-            self._emit(v, signal, name, "ks", ks_binned(refv, curv), present)
+            self._emit(v, signal, name, "ks", ks_binned(refv, curv), present, p_value=p)
             if points is not None:
-                self._emit(v, signal, name, "wasserstein", wasserstein_binned(points, refv, curv), present)
+                self._emit(v, signal, name, "wasserstein", wasserstein_binned(points, refv, curv), present, p_value=p)
         else:
-            stat, p = chi_square(refv, curv)
             self._emit(v, signal, name, "chi2", stat, present, p_value=p)
         if unseen is not None:
-            self._emit(v, signal, name, "unseen_rate", curv[unseen] / present, present)
+            self._emit(v, signal, name, "unseen_rate", curv[unseen] / present, present, p_value=p)
 
     def slice_signals(
         self, v: SliceView, bar: QualityBar, adwin: tuple[bool, float, int] | None
@@ -155,7 +183,7 @@ class SignalBuilder:
                 spec.points() if spec.kind == "numeric" else None,
                 spec.unseen_index,
             )
-        for k, j in enumerate(lay.sketched):
+        for k, j in enumerate(() if self.tested_only else lay.sketched):
             spec = lay.features[j]
             sk = spec.sketch
             assert sk is not None
@@ -200,7 +228,7 @@ class SignalBuilder:
             None,
         )
         s = v.scalars
-        if s[CONF_N] > 0:
+        if s[CONF_N] > 0 and not self.tested_only:
             mean_conf = s[CONF_SUM] / FIXED_POINT / s[CONF_N]
             self._emit(v, "output", "confidence", "mean_confidence", mean_conf, s[CONF_N])
             ref_conf = ref.mean_confidence
@@ -215,7 +243,8 @@ class SignalBuilder:
                     baseline=ref_conf,
                 )
         self._quality(v, bar, adwin)
-        self._coverage(v)
+        if not self.tested_only:
+            self._coverage(v)
 
     def _quality(
         self, v: SliceView, bar: QualityBar, adwin: tuple[bool, float, int] | None
@@ -230,7 +259,8 @@ class SignalBuilder:
             self._emit(v, "quality", "was_correct", "accuracy_wilson_lower", lo, n)
             self._emit(v, "quality", "was_correct", "accuracy_wilson_upper", hi, n)
             if acc_bar is not None:
-                self._emit(v, "quality", "was_correct", "accuracy_gap", acc_bar - hi, n, baseline=acc_bar)
+                p = float(bdtr(int(s[CORRECT_SUM]), n, acc_bar)) if acc_bar > 0 else 1.0
+                self._emit(v, "quality", "was_correct", "accuracy_gap", acc_bar - hi, n, p_value=p, baseline=acc_bar)
         if adwin is not None:
             drop, estimate, seen = adwin
             self._emit(v, "quality", "was_correct", "adwin_drift", 1.0 if drop else 0.0, seen)
@@ -243,7 +273,9 @@ class SignalBuilder:
                 self._emit(v, "quality", "score", "score_lower", lo, m)
                 self._emit(v, "quality", "score", "score_upper", hi, m)
             if score_bar is not None and np.isfinite(hi):
-                self._emit(v, "quality", "score", "score_gap", score_bar - hi, m, baseline=score_bar)
+                self._emit(v, "quality", "score", "score_gap", score_bar - hi, m,
+                           p_value=_below_bar_p(m, s[SCORE_SUM] / FIXED_POINT, s[SCORE_SQ] / FIXED_POINT, score_bar),
+                           baseline=score_bar)
 
     def _coverage(self, v: SliceView) -> None:
         s = v.scalars
@@ -266,6 +298,17 @@ class SignalBuilder:
             else:
                 continue
             self._emit(v, "label_coverage", feature, "coverage_delta", abs(cov - base), n, baseline=base)
+
+
+def _below_bar_p(n: int, total: float, total_sq: float, bar: float) -> float:
+    """One-sided normal test of "mean >= bar" from the sums (1.0 when the variance is unknown)."""
+    if n < 2:
+        return 1.0
+    mean = total / n
+    var = max(0.0, (total_sq - n * mean * mean) / (n - 1))
+    if var == 0.0:
+        return 0.0 if mean < bar else 1.0
+    return float(ndtr((mean - bar) / math.sqrt(var / n)))
 
 
 def resolve_bar(

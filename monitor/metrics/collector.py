@@ -11,6 +11,11 @@ series to an active one at the next evaluation; the number left out is the gauge
 ``slicewatch_alert_state`` is 1 for a firing alert, 0.5 pending, 0 resolved (kept while the
 resolution is re-sent); alerts not in any of these states have no series.
 
+The statistics carry a ``window`` label: ``"main"`` for the configured window (``window_buckets``),
+``"5m"``, ``"15m"`` for the shorter ones (``short_window_buckets``, tested statistics only): a
+fixed, configured set, so the label multiplies the series by at most 1 + the number of short
+windows.
+
 Examples
 --------
 >>> from prometheus_client import CollectorRegistry
@@ -19,7 +24,7 @@ Examples
 >>> c = MonitorCollector(max_models=10); registry.register(c)
 >>> c.update(Snapshot(100.0, 40.0, 100.0, (SignalValue("m", "all", "input", "x", "psi", 0.25, 300),)), ())
 >>> registry.get_sample_value("slicewatch_drift_statistic",
-...     {"model_id": "m", "slice": "all", "signal": "input", "feature": "x", "statistic": "psi"})
+...     {"model_id": "m", "slice": "all", "signal": "input", "feature": "x", "statistic": "psi", "window": "main"})
 0.25
 """
 
@@ -36,7 +41,8 @@ from monitor.alerts.state import AlertState
 from monitor.snapshot import SignalValue, Snapshot
 
 STATE_VALUE = {"firing": 1.0, "pending": 0.5, "resolved": 0.0}
-DRIFT_LABELS = ["model_id", "slice", "signal", "feature", "statistic"]
+DRIFT_LABELS = ["model_id", "slice", "signal", "feature", "statistic", "window"]
+QUALITY_LABELS = ["model_id", "slice", "statistic", "window"]
 ALERT_LABELS = ["alertname", "model_id", "slice", "signal", "feature", "statistic", "severity", "action"]
 
 
@@ -49,6 +55,17 @@ class _View:
     overflow: int = 0
     unreferenced_events_total: int = 0
     window_seconds: float | None = None
+
+
+def window_label(window_s: float | None, main_s: float | None) -> str:
+    """``"main"`` for the configured window (dashboards select it), else its length: ``"5m"``.
+
+    >>> window_label(3600.0, 3600.0), window_label(300.0, 3600.0), window_label(90.0, 3600.0)
+    ('main', '5m', '90s')
+    """
+    if window_s is None or window_s == main_s:
+        return "main"
+    return f"{int(window_s // 60)}m" if window_s % 60 == 0 else f"{int(window_s)}s"
 
 
 def _families() -> dict[str, Metric]:
@@ -71,12 +88,12 @@ def _families() -> dict[str, Metric]:
         "quality": GaugeMetricFamily(
             "slicewatch_quality",
             "Quality in the current window (accuracy, Wilson bounds, gaps to the release bar, score).",
-            labels=["model_id", "slice", "statistic"],
+            labels=QUALITY_LABELS,
         ),
         "bar": GaugeMetricFamily(
             "slicewatch_quality_bar",
             "Release-gate bar the quality statistic is compared with.",
-            labels=["model_id", "slice", "statistic"],
+            labels=QUALITY_LABELS,
         ),
         "samples": GaugeMetricFamily(
             "slicewatch_window_samples",
@@ -169,11 +186,13 @@ class MonitorCollector(Collector):
         for v in view.values:
             key = (v.model_id, v.slice, v.signal)
             samples[key] = max(samples.get(key, 0), v.sample_count)
-            labels = [v.model_id, v.slice, v.signal, v.feature, v.statistic]
+            window = window_label(v.window_s, view.window_seconds)
+            labels = [v.model_id, v.slice, v.signal, v.feature, v.statistic, window]
             if v.signal == "quality":
-                f["quality"].add_metric([v.model_id, v.slice, v.statistic], v.value)  # type: ignore[attr-defined]
+                quality = [v.model_id, v.slice, v.statistic, window]
+                f["quality"].add_metric(quality, v.value)  # type: ignore[attr-defined]
                 if v.baseline is not None:
-                    f["bar"].add_metric([v.model_id, v.slice, v.statistic], v.baseline)  # type: ignore[attr-defined]
+                    f["bar"].add_metric(quality, v.baseline)  # type: ignore[attr-defined]
             else:
                 f["drift"].add_metric(labels, v.value)  # type: ignore[attr-defined]
                 if v.p_value is not None:

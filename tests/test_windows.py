@@ -1,0 +1,146 @@
+"""Several window lengths from the same buckets (issue 10, part 1).
+
+* ``ModelWindow.totals_over`` equals an independent count of the events whose bucket lies in each
+  window (numpy on the raw times), for random streams and lengths (hypothesis);
+* the engine's short windows carry only tested statistics, corrected in one family with the main
+  window (a feature's distribution statistics count as one hypothesis);
+* an abrupt input shift is found by the 5-minute window within minutes, long before the main one;
+* the alert evaluator keeps one alert per statistic whatever the windows: the most severe window
+  speaks, and the alert's window is that window.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.alerts.rules import Rule
+from monitor.alerts.state import AlertEvaluator
+from monitor.drift import DriftEngine
+from monitor.drift.signals import DISTRIBUTION_STATISTICS
+from monitor.snapshot import SignalValue, Snapshot
+from monitor.stats.bins import FeatureSpec
+from monitor.stats.columns import EventColumns
+from monitor.stats.layout import EVENTS, Layout
+from monitor.stats.multiple_testing import adjust_p_values
+from monitor.stats.window import ModelWindow
+from tests.stats_fixtures import StreamSpec, make_batch
+
+LAYOUT = Layout((FeatureSpec.numeric("x", [0.0, 1.0]),), FeatureSpec.categorical("output", ["a"]),
+                FeatureSpec.numeric("confidence", [0.5]), ())
+
+
+def columns(times: list[float], xs: list[float]) -> EventColumns:
+    n = len(times)
+    return EventColumns(times, [{"x": x} for x in xs], ["a"] * n, [0.9] * n, [None] * n, [{}] * n, [None] * n)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(0, 1199.99), st.floats(-2, 3)), max_size=200),
+    st.lists(st.integers(1, 20), min_size=1, max_size=4),
+    st.floats(0, 1199.99),
+)
+def test_totals_over_equal_an_independent_count_per_window(events, lengths, now):
+    w = ModelWindow(LAYOUT, 60.0, 20, 1e9, future_buckets=0)
+    times = [t for t, _ in events]
+    w.observe(columns(times, [x for _, x in events]), arrival=None)
+    cur = int(np.floor(now / 60.0))
+    t = np.array(times, dtype=np.float64)
+    x = np.array([x for _, x in events], dtype=np.float64)
+    b = np.floor(t / 60.0).astype(np.int64)
+    # the ring keeps the newest 20 buckets it saw: events of older buckets are gone for good
+    kept = b > (b.max() - 20) if b.size else np.zeros(0, dtype=bool)
+    for n, total in zip(lengths, w.totals_over(now, lengths), strict=True):
+        inside = kept & (b > cur - n) & (b <= cur)
+        assert int(total.scalars[0][EVENTS]) == int(inside.sum())
+        xs = x[inside]
+        # bins of edges [0, 1]: below 0, [0, 1] (the last edge closes its bin), above 1, missing
+        want = [int(np.sum(xs < 0.0)), int(np.sum((xs >= 0.0) & (xs <= 1.0))), int(np.sum(xs > 1.0)), 0]
+        assert total.hist[0][LAYOUT.block(0)].tolist() == want
+        assert (total.start, total.end) == ((cur - n + 1) * 60.0, (cur + 1) * 60.0)
+
+
+def engine(**kw) -> DriftEngine:
+    args = dict(bucket_seconds=60, window_buckets=30, allowed_lateness_s=120, min_samples=200,
+                auto_reference_events=6000, short_windows=(5,))
+    args.update(kw)
+    return DriftEngine(**args)
+
+
+def feed(eng: DriftEngine, spec: StreamSpec, minutes: int, per_minute: int, seed: int = 0):
+    """Evaluate every 15 s of event time (the default cadence): 4 batches a minute."""
+    rng = np.random.default_rng(seed)
+    for q in range(minutes * 4):
+        start, end = 15.0 * q, 15.0 * (q + 1)
+        ev, lab = make_batch(rng, spec, per_minute // 4, start, end)
+        eng.observe(ev, lab, end)
+        yield end, eng.evaluate(end - 1e-6)
+
+
+def breach(v: SignalValue, limit: float, alpha: float) -> bool:
+    """The rules' verdict: enough samples, past the threshold, significant after correction."""
+    return v.sufficient and v.value > limit and (v.p_value_adjusted is None or v.p_value_adjusted < alpha)
+
+
+def test_short_windows_carry_only_tested_statistics_in_one_family():
+    eng = engine()
+    snap = list(feed(eng, StreamSpec(), 40, 400))[-1][1]
+    short = [v for v in snap.values if v.window_s == 300.0]
+    main = [v for v in snap.values if v.window_s == 1800.0]
+    assert short and main
+    assert all(v.p_value is not None and v.p_value_adjusted is not None for v in short)
+    assert {v.statistic for v in short} <= DISTRIBUTION_STATISTICS | {"accuracy_gap", "score_gap"}
+    assert any(v.p_value is None for v in main)  # the main window keeps its untested statistics
+    # the correction: one family per model over windows x slices x features x tests, each test once
+    tests: dict[tuple, float] = {}
+    for v in snap.values:
+        if v.p_value is not None:
+            test = "distribution" if v.statistic in DISTRIBUTION_STATISTICS else v.statistic
+            tests.setdefault((v.window_s, v.slice, v.signal, v.feature, test), v.p_value)
+    keys = list(tests)
+    want = dict(zip(keys, adjust_p_values([tests[k] for k in keys], "bh"), strict=True))
+    for v in snap.values:
+        if v.p_value is not None:
+            test = "distribution" if v.statistic in DISTRIBUTION_STATISTICS else v.statistic
+            assert v.p_value_adjusted == want[(v.window_s, v.slice, v.signal, v.feature, test)]
+
+
+def test_abrupt_input_shift_is_found_by_the_short_window_within_minutes():
+    onset = 40 * 60.0
+    first: dict[float, float] = {}
+    eng = engine()
+    for end, snap in feed(eng, StreamSpec(input_shift=1.0, onset=onset), 60, 400):
+        for v in snap.values:
+            if (v.signal, v.feature, v.statistic, v.slice) == ("input", "x0", "psi", "all") and breach(v, 0.2, 0.01):
+                first.setdefault(v.window_s or 0.0, end)
+    assert min(first.values()) >= onset, "crossed before the onset"
+    assert first[300.0] - onset <= 3 * 60, f"5-minute window took {first[300.0] - onset:.0f} s"
+    assert first.get(1800.0, float("inf")) - onset > first[300.0] - onset + 60  # the main window is slower
+
+
+def snapshot(*values: SignalValue) -> Snapshot:
+    return Snapshot(1000.0, 1000.0 - 3600, 1000.0, values, models=("m",))
+
+
+def test_one_alert_per_statistic_whatever_the_windows():
+    rule = Rule("input.psi", warning=0.2, critical=0.3, min_samples=100, hold_evaluations=1, clear_evaluations=1)
+    ev = AlertEvaluator({"input.psi": rule})
+    quiet_main = SignalValue("m", "all", "input", "x", "psi", 0.05, 5000, p_value=0.5, p_value_adjusted=0.5,
+                             window_s=3600.0)
+    loud_short = SignalValue("m", "all", "input", "x", "psi", 0.45, 400, p_value=1e-9, p_value_adjusted=1e-8,
+                             window_s=300.0)
+    few = SignalValue("m", "all", "input", "x", "psi", 0.9, 50, sufficient=False, p_value=1e-9,
+                      p_value_adjusted=1e-8, window_s=60.0)
+    fired = ev.evaluate(snapshot(quiet_main, loud_short, few), {}, 1000.0)
+    assert len(fired) == 1 and fired[0].to_state == "firing"
+    alert = fired[0].alert
+    assert (alert.severity, alert.value, alert.sample_count) == ("critical", 0.45, 400)
+    assert (alert.window_start, alert.window_end) == (700.0, 1000.0)  # the 5-minute window
+    # a window without enough samples gives no verdict: it neither fires nor clears
+    assert ev.evaluate(snapshot(few), {}, 1015.0) == []
+    # the short window alone significant but below the threshold: every window clear -> resolved
+    calm = SignalValue("m", "all", "input", "x", "psi", 0.1, 400, p_value=1e-9, p_value_adjusted=1e-8, window_s=300.0)
+    resolved = ev.evaluate(snapshot(quiet_main, calm), {}, 1030.0)
+    assert [t.to_state for t in resolved] == ["resolved"]
