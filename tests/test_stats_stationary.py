@@ -21,6 +21,7 @@ THRESHOLDS = {
     ("output", "mean_confidence_delta"): 0.05,
     ("quality", "accuracy_gap"): 0.0,
     ("quality", "adwin_drift"): 0.5,
+    ("quality", "bar_evidence"): 3.0,
     ("label_coverage", "coverage_delta"): 0.2,
     ("cohort", "psi"): 0.2,
 }

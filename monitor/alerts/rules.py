@@ -99,6 +99,10 @@ DEFAULT_RULES: Mapping[str, Rule] = _defaults(
     Rule("quality.score_gap", warning=0.02, critical=0.05),
     # river's ADWIN on each slice's correctness stream: an abrupt drop, long before the window moves.
     Rule("quality.adwin_drift", warning=0.5, critical=0.5, hold_evaluations=2),
+    # the anytime-valid test of "accuracy >= bar" since the version's first prediction (log10 of its
+    # evidence: 3 = 1 in 1,000 for a version at its bar, however often it is looked at); valid from
+    # the first label on, so no sample minimum and no hold
+    Rule("quality.bar_evidence", warning=3.0, critical=4.0, min_samples=1, hold_evaluations=1),
     Rule("label_coverage.coverage_delta", warning=0.2, critical=0.4),
     Rule("cohort.psi", warning=0.2, critical=0.3),
 )

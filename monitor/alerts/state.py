@@ -115,6 +115,10 @@ class Transition:
     alert: AlertState
 
 
+CUMULATIVE_STATISTICS = frozenset({"bar_evidence"})
+"""Statistics over every prediction since the model's first one, not a window: an alert's onset is then
+the first counted prediction (``window_start``)."""
+
 SEVERITY_RANK: Mapping[Severity | None, int] = {None: 0, "warning": 1, "critical": 2}
 
 
@@ -187,9 +191,9 @@ class AlertEvaluator:
         transitions: list[Transition] = []
         seen: set[str] = set()
         accuracy = {
-            (v.model_id, v.slice): v.value
+            (v.model_id, v.slice, v.statistic): v.value
             for v in snapshot.values
-            if v.signal == "quality" and v.statistic == "accuracy" and v.sufficient
+            if v.signal == "quality" and v.statistic in ("accuracy", "accuracy_since_first") and v.sufficient
         }
         # one alert per (model, slice, signal, feature, statistic), whatever the windows: the
         # verdict of each window with enough samples; the most severe one speaks for the alert
@@ -246,7 +250,7 @@ class AlertEvaluator:
         severity: str,
         snapshot: Snapshot,
         promotions: Mapping[str, PromotionEvent],
-        accuracy: Mapping[tuple[str, str], float],
+        accuracy: Mapping[tuple[str, str, str], float],
         now: float,
     ) -> Transition | None:
         measured = {
@@ -262,14 +266,19 @@ class AlertEvaluator:
             "clear_count": 0,
         }
         if prev is None or prev.state == "resolved":
+            # evidence counted since the first prediction: the regression began with it, however
+            # late its labels came (a rollback right after a promotion stays a rollback)
+            cumulative = v.statistic in CUMULATIVE_STATISTICS
             decision = decide_action(
                 model_id=v.model_id,
                 slice=v.slice,
                 signal=labels["signal"],
-                onset=now,
+                onset=_window_of(v, snapshot)[0] if cumulative else now,
                 promotion=promotions.get(v.model_id),
                 lineage_changes=snapshot.lineage_changes,
-                current_quality=accuracy.get((v.model_id, v.slice)),
+                current_quality=accuracy.get(
+                    (v.model_id, v.slice, "accuracy_since_first" if cumulative else "accuracy")
+                ),
                 target_quality=self.target_quality,
                 promotion_watch_s=self.promotion_watch_s,
                 lineage_lookback_s=self.lineage_lookback_s,

@@ -9,7 +9,7 @@ arrays and dtypes, river's drift detectors, and this package's statistics classe
 
 Examples
 --------
->>> state = ModelState(None, None, {}, {}, [])
+>>> state = ModelState(None, None, {}, {}, [], {})
 >>> loads(dumps(state)) == state
 True
 >>> import pickle, os
@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitor.detect.adwin import CorrectnessDrop
+from monitor.drift.evidence import OutcomeTally
 from monitor.snapshot import LineageChange
 from monitor.stats.window import ModelWindow
 
-FORMAT = 1  # bump when ModelState or a class it holds changes shape; older checkpoints are ignored
+FORMAT = 2  # bump when ModelState or a class it holds changes shape; older checkpoints are ignored
 
 _EXACT = {
     ("numpy", "dtype"),
@@ -61,6 +62,7 @@ class ModelState:
     adwin: dict[str, CorrectnessDrop]  # slice label -> detector
     lineage_last: dict[str, str]  # lineage field -> last value
     lineage_changes: list[LineageChange]
+    tallies: dict[str, OutcomeTally]  # slice label -> first labels since the first prediction
 
 
 class _Unpickler(pickle.Unpickler):

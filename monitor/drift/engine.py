@@ -37,18 +37,20 @@ from numpy.typing import NDArray
 from monitor.detect.adwin import CorrectnessDrop
 from monitor.detect.lineage import LineageTracker
 from monitor.drift import checkpoint
+from monitor.drift.evidence import OutcomeTally, bar_evidence, reference_bar
 from monitor.drift.signals import (
     DISTRIBUTION_STATISTICS,
     SignalBuilder,
     SliceView,
     cohort_signals,
+    configured_bar,
     resolve_bar,
 )
 from monitor.events import LINEAGE_FIELDS, InferenceEvent, Lineage
 from monitor.records import LabelChange, QualityBar
 from monitor.snapshot import AGGREGATE, LineageChange, SignalValue, Snapshot, slice_label
 from monitor.stats.columns import EventColumns, records_from_events, records_from_rows, slice_membership
-from monitor.stats.layout import Layout
+from monitor.stats.layout import CORRECT_N, CORRECT_SUM, Layout
 from monitor.stats.multiple_testing import Correction, adjust_p_values
 from monitor.stats.profile import ReferenceProfile
 from monitor.stats.profile_builder import build_profile_from_records
@@ -121,6 +123,7 @@ class DriftEngine:
         self._cohort_windows: dict[str, ModelWindow] = {}  # member id -> window on its base's layout
         self._buffers: dict[str, tuple[EventColumns, list[LabelChange]]] = {}
         self._adwin: dict[tuple[str, str], CorrectnessDrop] = {}
+        self._tallies: dict[tuple[str, str], OutcomeTally] = {}
         self._new: list[ReferenceProfile] = []
         self._lineage = LineageTracker(lineage_lookback_s)
         self._late_dropped_models = 0
@@ -285,6 +288,22 @@ class DriftEngine:
             if det is None:
                 det = self._adwin[(model_id, label)] = CorrectnessDrop(self.adwin_delta)
             det.update_many(xs, ts)
+        self._tally(model_id, labels, lmember)
+
+    def _tally(self, model_id: str, labels: list[LabelChange], lmember: list[NDArray[np.int64]]) -> None:
+        """First labels with a correctness verdict, counted per slice (see :mod:`monitor.drift.evidence`)."""
+        first = np.array([lc.old is None and lc.new.was_correct is not None for lc in labels], dtype=bool)
+        if not first.any():
+            return
+        ok = np.array([bool(lc.new.was_correct) for lc in labels], dtype=bool)
+        served = np.array([lc.served_at for lc in labels], dtype=np.float64)
+        groups = [(AGGREGATE, np.flatnonzero(first))] + [
+            (slice_label(k, v), rows[first[rows]]) for (k, v), rows in zip(self._pairs, lmember, strict=False)
+        ]
+        for label, rows in groups:
+            if rows.size:
+                tally = self._tallies.setdefault((model_id, label), OutcomeTally())
+                tally.add(int(ok[rows].sum()), int(rows.size), float(served[rows].min()))
 
     def _track_lineage(self, model_id: str, rec: EventColumns, labels: list[LabelChange]) -> None:
         if len(rec):
@@ -348,8 +367,9 @@ class DriftEngine:
             return None
         last, changes = self._lineage.state_of(model_id)
         adwin = {label: det for (m, label), det in self._adwin.items() if m == model_id}
+        tallies = {label: t for (m, label), t in self._tallies.items() if m == model_id}
         return checkpoint.dumps(
-            checkpoint.ModelState(window, self._cohort_windows.get(model_id), adwin, last, changes)
+            checkpoint.ModelState(window, self._cohort_windows.get(model_id), adwin, last, changes, tallies)
         )
 
     def restore(self, model_id: str, data: bytes) -> bool:
@@ -374,6 +394,9 @@ class DriftEngine:
         for key in [k for k in self._adwin if k[0] == model_id]:
             del self._adwin[key]
         self._adwin.update({(model_id, label): det for label, det in state.adwin.items()})
+        for key in [k for k in self._tallies if k[0] == model_id]:
+            del self._tallies[key]
+        self._tallies.update({(model_id, label): t for label, t in state.tallies.items()})
         self._lineage.load_state(model_id, state.lineage_last, state.lineage_changes)
         return True
 
@@ -396,6 +419,8 @@ class DriftEngine:
             self._buffers.pop(m, None)
             for key in [k for k in self._adwin if k[0] == m]:
                 del self._adwin[key]
+            for key in [k for k in self._tallies if k[0] == m]:
+                del self._tallies[key]
         self._lineage.drop_models(model_ids)
 
     # ---- read ---------------------------------------------------------------------------------
@@ -466,7 +491,25 @@ class DriftEngine:
                 adwin = (det.drop_within(start, end), det.estimate, det.n_seen) if det is not None else None
                 builder.slice_signals(view, bar, adwin)
             out.extend(builder.out)
-        return _adjusted(out, self.correction)
+        out = _adjusted(out, self.correction)
+        out.extend(self._evidence(model_id, profile, labels, now))
+        return out
+
+    def _evidence(self, model_id: str, profile: ReferenceProfile, labels: list[str], now: float) -> list[SignalValue]:
+        """``bar_evidence`` of every (model, slice) with a bar and counted labels."""
+        out: list[SignalValue] = []
+        for label in labels:
+            tally = self._tallies.get((model_id, label))
+            if tally is None or tally.total == 0:
+                continue
+            bar = configured_bar(self.quality_bars, model_id, label).accuracy
+            own = profile.slices.get(label)
+            if bar is None and own is not None and profile.labelled:
+                bar = reference_bar(int(own.scalars[CORRECT_SUM]), int(own.scalars[CORRECT_N]), self.alpha)
+            if bar is None:
+                continue
+            out.extend(bar_evidence(model_id, label, tally, bar, self.alpha, now, profile.id, profile.content_hash))
+        return out
 
 
 def _hypothesis(v: SignalValue) -> tuple[object, ...]:

@@ -311,6 +311,15 @@ def _below_bar_p(n: int, total: float, total_sq: float, bar: float) -> float:
     return float(ndtr((mean - bar) / math.sqrt(var / n)))
 
 
+def configured_bar(quality_bars: Mapping[str, Mapping[str, QualityBar]], model_id: str, slice_label: str) -> QualityBar:
+    """Configured bar for (model, slice), else the ``"*"`` model's; an empty bar when neither."""
+    for key in (model_id, "*"):
+        bar = quality_bars.get(key, {}).get(slice_label)
+        if bar is not None:
+            return bar
+    return QualityBar()
+
+
 def resolve_bar(
     quality_bars: Mapping[str, Mapping[str, QualityBar]],
     model_id: str,
@@ -319,10 +328,9 @@ def resolve_bar(
     labelled: bool,
 ) -> QualityBar:
     """Configured bar for (model, slice), else the ``"*"`` model's, else the reference's labelled baseline."""
-    for key in (model_id, "*"):
-        bar = quality_bars.get(key, {}).get(slice_label)
-        if bar is not None:
-            return bar
+    bar = configured_bar(quality_bars, model_id, slice_label)
+    if bar != QualityBar():
+        return bar
     if reference is not None and labelled:
         return QualityBar(reference.accuracy, reference.mean_score)
     return QualityBar()

@@ -1,0 +1,80 @@
+"""Sequential quality evidence per (model, slice): every first label of the model's predictions,
+counted from the first one on, tested against the slice's bar with the anytime-valid test of
+:mod:`monitor.stats.bernoulli_evidence` (signal ``quality``, statistic ``bar_evidence``).
+
+The counts are by prediction: a label that arrives hours late still counts for the version that
+served the prediction, whatever the windows have moved on to. A model id is one version (a
+promotion brings a new id), so the evidence speaks about that version's own predictions since its
+first one; its "window" is from the first counted prediction to now, and an alert on it takes that
+first prediction as its onset (a regression right after a promotion says rollback however late its
+labels arrive). State: three numbers per (model, slice). Changed labels (a second label for the
+same request) are not counted again: the test takes each prediction's first verdict.
+
+``bar``: the configured release bar of the slice; without one, the reference's labelled accuracy
+lowered to its Wilson lower bound at ``1 - alpha`` (a finite reference's estimate above the truth
+would otherwise make a healthy model's evidence grow without end).
+
+Examples
+--------
+>>> t = OutcomeTally()
+>>> t.add(correct=160, total=200, first_served=120.0)
+>>> v, acc = bar_evidence("m", "all", t, bar=0.9, alpha=0.01, now=3720.0)
+>>> round(v.value, 2), v.sample_count, v.window_s, v.baseline, acc.statistic, acc.value
+(3.23, 200, 3600.0, 0.9, 'accuracy_since_first', 0.8)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from monitor.snapshot import SignalValue
+from monitor.stats.bernoulli_evidence import BarTest
+from monitor.stats.wilson import wilson_interval
+
+
+@dataclass
+class OutcomeTally:
+    """First labels (with a correctness verdict) of one (model, slice) since its first prediction."""
+
+    correct: int = 0
+    total: int = 0
+    first_served: float = math.inf
+
+    def add(self, correct: int, total: int, first_served: float) -> None:
+        self.correct += correct
+        self.total += total
+        self.first_served = min(self.first_served, first_served)
+
+
+def reference_bar(correct: int, total: int, alpha: float) -> float | None:
+    """The bar a reference's labelled accuracy gives: its Wilson lower bound at ``1 - alpha``."""
+    if total <= 0:
+        return None
+    return wilson_interval(correct, total, 1.0 - alpha)[0]
+
+
+def bar_evidence(
+    model_id: str,
+    slice_: str,
+    tally: OutcomeTally,
+    bar: float,
+    alpha: float,
+    now: float,
+    reference_id: str | None = None,
+    reference_hash: str | None = None,
+) -> tuple[SignalValue, SignalValue]:
+    """``bar_evidence``: ``log10`` of the evidence that the slice's accuracy is below ``bar``
+    (>= ``log10(1/alpha)`` rejects "accuracy >= bar" at level ``alpha``, however often it was looked
+    at); and ``accuracy_since_first``, the accuracy it is about (what a rollback decision compares
+    with the rollback target's)."""
+    test = BarTest(min(max(bar, 1e-6), 1 - 1e-6), alpha)
+    test.update(tally.correct, tally.total)
+    common = {"reference_id": reference_id, "reference_hash": reference_hash,
+              "window_s": max(0.0, now - tally.first_served)}
+    evidence = SignalValue(model_id, slice_, "quality", "was_correct", "bar_evidence", test.log10_e_value,
+                           tally.total, tally.total > 0, baseline=bar, **common)  # type: ignore[arg-type]
+    accuracy = SignalValue(model_id, slice_, "quality", "was_correct", "accuracy_since_first",
+                           tally.correct / tally.total if tally.total else 0.0, tally.total, tally.total > 0,
+                           baseline=bar, **common)  # type: ignore[arg-type]
+    return evidence, accuracy

@@ -1,0 +1,106 @@
+"""The engine's sequential quality evidence (``quality.bar_evidence``) end to end through the alert
+evaluator: a promoted version regresses on a protected slice and its labels arrive 2 hours late,
+after its predictions left every window; the evidence still counts them by prediction, the alert
+fires, and the action is a rollback to the target (its onset is the first counted prediction,
+inside the promotion watch). A version at its bar stays quiet, and the evidence survives a
+checkpoint/restore (takeover) unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from monitor.alerts.rules import DEFAULT_RULES
+from monitor.alerts.state import AlertEvaluator
+from monitor.drift import DriftEngine
+from monitor.records import QualityBar
+from monitor.snapshot import Snapshot
+from monitor.stats.bernoulli_evidence import log_e_value
+from tests.stats_fixtures import StreamSpec, make_batch, promotion
+
+LABEL_DELAY_S = 7200.0
+PROMOTED_AT = 0.0
+SLICE = "language=es"
+
+
+def engine() -> DriftEngine:
+    bar = QualityBar(0.88)
+    return DriftEngine(bucket_seconds=60, window_buckets=60, allowed_lateness_s=600, min_samples=200,
+                       auto_reference_events=3000, protected_slices={"language": ["es", "ja"]},
+                       quality_bars={"*": {"all": bar, SLICE: bar}})
+
+
+def run(spec: StreamSpec, minutes: int, seed: int = 3):
+    """Predictions every minute; each minute's labels delivered LABEL_DELAY_S later. Yields
+    (now, snapshot) after every minute of event time."""
+    eng = engine()
+    rng = np.random.default_rng(seed)
+    pending: list[tuple[float, list]] = []
+    for m in range(minutes):
+        now = 60.0 * (m + 1)
+        events, labels = make_batch(rng, spec, 200, now - 60.0, now)
+        pending.append((now + LABEL_DELAY_S, labels))
+        due = [lab for at, lab in pending if at <= now]
+        pending = [(at, lab) for at, lab in pending if at > now]
+        eng.observe(events, [lc for batch in due for lc in batch], now)
+        yield now, eng, eng.evaluate(now)
+
+
+def value(snap: Snapshot, slice_: str, statistic: str):
+    hits = [v for v in snap.values if (v.slice, v.signal, v.statistic) == (slice_, "quality", statistic)]
+    return hits[0] if hits else None
+
+
+def test_a_regression_with_labels_two_hours_late_is_a_rollback():
+    # v2 serves from t=0; language=es (5%) falls from 0.90 to 0.75 at once
+    spec = StreamSpec(model_id="v2", onset=PROMOTED_AT, slice_accuracy_drop={("language", "es"): 0.15})
+    evaluator = AlertEvaluator(dict(DEFAULT_RULES), promotion_watch_s=3600,
+                               target_quality=lambda model, sl, since, until: 0.90)
+    promotions = {"v2": promotion("v2", PROMOTED_AT, "v1")}
+    fired = None
+    for step in run(spec, 240):
+        now, _, snap = step
+        for t in evaluator.evaluate(snap, promotions, now):
+            if t.to_state == "firing" and t.alert.statistic == "bar_evidence" and t.alert.slice == SLICE:
+                fired = (step, t.alert)
+        if fired:
+            break
+    assert fired is not None, "the late-labelled regression was never found"
+    (now, eng, snap), alert = fired
+    assert now >= LABEL_DELAY_S  # nothing to see before the first labels arrive
+    assert now - LABEL_DELAY_S <= 60 * 60, f"found {(now - LABEL_DELAY_S) / 60:.0f} min after the first labels"
+    assert alert.action == "rollback" and alert.rollback_target == "v1"
+    assert alert.window_start <= 180.0  # onset = the first counted es prediction, right after promotion
+    # the figure is the definition's, on the slice's counted labels
+    ev = value(snap, SLICE, "bar_evidence")
+    acc = value(snap, SLICE, "accuracy_since_first")
+    tally = eng._tallies[("v2", SLICE)]
+    want = log_e_value(tally.correct, tally.total, 0.88, 30 * 0.88, 30 * 0.12) / math.log(10)
+    assert ev is not None and acc is not None
+    assert math.isclose(ev.value, want, rel_tol=1e-12) and ev.sample_count == tally.total
+    assert math.isclose(acc.value, tally.correct / tally.total)
+    # the window statistics saw no labels at all: they left the window before their labels came
+    gap = [v for v in snap.values if v.statistic == "accuracy_gap" and v.slice == SLICE and v.window_s == 3600.0]
+    assert all(v.sample_count < 200 for v in gap)
+
+
+def test_a_version_at_its_level_stays_quiet_and_the_evidence_survives_a_takeover():
+    evaluator = AlertEvaluator(dict(DEFAULT_RULES))
+    spec = StreamSpec(model_id="v2")  # 0.90 everywhere, bars at 0.88
+    last = None
+    for now, eng, snap in run(spec, 300):
+        fired = [t for t in evaluator.evaluate(snap, {}, now) if t.to_state == "firing"]
+        assert not [t for t in fired if t.alert.statistic == "bar_evidence"], fired
+        last = (now, eng, snap)
+    assert last is not None
+    now, eng, snap = last
+    ev = value(snap, "all", "bar_evidence")
+    assert ev is not None and ev.sample_count > 10_000 and ev.value < 0
+    data = eng.checkpoint("v2")
+    other = engine()
+    other.set_reference("v2", eng.reference("v2"))
+    assert data is not None and other.restore("v2", data)
+    again = value(other.evaluate(now), "all", "bar_evidence")
+    assert again is not None and (again.value, again.sample_count) == (ev.value, ev.sample_count)
