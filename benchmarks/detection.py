@@ -38,9 +38,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
+import msgspec
 import numpy as np
 import polars as pl
 from river.drift import ADWIN, PageHinkley
@@ -49,7 +52,7 @@ from benchmarks.peers_env import PeerRun
 from monitor.alerts.state import AlertEvaluator
 from monitor.app import build_drift, build_evaluator
 from monitor.config import Settings
-from monitor.events import InferenceEvent
+from monitor.events import InferenceEvent, PromotionEvent
 from monitor.pipeline import Pipeline
 from monitor.records import LabelChange, WriteResult
 from monitor.snapshot import Snapshot
@@ -59,10 +62,12 @@ from tests.stats_fixtures import StreamSpec, make_batch
 
 SLICE_KEY, SLICE_VALUE = "domain", "regulatory"
 SLICE = f"{SLICE_KEY}={SLICE_VALUE}"
+PROMOTED_SLICE = "language=es"  # 10% of traffic
 HISTORY_S = 1800.0
 ONSET_S = 3600.0
 SIGNALS = ("x0", "confidence", "correct", "slice_correct")
-BASE = StreamSpec(n_numeric=1, n_categorical=1, n_boolean=1)
+BASE = StreamSpec(n_numeric=1, n_categorical=1, n_boolean=1, lang_p=(0.75, 0.10, 0.05, 0.05, 0.05))
+OLD, NEW = "m1", "v2"  # the promotion scenarios: v2 replaces m1 at onset (rollback target m1)
 
 
 @dataclass(frozen=True)
@@ -72,10 +77,13 @@ class Scenario:
     horizon_s: float
     change: dict[str, Any] = field(default_factory=dict)
     ramp_s: float = 0.0  # gradual: the shift grows linearly from 0 over ramp_s
+    label_delay_s: tuple[float, float] | None = None  # labels arrive uniformly this late (Slicewatch only)
+    promote: bool = False  # a new version (v2, rollback target m1) serves from onset
 
     @property
     def signal(self) -> str:
-        return {"input": "x0", "output": "confidence", "quality": "correct", "slice": "slice_correct"}[self.kind]
+        return {"input": "x0", "output": "confidence", "quality": "correct", "slice": "slice_correct",
+                "category": "c0_new", "promotion": "es_correct"}[self.kind]
 
 
 SCENARIOS = (
@@ -85,12 +93,19 @@ SCENARIOS = (
     Scenario("quality drop (accuracy 0.90 -> 0.87)", "quality", 5400, {"accuracy_drop": 0.03}),
     Scenario("slice drop (domain=regulatory, 5% of traffic, 0.90 -> 0.85)", "slice", 5400,
              {"slice_accuracy_drop": {(SLICE_KEY, SLICE_VALUE): 0.05}}),
+    Scenario("new category (c0: a value the reference never saw, 5% of traffic)", "category", 3600,
+             {"new_category_share": 0.05}),
+    Scenario("promotion regression (v2: language=es, 10%, 0.90 -> 0.80), labels 1-30 min late", "promotion",
+             5400, {"slice_accuracy_drop": {("language", "es"): 0.10}}, label_delay_s=(60.0, 1800.0), promote=True),
+    Scenario("promotion regression (v2: language=es, 10%, 0.90 -> 0.80), labels 90-150 min late", "promotion",
+             14400, {"slice_accuracy_drop": {("language", "es"): 0.10}}, label_delay_s=(5400.0, 9000.0),
+             promote=True),
 )
 
 
 def settings() -> Settings:
     """The default settings with the protected slice declared."""
-    return Settings.model_validate({"stats": {"protected_slices": {SLICE_KEY: [SLICE_VALUE]}}})
+    return Settings.model_validate({"stats": {"protected_slices": {SLICE_KEY: [SLICE_VALUE], "language": ["es"]}}})
 
 
 def without_adwin_rule(cfg: Settings) -> Settings:
@@ -108,6 +123,10 @@ def relevant(kind: str, signal: str, slice_: str, feature: str) -> bool:
         return signal == "output"
     if kind == "quality":
         return signal == "quality" and slice_ == "all"
+    if kind == "category":
+        return signal == "input" and feature == "c0"
+    if kind == "promotion":
+        return signal == "slice" and slice_ == PROMOTED_SLICE
     return signal == "slice" and slice_ == SLICE
 
 
@@ -125,10 +144,14 @@ class Columns:
     confidence: list[float] = field(default_factory=list)
     domain: list[str] = field(default_factory=list)
     correct: list[int] = field(default_factory=list)
+    language: list[str] = field(default_factory=list)
+    model: list[str] = field(default_factory=list)
 
     def add(self, events: list[InferenceEvent], labels: list[LabelChange]) -> None:
         correct = {lc.request_id: int(bool(lc.new.was_correct)) for lc in labels}
         for e in events:
+            self.language.append(e.slice["language"])
+            self.model.append(e.model_id)
             f = e.input_features
             self.t.append(e.served_at.timestamp())
             self.x0.append(float(f["x0"]))  # type: ignore[arg-type]
@@ -141,7 +164,28 @@ class Columns:
             self.correct.append(correct[e.request_id])
 
     def frame(self) -> pl.DataFrame:
-        return pl.DataFrame({k: getattr(self, k) for k in self.__dataclass_fields__})
+        return pl.DataFrame({k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("language", "model")})
+
+    def signal(self, name: str, start: int) -> tuple[list[float], list[float]]:
+        """A per-event signal for river from row ``start`` on: (times, values)."""
+        n = len(self.t)
+        if name == "slice_correct":
+            keep = [i for i in range(start, n) if self.domain[i] == SLICE_VALUE]
+        elif name == "es_correct":
+            keep = [i for i in range(start, n) if self.language[i] == "es"]
+        else:
+            keep = list(range(start, n))
+        if name in ("slice_correct", "es_correct"):
+            return [self.t[i] for i in keep], [float(self.correct[i]) for i in keep]
+        if name == "c0_new":
+            return [self.t[i] for i in keep], [1.0 if self.c0[i] == "new" else 0.0 for i in keep]
+        return [self.t[i] for i in keep], [float(v) for v in getattr(self, name)[start:]]
+
+    def accuracy(self, model: str, language: str, since: float, until: float) -> float | None:
+        """The accuracy ``model`` had on ``language`` in ``[since, until)`` (the rollback target's)."""
+        hits = [self.correct[i] for i in range(len(self.t))
+                if since <= self.t[i] < until and self.model[i] == model and self.language[i] == language]
+        return sum(hits) / len(hits) if hits else None
 
 
 def chunks(sc: Scenario | None, seed: int, rate: float, every: float, end: float,
@@ -165,6 +209,17 @@ def history(seed: int, rate: float) -> tuple[list[InferenceEvent], list[LabelCha
     rng = np.random.default_rng([seed, 7])
     ev, lab = make_batch(rng, BASE, round(rate * HISTORY_S), -HISTORY_S, 0.0)
     return ev, lab
+
+
+LABEL_SIGNALS = frozenset({"correct", "slice_correct", "es_correct"})
+
+
+def delivered(signal: str, labels: list[LabelChange], at: float) -> tuple[list[float], list[float]]:
+    """A label signal from the labels delivered at ``at`` (in served_at order), for river."""
+    keep = sorted((lc for lc in labels if signal == "correct"
+                   or (signal == "slice_correct" and lc.slice.get(SLICE_KEY) == SLICE_VALUE)
+                   or (signal == "es_correct" and lc.slice.get("language") == "es")), key=lambda lc: lc.served_at)
+    return [at] * len(keep), [float(bool(lc.new.was_correct)) for lc in keep]
 
 
 # ---- in-process detectors -----------------------------------------------------------------------
@@ -196,7 +251,7 @@ class StreamResult:
     onset: float | None
     end: float
     times: np.ndarray
-    slicewatch: list[tuple[float, str, str, str]]  # firing: (time, signal, slice, feature)
+    slicewatch: list[tuple[float, str, str, str, str]]  # firing: (time, signal, slice, feature, action)
     slicewatch_window: list[tuple[float, str, str, str]]  # the same without the quality.adwin_drift rule
     river: dict[str, dict[str, list[float]]]  # signal -> detector -> detection times
     seconds: float
@@ -256,7 +311,12 @@ def run_stream(p: Planned, rate: float, out_dir: Path | None, cfg: Settings) -> 
         ref = Columns()
         ref.add(hist_ev, hist_lab)
         _write(ref.frame(), out_dir / f"{p.name}.ref")
-    evaluator: AlertEvaluator = build_evaluator(cfg)
+    cols = Columns()
+
+    def target_quality(model: str, slice_: str, since: float, until: float) -> float | None:
+        return cols.accuracy(model, slice_.partition("=")[2], since, until) if slice_ == PROMOTED_SLICE else None
+
+    evaluator: AlertEvaluator = build_evaluator(cfg, target_quality)
     # a second evaluator on the same snapshots: the default rules without quality.adwin_drift
     window_only: AlertEvaluator = build_evaluator(without_adwin_rule(cfg))
     fired_window: list[tuple[float, str, str, str]] = []
@@ -269,22 +329,35 @@ def run_stream(p: Planned, rate: float, out_dir: Path | None, cfg: Settings) -> 
     pipe = Pipeline(engine=engine, evaluator=evaluator, db=None, evaluate_every_s=every, on_snapshot=on_snapshot)
     signals = SIGNALS if sc is None else (sc.signal,)
     river = {s: RiverPair() for s in signals}
-    cols = Columns()
+    delays = np.random.default_rng([seed, 13])
+    waiting: list[tuple[float, LabelChange]] = []  # labels not delivered yet (label_delay_s)
+    promoted = False
     t0 = time.perf_counter()
     for t_end, ev, lab in chunks(sc, seed, rate, every, end, onset):
-        pipe.on_written(WriteResult(new_inferences=ev, label_changes=lab), t_end)
-        pipe.tick(t_end)
+        if sc is not None and sc.promote:
+            ev = [msgspec.structs.replace(e, model_id=NEW) if e.served_at.timestamp() >= onset else e for e in ev]
+            lab = [replace(lc, model_id=NEW) if lc.served_at >= onset else lc for lc in lab]
+        promotions = []
+        if sc is not None and sc.promote and not promoted and t_end > onset:
+            promoted = True
+            promotions = [PromotionEvent(schema_version=1, model_id=NEW, rollback_target=OLD,
+                                         promoted_at=datetime.fromtimestamp(onset, UTC))]
         start = len(cols.t)
-        cols.add(ev, lab)
-        ts = cols.t[start:]
+        cols.add(ev, lab)  # the peers see every label at once
+        if sc is not None and sc.label_delay_s is not None:
+            lo, hi = sc.label_delay_s
+            waiting += [(lc.served_at + float(delays.uniform(lo, hi)), lc) for lc in lab]
+            lab = [lc for at, lc in waiting if at <= t_end]
+            waiting = [(at, lc) for at, lc in waiting if at > t_end]
+        pipe.on_written(WriteResult(new_inferences=ev, label_changes=lab, promotions=promotions), t_end)
+        pipe.tick(t_end)
         for s, pair in river.items():
-            if s == "slice_correct":
-                keep = [i for i in range(start, len(cols.t)) if cols.domain[i] == SLICE_VALUE]
-                pair.update([cols.t[i] for i in keep], [float(cols.correct[i]) for i in keep])
+            if sc is not None and sc.label_delay_s is not None and s in LABEL_SIGNALS:
+                pair.update(*delivered(s, lab, t_end))  # labels as they arrive, like Slicewatch
             else:
-                pair.update(ts, [float(v) for v in getattr(cols, s)[start:]])
+                pair.update(*cols.signal(s, start))
     seconds = time.perf_counter() - t0
-    fired = [(tr.at, tr.alert.signal, tr.alert.slice, tr.alert.feature)
+    fired = [(tr.at, tr.alert.signal, tr.alert.slice, tr.alert.feature, tr.alert.action)
              for tr in pipe.stats.transitions if tr.to_state == "firing"]
     if out_dir is not None:
         _write(cols.frame(), out_dir / p.name)
@@ -399,6 +472,7 @@ def evidently_job(plan: list[Planned], data: Path, window_s: float) -> dict:
     streams = []
     for p in plan:
         cols = {"input": ["x0"], "output": ["output", "confidence"], "quality": ["correct"], "slice": [],
+                "category": ["c0"], "promotion": [],
                 "none": ["x0", "c0", "b0", "tokens_in", "output", "confidence", "correct"]}[p.kind]
         streams.append({"id": p.name, "path": str(data / f"{p.name}.parquet"),
                         "ref": str(data / f"{p.name}.ref.parquet"), "end": p.end, "columns": cols,
@@ -412,6 +486,8 @@ def alibi_job(plan: list[Planned], data: Path, args: argparse.Namespace) -> dict
     for p in plan:
         signals = SIGNALS if p.scenario is None else (p.scenario.signal,)
         for s in signals:
+            if s not in SIGNALS:  # no Alibi detector for a new category or a second slice here
+                continue
             key = "fet" if s in ("correct", "slice_correct") else s
             configure.setdefault(key, str(data / f"{p.name}.ref.npz"))
             share = 0.05 if s == "slice_correct" else 1.0
@@ -427,6 +503,51 @@ def alibi_job(plan: list[Planned], data: Path, args: argparse.Namespace) -> dict
     return {"configure": configure, "tasks": tasks, "slice_value": SLICE_VALUE, "ert": args.alibi_ert,
             "n_bootstraps": args.alibi_bootstraps, "cvm_ref": 300, "cvm_windows": args.alibi_cvm_windows,
             "fet_ref": 1000, "fet_windows": args.alibi_fet_windows}
+
+
+# ---- limits -------------------------------------------------------------------------------------
+def limit(sc: Scenario, rate: float, alpha: float = 0.01) -> tuple[float, float, str]:
+    """The fewest samples a level-``alpha`` one-sided test needs to see the change (at 50% power:
+    the expected statistic reaches the critical value), as samples and seconds of event time after
+    onset at ``rate`` events/s, with what the samples are. Known reference (the 30 min of history
+    are treated as exact), the evaluation cadence left out: the floor any detector starts from."""
+    z2 = NormalDist().inv_cdf(1 - alpha) ** 2
+    if sc.kind == "input" and sc.ramp_s:
+        # the mean shift since onset grows as t / (2 ramp) sd: rate t (t / (2 ramp))^2 >= z^2
+        t = (z2 * 4 * sc.ramp_s**2 / rate) ** (1 / 3)
+        return rate * t, t, "events"
+    if sc.kind == "input":  # mean shift of 1 sd
+        n = z2 / sc.change["input_shift"] ** 2
+        return n, n / rate, "events"
+    if sc.kind == "output":  # P(yes) 0.5 -> 0.5 + shift
+        d = sc.change["output_shift"]
+        n = z2 * 0.25 / d**2
+        return n, n / rate, "events"
+    if sc.kind == "quality":
+        d = sc.change["accuracy_drop"]
+        n = z2 * 0.09 / d**2
+        return n, n / rate, "labels"
+    if sc.kind == "slice":
+        d = next(iter(sc.change["slice_accuracy_drop"].values()))
+        n = z2 * 0.09 / d**2
+        return n, n / (rate * 0.05), "labels"
+    if sc.kind == "category":
+        # the reference never saw the value: under the null it has probability <= 1 / reference size,
+        # so the first occurrence is already significant; expected wait 1 / share events
+        n = 1 / sc.change["new_category_share"]
+        return n, n / rate, "events"
+    # promotion: labels of the 10% slice arrive uniformly label_delay_s after their prediction
+    d = next(iter(sc.change["slice_accuracy_drop"].values()))
+    n = z2 * 0.09 / d**2
+    lo, hi = sc.label_delay_s or (0.0, 0.0)
+    per_s = rate * 0.10
+    t = lo
+    while True:  # labels arrived by t = per_s * integral_0^t P(delay <= t - s) ds
+        grid = np.linspace(0.0, t, 2001)
+        arrived = per_s * float(np.trapezoid(np.clip((t - grid - lo) / max(hi - lo, 1e-9), 0.0, 1.0), grid))
+        if arrived >= n:
+            return n, t, "labels"
+        t += 5.0
 
 
 # ---- scoring ------------------------------------------------------------------------------------
@@ -523,6 +644,21 @@ def score(results: list[StreamResult], names: list[str], evid: dict | None, alib
     if pre_events:
         print(f"\nfirings of any Slicewatch alert before onset in the drift streams ({pre_events:,} events): "
               + ", ".join(f"{k} {v}" for k, v in pre.items()))
+    print("\n| scenario | limit (fewest samples, level 1%) | limit (min) | Slicewatch median (min) | x limit |"
+          " actions of the first relevant firing |")
+    print("|---|---|---|---|---|---|")
+    for sc in SCENARIOS:
+        row = rows.get((sc.name, "Slicewatch"))
+        if row is None:
+            continue
+        n, secs, what = limit(sc, rate)
+        med = statistics.median(row.delays_s) if row.delays_s else None
+        acts = sorted({a for r in results if r.scenario == sc.name and r.onset is not None
+                       for a in [next((f[4] for f in r.slicewatch if f[0] >= r.onset
+                                       and relevant(sc.kind, f[1], f[2], f[3])), "-")]})
+        print(f"| {sc.name} | {n:,.0f} {what} | {secs / 60:.2f} | "
+              + ("-" if med is None else f"{med / 60:.1f}") + " | "
+              + ("-" if med is None else f"{med / max(secs, 1e-9):,.0f}") + f" | {', '.join(acts)} |")
     print("\n| detector | false alarms per 10^6 stationary events | alarms / events |")
     print("|---|---|---|")
     for det, (n, ev) in fa.items():

@@ -32,6 +32,7 @@ class StreamSpec:
     lang_p: tuple[float, ...] = (0.80, 0.05, 0.05, 0.05, 0.05)
     embedding_model: str = "e1"
     embedding_after_onset: str | None = None
+    new_category_share: float = 0.0  # after onset, this share of c0 values is a value the reference never saw
 
 
 def make_batch(
@@ -46,7 +47,10 @@ def make_batch(
         cols[f"x{i}"] = x.tolist()
     for i in range(spec.n_categorical):
         p = np.array([0.5, 0.3, 0.15, 0.05])
-        cols[f"c{i}"] = rng.choice(np.array(["a", "b", "c", "d"]), n, p=p).tolist()
+        values = rng.choice(np.array(["a", "b", "c", "d"]), n, p=p)
+        if spec.new_category_share > 0:
+            values = np.where(after & (rng.random(n) < spec.new_category_share), "new", values)
+        cols[f"c{i}"] = values.tolist()
     for i in range(spec.n_boolean):
         cols[f"b{i}"] = (rng.random(n) < 0.3).tolist()
     lang = rng.choice(LANGS, n, p=np.asarray(spec.lang_p)).tolist()
