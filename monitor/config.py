@@ -204,7 +204,9 @@ class StatsSettings(_Section):
 
 class AlertSettings(_Section):
     rules: dict[str, Rule] = Field(default_factory=lambda: dict(DEFAULT_RULES))
-    """``"<signal>.<statistic>"`` -> :class:`~monitor.alerts.rules.Rule` (the key is its name)."""
+    """``"<signal>.<statistic>"`` -> :class:`~monitor.alerts.rules.Rule` (the key is its name). A
+    ``rules:`` block is merged into the defaults: a rule it names replaces the default of that name,
+    the other defaults stay (a shipped file that tunes two rules keeps the others)."""
     promotion_watch_s: float = Field(3600.0, gt=0)
     lineage_lookback_s: float = Field(3600.0, gt=0)
     resolved_resend_s: float = Field(900.0, ge=0)
@@ -217,7 +219,7 @@ class AlertSettings(_Section):
         """A rule's name is its key; a key a rule does not have is an error (not silently dropped)."""
         if not isinstance(v, dict):
             return v
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = dict(DEFAULT_RULES)
         for name, spec in v.items():
             if isinstance(spec, dict):
                 unknown = sorted(set(spec) - RULE_FIELDS)

@@ -202,3 +202,17 @@ def test_rules_and_bars_reject_unknown_keys(tmp_path: Path) -> None:
         path.write_text(text)
         with pytest.raises(ConfigError, match=where):
             load_settings(path, environ={})
+
+
+def test_a_rules_block_merges_into_the_defaults(tmp_path: Path) -> None:
+    """Tuning two rules keeps the other defaults (the shipped deploy config used to drop
+    quality.adwin_drift and cohort.psi by naming a few rules)."""
+    from monitor.alerts.rules import DEFAULT_RULES
+
+    path = tmp_path / "c.yaml"
+    path.write_text("alerts:\n  rules:\n    input.psi: {warning: 0.1, critical: 0.15}\n"
+                    "    output.js: {warning: 0.2, critical: 0.3}\n")
+    rules = load_settings(path, environ={}).alerts.rules
+    assert set(rules) == set(DEFAULT_RULES) | {"output.js"}
+    assert (rules["input.psi"].warning, rules["input.psi"].critical) == (0.1, 0.15)
+    assert rules["quality.adwin_drift"] == DEFAULT_RULES["quality.adwin_drift"]
