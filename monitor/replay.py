@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol, cast
+from typing import IO, Any, cast
 
 import msgspec
 import polars as pl
@@ -27,8 +27,8 @@ from rich.table import Table
 from monitor.alerts.rules import Rule
 from monitor.events import EventKind, FeedbackEvent, InferenceEvent, PromotionEvent
 from monitor.ingest.decoder import DecodeFailure, decode
+from monitor.ingest.writer import BatchStore
 from monitor.pipeline import Pipeline, fired_epoch
-from monitor.records import BatchOutcome, DeadLetterRecord, Origin
 from monitor.snapshot import Snapshot
 from monitor.stats.errors import StatsError
 
@@ -112,19 +112,6 @@ def load_events(
     return timeline
 
 
-class EventWriter(Protocol):
-    """The store as the replay uses it (``monitor.store.repository.Repository``)."""
-
-    def write(
-        self,
-        inferences: Sequence[InferenceEvent | tuple[InferenceEvent, Origin | None]] = (),
-        feedback: Sequence[FeedbackEvent] = (),
-        promotions: Sequence[PromotionEvent] = (),
-        dead_letters: Sequence[DeadLetterRecord] = (),
-        ingested_at: float = 0.0,
-    ) -> BatchOutcome: ...
-
-
 class Recorder:
     """The replay's sinks: each drift event as a JSON line to ``sink`` and into ``summary``; with
     ``keep_series``, the sufficient values of every statistic a rule names, for :meth:`plot`."""
@@ -152,7 +139,7 @@ class Recorder:
 
 def run_replay(
     timeline: list[tuple[float, int, Any]],
-    store: EventWriter,
+    store: BatchStore,
     pipeline: Pipeline,
     summary: ReplaySummary,
     *,
@@ -171,7 +158,7 @@ def run_replay(
             chunk = [item[2] for item in timeline[i:j]]
             end = (interval + 1) * every
             outcome = store.write(
-                [e for e in chunk if isinstance(e, InferenceEvent)],
+                [(e, None) for e in chunk if isinstance(e, InferenceEvent)],
                 [e for e in chunk if isinstance(e, FeedbackEvent)],
                 [e for e in chunk if isinstance(e, PromotionEvent)],
                 [],
