@@ -31,6 +31,7 @@ detection on any of the four signals (river, Alibi) or any drifted column of any
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import math
 import statistics
@@ -330,7 +331,7 @@ def run_stream(p: Planned, rate: float, out_dir: Path | None, cfg: Settings) -> 
     signals = SIGNALS if sc is None else (sc.signal,)
     river = {s: RiverPair() for s in signals}
     delays = np.random.default_rng([seed, 13])
-    waiting: list[tuple[float, LabelChange]] = []  # labels not delivered yet (label_delay_s)
+    waiting: list[tuple[float, int, LabelChange]] = []  # heap of labels not delivered yet (label_delay_s)
     promoted = False
     t0 = time.perf_counter()
     for t_end, ev, lab in chunks(sc, seed, rate, every, end, onset):
@@ -346,9 +347,11 @@ def run_stream(p: Planned, rate: float, out_dir: Path | None, cfg: Settings) -> 
         cols.add(ev, lab)  # the peers see every label at once
         if sc is not None and sc.label_delay_s is not None:
             lo, hi = sc.label_delay_s
-            waiting += [(lc.served_at + float(delays.uniform(lo, hi)), lc) for lc in lab]
-            lab = [lc for at, lc in waiting if at <= t_end]
-            waiting = [(at, lc) for at, lc in waiting if at > t_end]
+            for lc in lab:
+                heapq.heappush(waiting, (lc.served_at + float(delays.uniform(lo, hi)), id(lc), lc))
+            lab = []
+            while waiting and waiting[0][0] <= t_end:
+                lab.append(heapq.heappop(waiting)[2])
         pipe.on_written(WriteResult(new_inferences=ev, label_changes=lab, promotions=promotions), t_end)
         pipe.tick(t_end)
         for s, pair in river.items():
