@@ -11,13 +11,18 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
 from monitor.alerts.rules import DEFAULT_RULES
 from monitor.alerts.state import AlertEvaluator
 from monitor.drift import DriftEngine
+from monitor.metrics.collector import MonitorCollector
 from monitor.records import QualityBar
 from monitor.snapshot import Snapshot
 from monitor.stats.bernoulli_evidence import log_e_value
+from monitor.stats.delay_histogram import EDGES, MAX_S, DelayHistogram
 from tests.stats_fixtures import StreamSpec, make_batch, promotion
 
 LABEL_DELAY_S = 7200.0
@@ -104,3 +109,38 @@ def test_a_version_at_its_level_stays_quiet_and_the_evidence_survives_a_takeover
     assert data is not None and other.restore("v2", data)
     again = value(other.evaluate(now), "all", "bar_evidence")
     assert again is not None and (again.value, again.sample_count) == (ev.value, ev.sample_count)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-10.0, 40 * 86400.0), min_size=1, max_size=300), st.sampled_from([0.5, 0.9, 0.99]))
+def test_delay_quantiles_are_the_exact_ones_within_one_bin(delays, q):
+    """The histogram's quantile is never below numpy's (inverted CDF) and at most one bin above."""
+    h = DelayHistogram()
+    h.update(delays)
+    exact = float(np.quantile(np.asarray(delays), q, method="inverted_cdf"))
+    got = h.quantile(q)
+    assert got >= min(exact, MAX_S) - 1e-9
+    upper_edge = EDGES[min(np.searchsorted(EDGES, max(exact, 0.0), side="right"), EDGES.size - 1)]
+    assert got <= max(upper_edge, 1.0) * (1 + 1e-12) or got == MAX_S
+
+
+def test_label_delays_per_source_reach_the_metrics_with_bounded_labels():
+    spec = StreamSpec(model_id="v2")
+    *_, (_, _, snap) = run(spec, 150)
+    delays = [v for v in snap.values if v.statistic.startswith("delay_p")]
+    assert {v.feature for v in delays} == {"labels:human"}  # the fixture's only source
+    p50 = next(v for v in delays if v.statistic == "delay_p50")
+    # the fixture stamps each label observed_at = served_at + 1 s (the delay is what the label says,
+    # not when this harness hands it over): the 1 s bin's upper edge
+    assert 1.0 <= p50.value <= 1.17
+    registry, collector = CollectorRegistry(), MonitorCollector(max_models=10)
+    registry.register(collector)
+    collector.update(snap, ())
+    got = registry.get_sample_value("slicewatch_label_delay_seconds",
+                                    {"model_id": "v2", "source": "human", "quantile": "0.5"})
+    assert got == p50.value
+    evidence = registry.get_sample_value("slicewatch_quality", {"model_id": "v2", "slice": "all",
+                                                                "statistic": "bar_evidence", "window": "since_first"})
+    assert evidence == value(snap, "all", "bar_evidence").value
+    windows = {s.labels.get("window") for m in registry.collect() for s in m.samples if "window" in s.labels}
+    assert windows <= {"main", "5m", "15m", "since_first"}

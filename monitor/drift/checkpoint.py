@@ -9,7 +9,7 @@ arrays and dtypes, river's drift detectors, and this package's statistics classe
 
 Examples
 --------
->>> state = ModelState(None, None, {}, {}, [], {})
+>>> state = ModelState(None, None, {}, {}, [], {}, {})
 >>> loads(dumps(state)) == state
 True
 >>> import pickle, os
@@ -29,6 +29,7 @@ from typing import Any
 from monitor.detect.adwin import CorrectnessDrop
 from monitor.drift.evidence import OutcomeTally
 from monitor.snapshot import LineageChange
+from monitor.stats.delay_histogram import DelayHistogram
 from monitor.stats.window import ModelWindow
 
 FORMAT = 2  # bump when ModelState or a class it holds changes shape; older checkpoints are ignored
@@ -63,6 +64,7 @@ class ModelState:
     lineage_last: dict[str, str]  # lineage field -> last value
     lineage_changes: list[LineageChange]
     tallies: dict[str, OutcomeTally]  # slice label -> first labels since the first prediction
+    delays: dict[str, DelayHistogram]  # label source -> label delays of its first labels
 
 
 class _Unpickler(pickle.Unpickler):

@@ -50,7 +50,8 @@ from monitor.events import LINEAGE_FIELDS, InferenceEvent, Lineage
 from monitor.records import LabelChange, QualityBar
 from monitor.snapshot import AGGREGATE, LineageChange, SignalValue, Snapshot, slice_label
 from monitor.stats.columns import EventColumns, records_from_events, records_from_rows, slice_membership
-from monitor.stats.layout import CORRECT_N, CORRECT_SUM, Layout
+from monitor.stats.delay_histogram import DelayHistogram
+from monitor.stats.layout import CORRECT_N, CORRECT_SUM, SOURCES, Layout
 from monitor.stats.multiple_testing import Correction, adjust_p_values
 from monitor.stats.profile import ReferenceProfile
 from monitor.stats.profile_builder import build_profile_from_records
@@ -124,6 +125,7 @@ class DriftEngine:
         self._buffers: dict[str, tuple[EventColumns, list[LabelChange]]] = {}
         self._adwin: dict[tuple[str, str], CorrectnessDrop] = {}
         self._tallies: dict[tuple[str, str], OutcomeTally] = {}
+        self._delays: dict[tuple[str, str], DelayHistogram] = {}  # (model, label source)
         self._new: list[ReferenceProfile] = []
         self._lineage = LineageTracker(lineage_lookback_s)
         self._late_dropped_models = 0
@@ -289,6 +291,17 @@ class DriftEngine:
                 det = self._adwin[(model_id, label)] = CorrectnessDrop(self.adwin_delta)
             det.update_many(xs, ts)
         self._tally(model_id, labels, lmember)
+        self._track_delays(model_id, labels)
+
+    def _track_delays(self, model_id: str, labels: list[LabelChange]) -> None:
+        """Label delay of each first label, per label source (a fixed set: unknown ones pool)."""
+        by_source: dict[str, list[float]] = {}
+        for lc in labels:
+            if lc.old is None:
+                source = lc.new.source if lc.new.source in SOURCES else "unknown"
+                by_source.setdefault(source, []).append(lc.new.observed_at - lc.served_at)
+        for source, delays in by_source.items():
+            self._delays.setdefault((model_id, source), DelayHistogram()).update(delays)
 
     def _tally(self, model_id: str, labels: list[LabelChange], lmember: list[NDArray[np.int64]]) -> None:
         """First labels with a correctness verdict, counted per slice (see :mod:`monitor.drift.evidence`)."""
@@ -368,8 +381,9 @@ class DriftEngine:
         last, changes = self._lineage.state_of(model_id)
         adwin = {label: det for (m, label), det in self._adwin.items() if m == model_id}
         tallies = {label: t for (m, label), t in self._tallies.items() if m == model_id}
+        delays = {source: h for (m, source), h in self._delays.items() if m == model_id}
         return checkpoint.dumps(
-            checkpoint.ModelState(window, self._cohort_windows.get(model_id), adwin, last, changes, tallies)
+            checkpoint.ModelState(window, self._cohort_windows.get(model_id), adwin, last, changes, tallies, delays)
         )
 
     def restore(self, model_id: str, data: bytes) -> bool:
@@ -397,6 +411,9 @@ class DriftEngine:
         for key in [k for k in self._tallies if k[0] == model_id]:
             del self._tallies[key]
         self._tallies.update({(model_id, label): t for label, t in state.tallies.items()})
+        for key in [k for k in self._delays if k[0] == model_id]:
+            del self._delays[key]
+        self._delays.update({(model_id, source): h for source, h in state.delays.items()})
         self._lineage.load_state(model_id, state.lineage_last, state.lineage_changes)
         return True
 
@@ -421,6 +438,8 @@ class DriftEngine:
                 del self._adwin[key]
             for key in [k for k in self._tallies if k[0] == m]:
                 del self._tallies[key]
+            for key in [k for k in self._delays if k[0] == m]:
+                del self._delays[key]
         self._lineage.drop_models(model_ids)
 
     # ---- read ---------------------------------------------------------------------------------
@@ -493,6 +512,18 @@ class DriftEngine:
             out.extend(builder.out)
         out = _adjusted(out, self.correction)
         out.extend(self._evidence(model_id, profile, labels, now))
+        out.extend(self._delay_values(model_id))
+        return out
+
+    def _delay_values(self, model_id: str) -> list[SignalValue]:
+        """Label delay quantiles of the model's first labels per source, since its first one."""
+        out = []
+        for (m, source), h in sorted(self._delays.items()):
+            if m != model_id or h.count == 0:
+                continue
+            for name, q in DELAY_QUANTILES:
+                out.append(SignalValue(model_id, AGGREGATE, "label_coverage", f"labels:{source}", name,
+                                       h.quantile(q), h.count, True))
         return out
 
     def _evidence(self, model_id: str, profile: ReferenceProfile, labels: list[str], now: float) -> list[SignalValue]:
@@ -510,6 +541,9 @@ class DriftEngine:
                 continue
             out.extend(bar_evidence(model_id, label, tally, bar, self.alpha, now, profile.id, profile.content_hash))
         return out
+
+
+DELAY_QUANTILES = (("delay_p50", 0.5), ("delay_p90", 0.9), ("delay_p99", 0.99))
 
 
 def _hypothesis(v: SignalValue) -> tuple[object, ...]:

@@ -12,9 +12,11 @@ series to an active one at the next evaluation; the number left out is the gauge
 resolution is re-sent); alerts not in any of these states have no series.
 
 The statistics carry a ``window`` label: ``"main"`` for the configured window (``window_buckets``),
-``"5m"``, ``"15m"`` for the shorter ones (``short_window_buckets``, tested statistics only): a
-fixed, configured set, so the label multiplies the series by at most 1 + the number of short
-windows.
+``"5m"``, ``"15m"`` for the shorter ones (``short_window_buckets``, tested statistics only), and
+``"since_first"`` for the sequential quality evidence (counted since the model's first prediction):
+a fixed, configured set, so the label multiplies the series by at most 2 + the number of short
+windows. ``slicewatch_label_delay_seconds{model_id,source,quantile}``: the label delay quantiles
+(0.5, 0.9, 0.99) of the model's first labels per label source (a fixed set of five).
 
 Examples
 --------
@@ -37,12 +39,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from monitor.alerts.state import AlertState
+from monitor.alerts.state import CUMULATIVE_STATISTICS, AlertState
 from monitor.snapshot import SignalValue, Snapshot
 
 STATE_VALUE = {"firing": 1.0, "pending": 0.5, "resolved": 0.0}
 DRIFT_LABELS = ["model_id", "slice", "signal", "feature", "statistic", "window"]
 QUALITY_LABELS = ["model_id", "slice", "statistic", "window"]
+DELAY_QUANTILE = {"delay_p50": "0.5", "delay_p90": "0.9", "delay_p99": "0.99"}
 ALERT_LABELS = ["alertname", "model_id", "slice", "signal", "feature", "statistic", "severity", "action"]
 
 
@@ -99,6 +102,11 @@ def _families() -> dict[str, Metric]:
             "slicewatch_window_samples",
             "Events in the current window behind a signal (largest count over its features).",
             labels=["model_id", "slice", "signal"],
+        ),
+        "delay": GaugeMetricFamily(
+            "slicewatch_label_delay_seconds",
+            "Label delay (observed_at - served_at) quantiles of the model's first labels, per label source.",
+            labels=["model_id", "source", "quantile"],
         ),
         "coverage": GaugeMetricFamily(
             "slicewatch_label_coverage_ratio",
@@ -184,9 +192,17 @@ class MonitorCollector(Collector):
         f = _families()
         samples: dict[tuple[str, str, str], int] = {}
         for v in view.values:
-            key = (v.model_id, v.slice, v.signal)
-            samples[key] = max(samples.get(key, 0), v.sample_count)
-            window = window_label(v.window_s, view.window_seconds)
+            if v.statistic in DELAY_QUANTILE:
+                source = v.feature.split(":", 1)[1] if ":" in v.feature else "all"
+                f["delay"].add_metric([v.model_id, source, DELAY_QUANTILE[v.statistic]], v.value)  # type: ignore[attr-defined]
+                continue
+            # cumulative statistics (since the model's first prediction) have a label of their own:
+            # their length changes at every evaluation and must not become a label value
+            cumulative = v.statistic in CUMULATIVE_STATISTICS
+            window = "since_first" if cumulative else window_label(v.window_s, view.window_seconds)
+            if window == "main":
+                key = (v.model_id, v.slice, v.signal)
+                samples[key] = max(samples.get(key, 0), v.sample_count)
             labels = [v.model_id, v.slice, v.signal, v.feature, v.statistic, window]
             if v.signal == "quality":
                 quality = [v.model_id, v.slice, v.statistic, window]
