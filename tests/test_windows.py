@@ -2,8 +2,8 @@
 
 * ``ModelWindow.totals_over`` equals an independent count of the events whose bucket lies in each
   window (numpy on the raw times), for random streams and lengths (hypothesis);
-* the engine's short windows carry only tested statistics, corrected in one family with the main
-  window (a feature's distribution statistics count as one hypothesis);
+* the engine's short windows carry only tested statistics, corrected with the main window (one
+  family per signal at alpha / families; a feature's distribution statistics count as one hypothesis);
 * an abrupt input shift is found by the 5-minute window within minutes, long before the main one;
 * the alert evaluator keeps one alert per statistic whatever the windows: the most severe window
   speaks, and the alert's window is that window.
@@ -93,14 +93,19 @@ def test_short_windows_carry_only_tested_statistics_in_one_family():
     assert all(v.p_value is not None and v.p_value_adjusted is not None for v in short)
     assert {v.statistic for v in short} <= DISTRIBUTION_STATISTICS | {"accuracy_gap", "score_gap"}
     assert any(v.p_value is None for v in main)  # the main window keeps its untested statistics
-    # the correction: one family per model over windows x slices x features x tests, each test once
-    tests: dict[tuple, float] = {}
+    # the correction: per model, one family per signal over windows x slices x features x tests (each
+    # test once), each family at alpha / G: its adjusted p-values times G, the number of families
+    families: dict[str, dict[tuple, float]] = {}
     for v in snap.values:
         if v.p_value is not None:
             test = "distribution" if v.statistic in DISTRIBUTION_STATISTICS else v.statistic
-            tests.setdefault((v.window_s, v.slice, v.signal, v.feature, test), v.p_value)
-    keys = list(tests)
-    want = dict(zip(keys, adjust_p_values([tests[k] for k in keys], "bh"), strict=True))
+            families.setdefault(v.signal, {}).setdefault((v.window_s, v.slice, v.signal, v.feature, test), v.p_value)
+    assert set(families) >= {"input", "output"}
+    want = {}
+    for tests in families.values():
+        keys = list(tests)
+        for k, p in zip(keys, adjust_p_values([tests[k] for k in keys], "bh"), strict=True):
+            want[k] = min(1.0, p * len(families))
     for v in snap.values:
         if v.p_value is not None:
             test = "distribution" if v.statistic in DISTRIBUTION_STATISTICS else v.statistic

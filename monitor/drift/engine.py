@@ -505,10 +505,10 @@ class DriftEngine:
                 own = profile.slices.get(label)
                 ref = own if own is not None and (s == 0 or own.n >= self.min_samples) else profile.aggregate
                 view = SliceView(model_id, label, t.hist[s], t.sketch[s], t.scalars[s], ref, own, t.scalars[0])
-                bar = resolve_bar(self.quality_bars, model_id, label, own, profile.labelled)
+                bar, bar_counts = resolve_bar(self.quality_bars, model_id, label, own, profile.labelled)
                 det = self._adwin.get((model_id, label)) if main else None
                 adwin = (det.drop_within(start, end), det.estimate, det.n_seen) if det is not None else None
-                builder.slice_signals(view, bar, adwin)
+                builder.slice_signals(view, bar, adwin, bar_counts)
             out.extend(builder.out)
         out = _adjusted(out, self.correction)
         out.extend(self._evidence(model_id, profile, labels, now))
@@ -553,14 +553,22 @@ def _hypothesis(v: SignalValue) -> tuple[object, ...]:
 
 
 def _adjusted(out: list[SignalValue], correction: Correction) -> list[SignalValue]:
-    """``p_value_adjusted`` on every tested value: the correction runs over the hypotheses of the
-    model's evaluation (windows x slices x features x tests), each counted once."""
-    first: dict[tuple[object, ...], float] = {}
+    """``p_value_adjusted`` on every tested value. The hypotheses of the model's evaluation
+    (windows x slices x features x tests, each counted once) form one family per signal (input,
+    output, quality); each family is corrected at ``alpha / G`` (G: the families with a test), i.e.
+    its adjusted p-values are multiplied by G. The false discovery rate over all of them stays at
+    most ``alpha``, and a signal with few hypotheses (quality: slices x windows) is not drowned by
+    one with many (input: features x slices x windows x ...)."""
+    families: dict[str, dict[tuple[object, ...], float]] = {}
     for v in out:
         if v.p_value is not None:
-            first.setdefault(_hypothesis(v), v.p_value)
-    keys = list(first)
-    adjusted = dict(zip(keys, adjust_p_values([first[k] for k in keys], correction), strict=True))
+            families.setdefault(v.signal, {}).setdefault(_hypothesis(v), v.p_value)
+    g = len(families)
+    adjusted: dict[tuple[object, ...], float] = {}
+    for first in families.values():
+        keys = list(first)
+        for k, p in zip(keys, adjust_p_values([first[k] for k in keys], correction), strict=True):
+            adjusted[k] = min(1.0, p * g)
     return [replace(v, p_value_adjusted=adjusted[_hypothesis(v)]) if v.p_value is not None else v for v in out]
 
 

@@ -3,16 +3,23 @@
 Conventions (so that "above the threshold" is always bad):
 ``missing_rate_delta``, ``p99_shift`` (relative: ``|p99 - p99_ref| / |p99_ref|``),
 ``mean_confidence_delta`` and ``coverage_delta`` are absolute differences; ``accuracy_gap`` is
-``bar - wilson_upper`` and ``score_gap`` is ``bar - upper normal bound``, so a positive gap means the
-window is *significantly* below the bar at confidence ``1 - alpha``.
+``bar - accuracy`` and ``score_gap`` is ``bar - mean score`` (positive: below the bar); whether the
+gap is more than chance is their p-value's to say (below), so a rule reads "at least 2 points below
+the bar, significantly" rather than asking the confidence bound itself to clear the threshold.
+Without a configured bar, a slice's bar is the reference's labelled accuracy (and mean score), and
+``accuracy_gap``'s p-value is the two-sample test of the window against the reference's counts, so
+the reference's own sampling error counts (a small reference's estimate above the truth does not
+read as a permanent gap).
 Protected slices are compared with the reference's counts for the same slice when the reference
 has at least ``min_samples`` rows of it, otherwise with the reference aggregate.
 
 p-values (what the multiple-testing correction and the rules' significance check read): the
 distribution statistics of one feature (``psi``, ``js``, ``ks``, ``wasserstein``, ``chi2``,
 ``unseen_rate``) share the chi-square homogeneity test of the same bins; ``accuracy_gap`` has the
-exact one-sided binomial test of "accuracy >= bar", ``score_gap`` the one-sided normal test of
-"mean score >= bar". A builder for a short window (``tested_only``) emits only those statistics.
+exact one-sided binomial test of "accuracy >= bar" (a configured bar) or the one-sided pooled
+two-proportion z-test of "accuracy >= the reference's" (a bar from the reference); ``score_gap``
+the one-sided normal test of "mean score >= bar". A builder for a short window (``tested_only``)
+emits only those statistics.
 """
 
 from __future__ import annotations
@@ -162,8 +169,13 @@ class SignalBuilder:
             self._emit(v, signal, name, "unseen_rate", curv[unseen] / present, present, p_value=p)
 
     def slice_signals(
-        self, v: SliceView, bar: QualityBar, adwin: tuple[bool, float, int] | None
+        self,
+        v: SliceView,
+        bar: QualityBar,
+        adwin: tuple[bool, float, int] | None,
+        bar_counts: tuple[int, int] | None = None,
     ) -> None:
+        """``bar_counts``: (correct, labelled) of the reference when the accuracy bar is its accuracy."""
         lay = self.layout
         ref = v.reference
         # A slice defined by an input feature holds one value of it by construction: comparing that
@@ -242,12 +254,16 @@ class SignalBuilder:
                     s[CONF_N],
                     baseline=ref_conf,
                 )
-        self._quality(v, bar, adwin)
+        self._quality(v, bar, adwin, bar_counts)
         if not self.tested_only:
             self._coverage(v)
 
     def _quality(
-        self, v: SliceView, bar: QualityBar, adwin: tuple[bool, float, int] | None
+        self,
+        v: SliceView,
+        bar: QualityBar,
+        adwin: tuple[bool, float, int] | None,
+        bar_counts: tuple[int, int] | None,
     ) -> None:
         s = v.scalars
         conf = 1.0 - self.alpha
@@ -259,8 +275,13 @@ class SignalBuilder:
             self._emit(v, "quality", "was_correct", "accuracy_wilson_lower", lo, n)
             self._emit(v, "quality", "was_correct", "accuracy_wilson_upper", hi, n)
             if acc_bar is not None:
-                p = float(bdtr(int(s[CORRECT_SUM]), n, acc_bar)) if acc_bar > 0 else 1.0
-                self._emit(v, "quality", "was_correct", "accuracy_gap", acc_bar - hi, n, p_value=p, baseline=acc_bar)
+                correct = int(s[CORRECT_SUM])
+                if bar_counts is not None:
+                    p = _below_reference_p(correct, n, *bar_counts)
+                else:
+                    p = float(bdtr(correct, n, acc_bar)) if acc_bar > 0 else 1.0
+                acc = correct / n
+                self._emit(v, "quality", "was_correct", "accuracy_gap", acc_bar - acc, n, p_value=p, baseline=acc_bar)
         if adwin is not None:
             drop, estimate, seen = adwin
             self._emit(v, "quality", "was_correct", "adwin_drift", 1.0 if drop else 0.0, seen)
@@ -273,7 +294,7 @@ class SignalBuilder:
                 self._emit(v, "quality", "score", "score_lower", lo, m)
                 self._emit(v, "quality", "score", "score_upper", hi, m)
             if score_bar is not None and np.isfinite(hi):
-                self._emit(v, "quality", "score", "score_gap", score_bar - hi, m,
+                self._emit(v, "quality", "score", "score_gap", score_bar - mean, m,
                            p_value=_below_bar_p(m, s[SCORE_SUM] / FIXED_POINT, s[SCORE_SQ] / FIXED_POINT, score_bar),
                            baseline=score_bar)
 
@@ -320,20 +341,34 @@ def configured_bar(quality_bars: Mapping[str, Mapping[str, QualityBar]], model_i
     return QualityBar()
 
 
+def _below_reference_p(correct: int, n: int, ref_correct: int, ref_n: int) -> float:
+    """One-sided pooled two-proportion z-test of "accuracy >= the reference's" (1.0 when undefined)."""
+    if n == 0 or ref_n == 0:
+        return 1.0
+    pooled = (correct + ref_correct) / (n + ref_n)
+    var = pooled * (1 - pooled) * (1 / n + 1 / ref_n)
+    diff = correct / n - ref_correct / ref_n
+    if var <= 0:
+        return 0.0 if diff < 0 else 1.0
+    return float(ndtr(diff / math.sqrt(var)))
+
+
 def resolve_bar(
     quality_bars: Mapping[str, Mapping[str, QualityBar]],
     model_id: str,
     slice_label: str,
     reference: SliceCounts | None,
     labelled: bool,
-) -> QualityBar:
-    """Configured bar for (model, slice), else the ``"*"`` model's, else the reference's labelled baseline."""
+) -> tuple[QualityBar, tuple[int, int] | None]:
+    """Configured bar for (model, slice), else the ``"*"`` model's, else the reference's labelled
+    baseline; with the reference's (correct, labelled) counts when the accuracy bar is the reference's."""
     bar = configured_bar(quality_bars, model_id, slice_label)
     if bar != QualityBar():
-        return bar
+        return bar, None
     if reference is not None and labelled:
-        return QualityBar(reference.accuracy, reference.mean_score)
-    return QualityBar()
+        counts = (int(reference.scalars[CORRECT_SUM]), int(reference.scalars[CORRECT_N]))
+        return QualityBar(reference.accuracy, reference.mean_score), counts if counts[1] > 0 else None
+    return QualityBar(), None
 
 
 def cohort_signals(
