@@ -114,7 +114,7 @@ def demo_config(bootstrap: str, database_url: str, metrics_port: int) -> dict[st
                 "promotion_watch_s": 3600,
                 "lineage_lookback_s": 1800,
                 "rules": {
-                    # A quality figure significantly below the release bar (Wilson 99% upper bound) warns.
+                    # Accuracy half a point or more below the release bar, significantly, warns.
                     "quality.accuracy_gap": {"warning": 0.005, "critical": 0.03, "min_samples": 300,
                                              "hold_evaluations": 2, "clear_evaluations": 6},
                     "quality.adwin_drift": {"warning": 0.5, "critical": 0.5, "min_samples": 300,

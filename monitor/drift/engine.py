@@ -510,7 +510,7 @@ class DriftEngine:
                 adwin = (det.drop_within(start, end), det.estimate, det.n_seen) if det is not None else None
                 builder.slice_signals(view, bar, adwin, bar_counts)
             out.extend(builder.out)
-        out = _adjusted(out, self.correction)
+        out = _adjusted(out, self.correction, self.window_buckets * self.bucket_seconds)
         out.extend(self._evidence(model_id, profile, labels, now))
         out.extend(self._delay_values(model_id))
         return out
@@ -552,17 +552,23 @@ def _hypothesis(v: SignalValue) -> tuple[object, ...]:
     return (v.window_s, v.slice, v.signal, v.feature, test)
 
 
-def _adjusted(out: list[SignalValue], correction: Correction) -> list[SignalValue]:
+def _adjusted(out: list[SignalValue], correction: Correction, main_s: float) -> list[SignalValue]:
     """``p_value_adjusted`` on every tested value. The hypotheses of the model's evaluation
     (windows x slices x features x tests, each counted once) form one family per signal (input,
     output, quality); each family is corrected at ``alpha / G`` (G: the families with a test), i.e.
     its adjusted p-values are multiplied by G. The false discovery rate over all of them stays at
     most ``alpha``, and a signal with few hypotheses (quality: slices x windows) is not drowned by
-    one with many (input: features x slices x windows x ...)."""
+    one with many (input: features x slices x windows x ...).
+
+    Looks over time: evaluations repeat every few seconds, and a window ``k`` times shorter than the
+    main one renews its data ``k`` times as often, so it gets ``k`` times the looks at fresh data per
+    hour. Its raw p-values enter the correction multiplied by ``k`` (5 min of 60: 12), so each
+    window's false alarms per hour stay at the main window's."""
     families: dict[str, dict[tuple[object, ...], float]] = {}
     for v in out:
         if v.p_value is not None:
-            families.setdefault(v.signal, {}).setdefault(_hypothesis(v), v.p_value)
+            looks = main_s / v.window_s if v.window_s else 1.0
+            families.setdefault(v.signal, {}).setdefault(_hypothesis(v), min(1.0, v.p_value * max(1.0, looks)))
     g = len(families)
     adjusted: dict[tuple[object, ...], float] = {}
     for first in families.values():
