@@ -17,6 +17,7 @@ Prints the delay from the first regressed event to the drift event and to the pa
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +31,8 @@ import numpy as np
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 from kafka import KafkaConsumer, KafkaProducer
+from scipy.integrate import quad
+from scipy.stats import beta as beta_dist
 from scipy.stats import binomtest
 from sqlalchemy import select
 
@@ -306,14 +309,22 @@ def test_promotion_regression_pages_and_publishes_rollback(running_monitor: E2E,
         assert key == V2 and event["model_id"] == V2
         assert event["state"] == "firing" and event["signal"] == "slice" and event["slice"] == SLICE
         assert event["rollback_target"] == V1
-        assert event["value"] > event["threshold"] and event["severity"] == "critical"
-        # Oracle: value = bar - scipy's 99 % Wilson upper bound of the labelled v2 regulatory predictions
-        # in the window, i.e. of the first n such labels produced (one partition, produced in order).
+        rule = settings.alerts.rules[f"quality.{event['statistic']}"]
+        assert event["value"] > event["threshold"] == rule.threshold(event["severity"])
+        # Oracles on the labelled v2 regulatory predictions counted, i.e. the first n such labels
+        # produced (one partition, produced in order): whichever quality statistic fired first
         n = event["window"]["sample_count"]
-        assert 100 <= n <= len(v2_regulatory)
+        assert rule.min_samples <= n <= len(v2_regulatory)
         k = sum(v2_regulatory[:n])
-        upper = binomtest(k, n).proportion_ci(confidence_level=1 - settings.stats.alpha, method="wilson").high
-        assert event["value"] == pytest.approx(BAR - upper, abs=1e-9), (k, n)
+        if event["statistic"] == "accuracy_gap":  # bar - accuracy, significant by the exact binomial test
+            assert event["value"] == pytest.approx(BAR - k / n, abs=1e-9), (k, n)
+            assert binomtest(k, n, BAR, alternative="less").pvalue < settings.stats.alpha
+        else:  # bar_evidence: log10 of the Beta(30 bar, 30 (1 - bar)) mixture on [0, bar], by quadrature
+            assert event["statistic"] == "bar_evidence"
+            a, b = 30 * BAR, 30 * (1 - BAR)
+            num = quad(lambda q: q**k * (1 - q) ** (n - k) * beta_dist.pdf(q, a, b), 0, BAR, limit=200)[0]
+            want = math.log10(num / beta_dist.cdf(BAR, a, b) / (BAR**k * (1 - BAR) ** (n - k)))
+            assert event["value"] == pytest.approx(want, rel=1e-6), (k, n)
         with db.connect() as conn:
             stored = conn.execute(
                 select(alert_store.drift_event.c.payload).where(alert_store.drift_event.c.event_id == event["event_id"])
