@@ -149,7 +149,7 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-DUMP_BY_S = 9.0
+DUMP_BY_S = 8.8
 """The dump is done this long after the SIGTERM or given up: the suite's limit for an exit is 10 s."""
 
 
@@ -166,9 +166,9 @@ def dump_state(monitor: Monitor, partitions: list[int], path: Path, deadline: fl
         done.set()
 
     threading.Thread(target=pull, daemon=True).start()
-    if not done.wait(max(0.3, deadline - time.monotonic())):
+    if not done.wait(max(0.05, deadline - time.monotonic())):
         return False
-    if not pipeline.lock.acquire(timeout=max(0.3, deadline - time.monotonic())):
+    if not pipeline.lock.acquire(timeout=max(0.05, deadline - time.monotonic())):
         return False
     try:
         models = {}
