@@ -32,33 +32,24 @@ from monitor.store.window_state import log_label_changes
 
 LABEL_LOCK_KEY = 0x51C3_7A7C  # pg_advisory_xact_lock key serialising the label join
 
+def _label_values() -> dict[str, Any]:
+    """The label columns both tables share, bound to the same parameters."""
+    return {name: bindparam(f"b_{param}") for name, param in (
+        ("was_correct", "was_correct"), ("score", "score"), ("label_source", "source"),
+        ("judge_model", "judge_model"), ("rubric_version", "rubric_version"), ("failure_cluster", "failure_cluster"),
+    )}
+
+
 _SET_LABEL = (
     update(inference_log)
     .where(inference_log.c.request_id == bindparam("b_rid"))
-    .values(
-        was_correct=bindparam("b_was_correct"),
-        score=bindparam("b_score"),
-        label_source=bindparam("b_source"),
-        judge_model=bindparam("b_judge_model"),
-        rubric_version=bindparam("b_rubric_version"),
-        failure_cluster=bindparam("b_failure_cluster"),
-        label_observed_at=bindparam("b_observed_at"),
-    )
+    .values(**_label_values(), label_observed_at=bindparam("b_observed_at"))
 )
 
 _SET_PENDING = (
     update(pending_label)
     .where(pending_label.c.request_id == bindparam("b_rid"))
-    .values(
-        was_correct=bindparam("b_was_correct"),
-        score=bindparam("b_score"),
-        label_source=bindparam("b_source"),
-        judge_model=bindparam("b_judge_model"),
-        rubric_version=bindparam("b_rubric_version"),
-        failure_cluster=bindparam("b_failure_cluster"),
-        observed_at=bindparam("b_observed_at"),
-        received_at=bindparam("b_received_at"),
-    )
+    .values(**_label_values(), observed_at=bindparam("b_observed_at"), received_at=bindparam("b_received_at"))
 )
 
 
