@@ -143,4 +143,4 @@ def test_label_delays_per_source_reach_the_metrics_with_bounded_labels():
                                                                 "statistic": "bar_evidence", "window": "since_first"})
     assert evidence == value(snap, "all", "bar_evidence").value
     windows = {s.labels.get("window") for m in registry.collect() for s in m.samples if "window" in s.labels}
-    assert windows <= {"main", "5m", "15m", "since_first"}
+    assert windows <= {"main", "5m", "15m", "since_first", "since_restart"}

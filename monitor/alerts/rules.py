@@ -93,6 +93,12 @@ def _defaults(*rules: Rule) -> dict[str, Rule]:
 DEFAULT_RULES: Mapping[str, Rule] = _defaults(
     Rule("input.psi", warning=0.2, critical=0.3),
     Rule("input.p99_shift", warning=0.5, critical=1.0),
+    # the rank CUSUM of every numeric feature (and the confidence) since its last restart: a slow
+    # ramp long before a window has moved. log10 of the model's e-detector over its detector count:
+    # 6 = no change reaches it more often than once in 10^6 buckets of the model (1.9 years of
+    # one-minute buckets); sequential, so no sample minimum and no hold
+    Rule("input.rank_cusum", warning=6.0, critical=7.0, min_samples=1, hold_evaluations=1),
+    Rule("output.rank_cusum", warning=6.0, critical=7.0, min_samples=1, hold_evaluations=1),
     Rule("output.psi", warning=0.2, critical=0.3),
     Rule("output.mean_confidence_delta", warning=0.05, critical=0.1),
     Rule("quality.accuracy_gap", warning=0.02, critical=0.05),

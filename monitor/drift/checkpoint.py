@@ -28,11 +28,12 @@ from typing import Any
 
 from monitor.detect.adwin import CorrectnessDrop
 from monitor.drift.evidence import OutcomeTally
+from monitor.drift.trend import TrendTracker
 from monitor.snapshot import LineageChange
 from monitor.stats.delay_histogram import DelayHistogram
 from monitor.stats.window import ModelWindow
 
-FORMAT = 2  # bump when ModelState or a class it holds changes shape; older checkpoints are ignored
+FORMAT = 3  # bump when ModelState or a class it holds changes shape; older checkpoints are ignored
 
 _EXACT = {
     ("numpy", "dtype"),
@@ -65,6 +66,7 @@ class ModelState:
     lineage_changes: list[LineageChange]
     tallies: dict[str, OutcomeTally]  # slice label -> first labels since the first prediction
     delays: dict[str, DelayHistogram]  # label source -> label delays of its first labels
+    trend: TrendTracker | None = None  # rank CUSUMs of the numeric features
 
 
 class _Unpickler(pickle.Unpickler):

@@ -46,6 +46,7 @@ from monitor.drift.signals import (
     configured_bar,
     resolve_bar,
 )
+from monitor.drift.trend import TrendTracker
 from monitor.events import LINEAGE_FIELDS, InferenceEvent, Lineage
 from monitor.records import LabelChange, QualityBar
 from monitor.snapshot import AGGREGATE, LineageChange, SignalValue, Snapshot, slice_label
@@ -84,6 +85,7 @@ class DriftEngine:
         max_buffered_models: int = 100,
         max_future_s: float = 600.0,
         short_windows: Sequence[int] = (),
+        trend_settle_s: float = 60.0,
     ):
         if not 0.0 < alpha < 1.0:
             raise ValueError("alpha must be in (0, 1)")
@@ -99,6 +101,7 @@ class DriftEngine:
         if any(not 1 <= n < self.window_buckets for n in self.short_windows):
             raise ValueError(f"short windows must be 1..{self.window_buckets - 1} buckets")
         self.allowed_lateness_s = float(allowed_lateness_s)
+        self.trend_settle_s = float(trend_settle_s)
         self.numeric_bins = numeric_bins
         self.top_k_categories = top_k_categories
         self.min_samples = min_samples
@@ -126,6 +129,7 @@ class DriftEngine:
         self._adwin: dict[tuple[str, str], CorrectnessDrop] = {}
         self._tallies: dict[tuple[str, str], OutcomeTally] = {}
         self._delays: dict[tuple[str, str], DelayHistogram] = {}  # (model, label source)
+        self._trends: dict[str, TrendTracker] = {}  # rank CUSUMs, made at the first evaluation
         self._new: list[ReferenceProfile] = []
         self._lineage = LineageTracker(lineage_lookback_s)
         self._late_dropped_models = 0
@@ -151,6 +155,7 @@ class DriftEngine:
             raise ValueError("profile belongs to another model")
         self._profiles[model_id] = profile
         self._windows[model_id] = self._new_window(profile, self._pairs)
+        self._trends.pop(model_id, None)
         for group in self.cohorts:
             if model_id in group:
                 self._reset_cohort(group)
@@ -364,6 +369,7 @@ class DriftEngine:
             self._buffers.pop(m, None)
             for key in [k for k in self._adwin if k[0] == m]:
                 del self._adwin[key]
+            self._trends.pop(m, None)
             if m in self._profiles:
                 self._windows[m] = self._new_window(self._profiles[m], self._pairs)
             if m in self._cohort_windows:
@@ -383,7 +389,8 @@ class DriftEngine:
         tallies = {label: t for (m, label), t in self._tallies.items() if m == model_id}
         delays = {source: h for (m, source), h in self._delays.items() if m == model_id}
         return checkpoint.dumps(
-            checkpoint.ModelState(window, self._cohort_windows.get(model_id), adwin, last, changes, tallies, delays)
+            checkpoint.ModelState(window, self._cohort_windows.get(model_id), adwin, last, changes, tallies, delays,
+                                  self._trends.get(model_id))
         )
 
     def restore(self, model_id: str, data: bytes) -> bool:
@@ -414,6 +421,9 @@ class DriftEngine:
         for key in [k for k in self._delays if k[0] == model_id]:
             del self._delays[key]
         self._delays.update({(model_id, source): h for source, h in state.delays.items()})
+        self._trends.pop(model_id, None)
+        if state.trend is not None and state.trend.layout == state.window.layout:
+            self._trends[model_id] = state.trend
         self._lineage.load_state(model_id, state.lineage_last, state.lineage_changes)
         return True
 
@@ -433,6 +443,7 @@ class DriftEngine:
             if w is not None:
                 self._late_dropped_models += w.late_events
             self._cohort_windows.pop(m, None)
+            self._trends.pop(m, None)
             self._buffers.pop(m, None)
             for key in [k for k in self._adwin if k[0] == m]:
                 del self._adwin[key]
@@ -512,8 +523,20 @@ class DriftEngine:
             out.extend(builder.out)
         out = _adjusted(out, self.correction, self.window_buckets * self.bucket_seconds)
         out.extend(self._evidence(model_id, profile, labels, now))
+        out.extend(self._trend_values(model_id, window, profile, now))
         out.extend(self._delay_values(model_id))
         return out
+
+    def _trend_values(
+        self, model_id: str, window: ModelWindow, profile: ReferenceProfile, now: float
+    ) -> list[SignalValue]:
+        """``rank_cusum`` of every numeric feature and the confidence per slice (:mod:`monitor.drift.trend`)."""
+        tracker = self._trends.get(model_id)
+        if tracker is None:
+            tracker = TrendTracker(window.layout, profile, self.min_samples, self.trend_settle_s)
+            self._trends[model_id] = tracker
+        tracker.feed(window, now)
+        return tracker.values(model_id, now, self.bucket_seconds, profile.id, profile.content_hash)
 
     def _delay_values(self, model_id: str) -> list[SignalValue]:
         """Label delay quantiles of the model's first labels per source, since its first one."""

@@ -13,8 +13,9 @@ resolution is re-sent); alerts not in any of these states have no series.
 
 The statistics carry a ``window`` label: ``"main"`` for the configured window (``window_buckets``),
 ``"5m"``, ``"15m"`` for the shorter ones (``short_window_buckets``, tested statistics only), and
-``"since_first"`` for the sequential quality evidence (counted since the model's first prediction):
-a fixed, configured set, so the label multiplies the series by at most 2 + the number of short
+``"since_first"`` for the sequential quality evidence (counted since the model's first prediction),
+``"since_restart"`` for the rank CUSUM of slow drift (counted since its detector last restarted):
+a fixed, configured set, so the label multiplies the series by at most 3 + the number of short
 windows. ``slicewatch_label_delay_seconds{model_id,source,quantile}``: the label delay quantiles
 (0.5, 0.9, 0.99) of the model's first labels per label source (a fixed set of five).
 
@@ -43,6 +44,8 @@ from monitor.alerts.state import CUMULATIVE_STATISTICS, AlertState
 from monitor.snapshot import SignalValue, Snapshot
 
 STATE_VALUE = {"firing": 1.0, "pending": 0.5, "resolved": 0.0}
+RESTARTING_STATISTICS = frozenset({"rank_cusum"})
+"""Statistics over the events since their detector last restarted (a length that changes every bucket)."""
 DRIFT_LABELS = ["model_id", "slice", "signal", "feature", "statistic", "window"]
 QUALITY_LABELS = ["model_id", "slice", "statistic", "window"]
 DELAY_QUANTILE = {"delay_p50": "0.5", "delay_p90": "0.9", "delay_p99": "0.99"}
@@ -199,7 +202,11 @@ class MonitorCollector(Collector):
             # cumulative statistics (since the model's first prediction) have a label of their own:
             # their length changes at every evaluation and must not become a label value
             cumulative = v.statistic in CUMULATIVE_STATISTICS
-            window = "since_first" if cumulative else window_label(v.window_s, view.window_seconds)
+            window = (
+                "since_first" if cumulative
+                else "since_restart" if v.statistic in RESTARTING_STATISTICS
+                else window_label(v.window_s, view.window_seconds)
+            )
             if window == "main":
                 key = (v.model_id, v.slice, v.signal)
                 samples[key] = max(samples.get(key, 0), v.sample_count)

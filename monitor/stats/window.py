@@ -188,6 +188,18 @@ class ModelWindow:
         self._add_scalars(ucombo, inv, scal[rexp])
         return int(rows.size)
 
+    def buckets_between(self, after: int | None, upto: int) -> list[tuple[int, NDArray[np.int64]]]:
+        """The held buckets ``after < bucket <= upto`` (all held up to ``upto`` when ``after`` is None),
+        oldest first, each with its histogram counts per slice ``(slices, hist_size)`` (a view)."""
+        s = self.layout.n_slices
+        held = self.slot_bucket != EMPTY
+        pick = held & (self.slot_bucket <= upto)
+        if after is not None:
+            pick &= self.slot_bucket > after
+        slots = np.flatnonzero(pick)
+        slots = slots[np.argsort(self.slot_bucket[slots], kind="stable")]
+        return [(int(self.slot_bucket[k]), self.hist[k * s : (k + 1) * s]) for k in slots]
+
     def totals(self, now: float) -> WindowTotals:
         """Sum the buckets of the window ending with the bucket that holds ``now``."""
         return self.totals_over(now, (self.window_buckets,))[0]
