@@ -332,6 +332,8 @@ def build_monitor(
         promotions=repository.promotions(),
         label_feed=label_feed if source == "kafka" else None,
         label_seq=window_state.newest_label_seq(),
+        target_outcomes=lambda m, sl, since, until: alert_store.slice_outcomes(db, m, sl, since, until),
+        target_lookback_s=settings.alerts.promotion_watch_s,
     )
     consumer = (
         _build_consumer(settings, repository, pipeline, registry, clock, event_clock) if source == "kafka" else None

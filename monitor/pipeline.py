@@ -42,8 +42,15 @@ class StatsEngine(Protocol):
     def set_reference(self, model_id: str, profile: Any) -> None: ...
     def reference(self, model_id: str) -> Any: ...
     def new_references(self) -> list[Any]: ...
+    def set_target_outcomes(self, model_id: str, target_id: str, outcomes: Any) -> None: ...
     @property
     def models(self) -> tuple[str, ...]: ...
+    @property
+    def slice_labels(self) -> list[str]: ...
+
+
+TargetOutcomes = Callable[[str, str, float, float], tuple[int, int]]
+"""``(model_id, slice, since, until) -> (correct, labelled)`` of ``model_id``'s predictions (``inference_log``)."""
 
 
 class Publisher(Protocol):
@@ -144,6 +151,8 @@ class Pipeline:
         promotions: Iterable[PromotionEvent] = (),
         label_feed: LabelFeed | None = None,
         label_seq: int = 0,
+        target_outcomes: TargetOutcomes | None = None,
+        target_lookback_s: float = 3600.0,
     ) -> None:
         if evaluate_every_s <= 0:
             raise ValueError("evaluate_every_s must be > 0")
@@ -170,6 +179,9 @@ class Pipeline:
         self.positions: dict[int, int] = {}
         self._held_back: list[LoggedLabelChange] = []  # label changes waiting for their prediction
         self._unsaved: list[Any] = []  # profiles built or inherited, saved by the next tick
+        self.target_outcomes = target_outcomes
+        self.target_lookback_s = float(target_lookback_s)
+        self._targets_due: dict[str, PromotionEvent] = {}  # promotions whose target's outcomes are unread
         for p in promotions:
             self._promote(p)
 
@@ -182,6 +194,8 @@ class Pipeline:
         prev = self.promotions.get(p.model_id)
         if prev is None or p.promoted_at >= prev.promoted_at:
             self.promotions[p.model_id] = p
+            if p.rollback_target and self.target_outcomes is not None:
+                self._targets_due[p.model_id] = p
         # A freshly promoted version is compared with the profile of the version it replaces,
         # so a regression after promotion is not absorbed into an auto-built reference.
         if p.rollback_target and self.engine.reference(p.model_id) is None:
@@ -284,6 +298,31 @@ class Pipeline:
             self._floors = {m: s for m, s in self._floors.items() if s > self.label_seq}
         return len(ready)
 
+    def load_targets(self) -> int:
+        """Read the rollback targets' labelled outcomes per slice for the promotions that named one
+        since the last call (from ``inference_log``, over ``target_lookback_s`` before the promotion)
+        and hand them to the engine; a read that fails is tried again at the next tick."""
+        with self._lock:
+            due = list(self._targets_due.values())
+        done = 0
+        for p in due:
+            assert self.target_outcomes is not None and p.rollback_target
+            until = p.promoted_at.timestamp()
+            try:
+                outcomes = {
+                    label: self.target_outcomes(p.rollback_target, label, until - self.target_lookback_s, until)
+                    for label in self.engine.slice_labels
+                }
+            except StoreError as e:
+                log.warning("could not read the rollback target's outcomes: %s", e)
+                return done
+            with self._lock:
+                if self._targets_due.get(p.model_id) is p:
+                    del self._targets_due[p.model_id]
+                    self.engine.set_target_outcomes(p.model_id, p.rollback_target, outcomes)
+                    done += 1
+        return done
+
     def due(self, now: float) -> float | None:
         """The aligned evaluation instant due at ``now``, or None."""
         instant = (now // self.evaluate_every_s) * self.evaluate_every_s
@@ -295,6 +334,7 @@ class Pipeline:
         """Evaluate if an evaluation is due at ``now``; returns the snapshot when one ran. Called
         from one thread (the evaluating one)."""
         self.save_profiles()
+        self.load_targets()
         self.pull_labels(now)  # the label changes logged since the last call
         with self._lock:
             instant = self.due(now)

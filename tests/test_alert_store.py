@@ -142,8 +142,8 @@ def test_slice_accuracy_matches_python_oracle(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(insert(inference_log), rows)
 
-    def oracle(model: str, domain: str | None, since: float, until: float) -> float | None:
-        picked = [
+    def picked_rows(model: str, domain: str | None, since: float, until: float) -> list[bool]:
+        return [
             r["was_correct"]
             for r in rows
             if r["model_id"] == model
@@ -151,6 +151,9 @@ def test_slice_accuracy_matches_python_oracle(engine: Engine) -> None:
             and since <= r["served_at"].timestamp() <= until
             and (domain is None or {**r["input_features"], **r["slice"]}.get("domain") == domain)
         ]
+
+    def oracle(model: str, domain: str | None, since: float, until: float) -> float | None:
+        picked = picked_rows(model, domain, since, until)
         return sum(picked) / len(picked) if picked else None
 
     for model, sl, domain, since, until in [
@@ -161,5 +164,9 @@ def test_slice_accuracy_matches_python_oracle(engine: Engine) -> None:
     ]:
         got = store.slice_accuracy(engine, model, sl, since, until)
         assert got == pytest.approx(oracle(model, domain, since, until), abs=1e-12)
+        correct, total = store.slice_outcomes(engine, model, sl, since, until)
+        assert total == len(picked_rows(model, domain, since, until))
+        assert correct == sum(picked_rows(model, domain, since, until))
     assert store.slice_accuracy(engine, "m1", "domain=nowhere", 0, 10_000) is None
     assert store.slice_accuracy(engine, "m3", "all", 0, 10_000) is None
+    assert store.slice_outcomes(engine, "m3", "all", 0, 10_000) == (0, 0)

@@ -2,7 +2,9 @@
 evaluator: a promoted version regresses on a protected slice and its labels arrive 2 hours late,
 after its predictions left every window; the evidence still counts them by prediction, the alert
 fires, and the action is a rollback to the target (its onset is the first counted prediction,
-inside the promotion watch). A version at its bar stays quiet, and the evidence survives a
+inside the promotion watch). The same test against the rollback target's own accuracy
+(``quality.target_evidence``) finds a version that is above its bar but worse than its target. A
+version at its bar stays quiet, and the evidence survives a
 checkpoint/restore (takeover) unchanged.
 """
 
@@ -14,6 +16,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
+from scipy.stats import binomtest
 
 from monitor.alerts.rules import DEFAULT_RULES
 from monitor.alerts.state import AlertEvaluator
@@ -30,17 +33,20 @@ PROMOTED_AT = 0.0
 SLICE = "language=es"
 
 
-def engine() -> DriftEngine:
+def engine(quality_bars=None) -> DriftEngine:
     bar = QualityBar(0.88)
     return DriftEngine(bucket_seconds=60, window_buckets=60, allowed_lateness_s=600, min_samples=200,
                        auto_reference_events=3000, protected_slices={"language": ["es", "ja"]},
-                       quality_bars={"*": {"all": bar, SLICE: bar}})
+                       quality_bars={"*": {"all": bar, SLICE: bar}} if quality_bars is None else quality_bars)
 
 
-def run(spec: StreamSpec, minutes: int, seed: int = 3):
+def run(spec: StreamSpec, minutes: int, seed: int = 3, quality_bars=None, target=None):
     """Predictions every minute; each minute's labels delivered LABEL_DELAY_S later. Yields
-    (now, snapshot) after every minute of event time."""
-    eng = engine()
+    (now, snapshot) after every minute of event time. ``target``: the rollback target v1's
+    (correct, labelled) per slice."""
+    eng = engine(quality_bars)
+    if target is not None:
+        eng.set_target_outcomes(spec.model_id, "v1", target)
     rng = np.random.default_rng(seed)
     pending: list[tuple[float, list]] = []
     for m in range(minutes):
@@ -109,6 +115,39 @@ def test_a_version_at_its_level_stays_quiet_and_the_evidence_survives_a_takeover
     assert data is not None and other.restore("v2", data)
     again = value(other.evaluate(now), "all", "bar_evidence")
     assert again is not None and (again.value, again.sample_count) == (ev.value, ev.sample_count)
+
+
+def test_a_version_worse_than_its_rollback_target_is_found_against_the_targets_own_accuracy():
+    # no configured bar (the reference's would be 0.90 - its error); the target v1 served the es slice
+    # at 0.93 (its rows read from inference_log by the pipeline); v2 serves es at 0.85, above any
+    # reference-derived bar a slice of 5% of 3,000 events gives, but below its target
+    target = {"all": (9_300, 10_000), SLICE: (930, 1_000)}
+    spec = StreamSpec(model_id="v2", onset=PROMOTED_AT, slice_accuracy_drop={("language", "es"): 0.05})
+    evaluator = AlertEvaluator(dict(DEFAULT_RULES), promotion_watch_s=3600,
+                               target_quality=lambda model, sl, since, until: 0.93)
+    promotions = {"v2": promotion("v2", PROMOTED_AT, "v1")}
+    fired = None
+    for step in run(spec, 300, quality_bars={}, target=target):
+        now, eng, snap = step
+        for t in evaluator.evaluate(snap, promotions, now):
+            if t.to_state == "firing" and t.alert.statistic == "target_evidence" and t.alert.slice == SLICE:
+                fired = (step, t.alert)
+        if fired:
+            break
+    assert fired is not None, "the version worse than its target was never found"
+    (now, eng, snap), alert = fired
+    assert alert.action == "rollback" and alert.rollback_target == "v1"
+    assert alert.window_start <= 180.0  # onset: the first counted prediction, inside the watch
+    ev = value(snap, SLICE, "target_evidence")
+    tally = eng._tallies[("v2", SLICE)]
+    # oracle: scipy's Wilson interval of the target's counts, and the mixture at that bar
+    bar = binomtest(930, 1_000).proportion_ci(confidence_level=0.99, method="wilson").low
+    want = log_e_value(tally.correct, tally.total, bar, 30 * bar, 30 * (1 - bar)) / math.log(10)
+    assert ev is not None and math.isclose(ev.baseline, bar, rel_tol=1e-9)
+    assert math.isclose(ev.value, want, rel_tol=1e-9) and ev.value >= 3.0
+    assert ev.reference_id == "target:v1"
+    # without the target's counts nothing speaks for it: no target_evidence values at all
+    assert not [v for v in engine(quality_bars={}).evaluate(now).values if v.statistic == "target_evidence"]
 
 
 @settings(max_examples=200, deadline=None)

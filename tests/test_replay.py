@@ -44,6 +44,18 @@ def test_every_scripted_incident_is_detected_after_onset_with_its_action(replaye
     assert "prompt_template_sha" in {c["field"] for c in template["suspected_causes"]}
 
 
+def test_the_promoted_version_is_tested_against_its_rollback_targets_own_rows(replayed) -> None:
+    # the pipeline reads the target's labelled rows on the slice from inference_log at the promotion
+    _, _, summary, gen = replayed
+    against_target = [e for e in summary.drift_events
+                      if e["model_id"] == INTENT_NEW and e.get("statistic") == "target_evidence"]
+    assert against_target, "no evidence against the rollback target"
+    first = against_target[0]
+    assert first["slice"] == "domain=regulatory" and first["action"] == "rollback"
+    assert first["rollback_target"] == INTENT_OLD
+    assert fired_epoch(first) >= gen.incidents[0].starts_at
+
+
 def test_stationary_model_raises_no_alert(replayed) -> None:
     _, _, summary, _ = replayed
     assert [e for e in summary.drift_events if e["model_id"] == INTENT_OLD] == []

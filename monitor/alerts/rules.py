@@ -109,6 +109,9 @@ DEFAULT_RULES: Mapping[str, Rule] = _defaults(
     # evidence: 3 = 1 in 1,000 for a version at its bar, however often it is looked at); valid from
     # the first label on, so no sample minimum and no hold
     Rule("quality.bar_evidence", warning=3.0, critical=4.0, min_samples=1, hold_evaluations=1),
+    # the same test against the rollback target's own labelled accuracy on the slice (a promoted
+    # version worse than the one it replaced): 3 = wrong at most 2 in 1,000 (the target's bound adds alpha)
+    Rule("quality.target_evidence", warning=3.0, critical=4.0, min_samples=1, hold_evaluations=1),
     Rule("label_coverage.coverage_delta", warning=0.2, critical=0.4),
     Rule("cohort.psi", warning=0.2, critical=0.3),
 )

@@ -115,7 +115,7 @@ class Transition:
     alert: AlertState
 
 
-CUMULATIVE_STATISTICS = frozenset({"bar_evidence", "accuracy_since_first"})
+CUMULATIVE_STATISTICS = frozenset({"bar_evidence", "target_evidence", "accuracy_since_first"})
 """Statistics over every prediction since the model's first one, not a window: an alert's onset is then
 the first counted prediction (``window_start``)."""
 

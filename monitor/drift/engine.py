@@ -37,7 +37,7 @@ from numpy.typing import NDArray
 from monitor.detect.adwin import CorrectnessDrop
 from monitor.detect.lineage import LineageTracker
 from monitor.drift import checkpoint
-from monitor.drift.evidence import OutcomeTally, bar_evidence, reference_bar
+from monitor.drift.evidence import OutcomeTally, bar_evidence, reference_bar, target_evidence
 from monitor.drift.signals import (
     DISTRIBUTION_STATISTICS,
     SignalBuilder,
@@ -130,6 +130,7 @@ class DriftEngine:
         self._tallies: dict[tuple[str, str], OutcomeTally] = {}
         self._delays: dict[tuple[str, str], DelayHistogram] = {}  # (model, label source)
         self._trends: dict[str, TrendTracker] = {}  # rank CUSUMs, made at the first evaluation
+        self._targets: dict[str, tuple[str, dict[str, tuple[int, int]]]] = {}  # model -> rollback target's outcomes
         self._new: list[ReferenceProfile] = []
         self._lineage = LineageTracker(lineage_lookback_s)
         self._late_dropped_models = 0
@@ -162,6 +163,16 @@ class DriftEngine:
         buffered = self._buffers.pop(model_id, None)
         if buffered is not None:
             self._observe_model(model_id, buffered[0], buffered[1], None)
+
+    @property
+    def slice_labels(self) -> list[str]:
+        """``"all"`` and every declared protected slice, as signal values name them."""
+        return [AGGREGATE] + [slice_label(k, v) for k, v in self._pairs]
+
+    def set_target_outcomes(self, model_id: str, target_id: str, outcomes: Mapping[str, tuple[int, int]]) -> None:
+        """The rollback target's labelled ``(correct, total)`` per slice label, read by the caller from
+        ``inference_log``; the model's quality is then also tested against them (``target_evidence``)."""
+        self._targets[model_id] = (target_id, {k: (int(c), int(n)) for k, (c, n) in outcomes.items() if n > 0})
 
     def _layout(self, profile: ReferenceProfile, pairs: Sequence[tuple[str, str]]) -> Layout:
         feats = (
@@ -563,6 +574,15 @@ class DriftEngine:
             if bar is None:
                 continue
             out.extend(bar_evidence(model_id, label, tally, bar, self.alpha, now, profile.id, profile.content_hash))
+        target_id, outcomes = self._targets.get(model_id, ("", {}))
+        with_accuracy = {v.slice for v in out}
+        for label in labels:
+            tally = self._tallies.get((model_id, label))
+            if tally is None or tally.total == 0 or label not in outcomes:
+                continue
+            correct, total = outcomes[label]
+            evidence, accuracy = target_evidence(model_id, label, tally, target_id, correct, total, self.alpha, now)
+            out.extend([evidence] if label in with_accuracy else [evidence, accuracy])
         return out
 
 

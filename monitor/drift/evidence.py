@@ -21,12 +21,23 @@ Examples
 >>> v, acc = bar_evidence("m", "all", t, bar=0.9, alpha=0.01, now=3720.0)
 >>> round(v.value, 2), v.sample_count, v.window_s, v.baseline, acc.statistic, acc.value
 (3.23, 200, 3600.0, 0.9, 'accuracy_since_first', 0.8)
+
+Against the rollback target (statistic ``target_evidence``): the same test with the bar at the
+Wilson lower bound of the target's own labelled accuracy on the slice (read from its rows in
+``inference_log`` over the promotion watch before the promotion). Each of the two steps errs with
+probability at most ``alpha``, so "the new version is worse than its target" is wrong with
+probability at most ``2 alpha``:
+
+>>> t, _ = target_evidence("v2", "language=es", tally=t, target_id="v1", target_correct=1840,
+...                        target_total=2000, alpha=0.01, now=3720.0)
+>>> t.statistic, round(t.baseline, 4), t.value > 3, t.feature
+('target_evidence', 0.9029, True, 'was_correct')
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from monitor.snapshot import SignalValue
 from monitor.stats.bernoulli_evidence import BarTest
@@ -52,6 +63,25 @@ def reference_bar(correct: int, total: int, alpha: float) -> float | None:
     if total <= 0:
         return None
     return wilson_interval(correct, total, 1.0 - alpha)[0]
+
+
+def target_evidence(
+    model_id: str,
+    slice_: str,
+    tally: OutcomeTally,
+    target_id: str,
+    target_correct: int,
+    target_total: int,
+    alpha: float,
+    now: float,
+) -> tuple[SignalValue, SignalValue]:
+    """``target_evidence``: ``log10`` of the evidence that the slice's accuracy is below the rollback
+    target's (its Wilson lower bound at ``1 - alpha``), counted since the version's first prediction;
+    and ``accuracy_since_first`` as :func:`bar_evidence` gives it."""
+    bar = reference_bar(target_correct, target_total, alpha)
+    assert bar is not None, "the target needs labelled rows"
+    evidence, accuracy = bar_evidence(model_id, slice_, tally, bar, alpha, now, reference_id=f"target:{target_id}")
+    return replace(evidence, statistic="target_evidence"), accuracy
 
 
 def bar_evidence(

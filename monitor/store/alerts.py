@@ -4,7 +4,8 @@
 already firing nor forgets a resolution. ``drift_event`` stores every drift event once (keyed by
 its stable ``event_id``) with a ``published`` flag: the Kafka publisher sends unpublished rows and
 marks them only after the broker acknowledged, so a broker outage delays events but never loses them.
-``slice_accuracy`` reads ``inference_log`` for the rollback decision (PostgreSQL and SQLite).
+``slice_outcomes`` and ``slice_accuracy`` read ``inference_log`` for the rollback decision and the
+rollback target's evidence (PostgreSQL and SQLite).
 """
 
 from __future__ import annotations
@@ -289,11 +290,12 @@ def mark_published(engine: Engine, event_ids: Sequence[str], now: float) -> None
         raise _wrap("marking drift events published", e) from e
 
 
-def slice_accuracy(engine: Engine, model_id: str, slice: str, since: float, until: float) -> float | None:
-    """Share of labelled predictions of ``model_id`` served in ``[since, until]`` that were correct.
+def slice_outcomes(engine: Engine, model_id: str, slice: str, since: float, until: float) -> tuple[int, int]:
+    """``(correct, labelled)``: the labelled predictions of ``model_id`` served in ``[since, until]``
+    and how many of them were correct.
 
     ``slice`` is ``"all"`` or ``"key=value"``; the key is looked up in the row's ``slice`` JSON
-    first, then in ``input_features``. ``None`` when no labelled row matches.
+    first, then in ``input_features``.
     """
     c = inference_log.c
     where = [
@@ -309,10 +311,17 @@ def slice_accuracy(engine: Engine, model_id: str, slice: str, since: float, unti
         slice_value = cast(c.slice[key].as_string(), String)
         feature_value = cast(c.input_features[key].as_string(), String)
         where.append(func.coalesce(slice_value, feature_value) == value)
-    query = select(func.avg(case((c.was_correct.is_(True), 1.0), else_=0.0))).where(*where)
+    query = select(func.count(), func.coalesce(func.sum(case((c.was_correct.is_(True), 1), else_=0)), 0)).where(*where)
     try:
         with engine.connect() as conn:
-            result = conn.execute(query).scalar()
+            total, correct = conn.execute(query).one()
     except DBAPIError as e:
-        raise _wrap("reading slice accuracy", e) from e
-    return None if result is None else float(result)
+        raise _wrap("reading slice outcomes", e) from e
+    return int(correct), int(total)
+
+
+def slice_accuracy(engine: Engine, model_id: str, slice: str, since: float, until: float) -> float | None:
+    """Share of labelled predictions of ``model_id`` served in ``[since, until]`` that were correct
+    (see :func:`slice_outcomes`); ``None`` when no labelled row matches."""
+    correct, total = slice_outcomes(engine, model_id, slice, since, until)
+    return correct / total if total else None
