@@ -33,6 +33,8 @@ class StreamSpec:
     embedding_model: str = "e1"
     embedding_after_onset: str | None = None
     new_category_share: float = 0.0  # after onset, this share of c0 values is a value the reference never saw
+    failure_clusters: tuple[str, ...] = ()  # failures name one of these clusters, uniformly
+    cluster_spike: tuple[str, float] | None = None  # after onset, this share of failures is this cluster
 
 
 def make_batch(
@@ -67,6 +69,13 @@ def make_batch(
         acc = acc - np.where(after & (col == value), drop, 0.0)
     correct = (rng.random(n) < acc).tolist()
     labelled = (rng.random(n) < spec.label_share).tolist()
+    clusters: list[str | None] = [None] * n
+    if spec.failure_clusters:
+        picked = rng.choice(np.asarray(spec.failure_clusters), n)
+        if spec.cluster_spike is not None:
+            name, share = spec.cluster_spike
+            picked = np.where(after & (rng.random(n) < share), name, picked)
+        clusters = picked.tolist()
     names = list(cols)
     ts = t.tolist()
     after_l = after.tolist()
@@ -87,7 +96,8 @@ def make_batch(
         events.append(ev)
         if labelled[j]:
             labels.append(LabelChange(rid, spec.model_id, ts[j], sl, feats, None,
-                                      Label(correct[j], None, "human", ts[j] + 1.0)))
+                                      Label(correct[j], None, "human", ts[j] + 1.0,
+                                            failure_cluster=None if correct[j] else clusters[j])))
     return events, labels
 
 

@@ -112,6 +112,9 @@ DEFAULT_RULES: Mapping[str, Rule] = _defaults(
     # the same test against the rollback target's own labelled accuracy on the slice (a promoted
     # version worse than the one it replaced): 3 = wrong at most 2 in 1,000 (the target's bound adds alpha)
     Rule("quality.target_evidence", warning=3.0, critical=4.0, min_samples=1, hold_evaluations=1),
+    # one failure cluster's share of the recent labelled failures (the longest short window) above its
+    # share before them (Fisher's exact test, corrected with the quality family); value = share points
+    Rule("quality.failure_cluster_share", warning=0.1, critical=0.2, min_samples=30),
     Rule("label_coverage.coverage_delta", warning=0.2, critical=0.4),
     Rule("cohort.psi", warning=0.2, critical=0.3),
 )

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import io
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.detect.adwin import CorrectnessDrop
 from monitor.drift.evidence import OutcomeTally
 from monitor.drift.trend import TrendTracker
 from monitor.snapshot import LineageChange
+from monitor.stats.cluster_share import ClusterShares
 from monitor.stats.delay_histogram import DelayHistogram
 from monitor.stats.window import ModelWindow
 
@@ -67,6 +68,7 @@ class ModelState:
     tallies: dict[str, OutcomeTally]  # slice label -> first labels since the first prediction
     delays: dict[str, DelayHistogram]  # label source -> label delays of its first labels
     trend: TrendTracker | None = None  # rank CUSUMs of the numeric features
+    clusters: dict[str, ClusterShares] = field(default_factory=dict)  # slice label -> failure clusters
 
 
 class _Unpickler(pickle.Unpickler):

@@ -50,6 +50,7 @@ from monitor.drift.trend import TrendTracker
 from monitor.events import LINEAGE_FIELDS, InferenceEvent, Lineage
 from monitor.records import LabelChange, QualityBar
 from monitor.snapshot import AGGREGATE, LineageChange, SignalValue, Snapshot, slice_label
+from monitor.stats.cluster_share import ClusterShares
 from monitor.stats.columns import EventColumns, records_from_events, records_from_rows, slice_membership
 from monitor.stats.delay_histogram import DelayHistogram
 from monitor.stats.layout import CORRECT_N, CORRECT_SUM, SOURCES, Layout
@@ -130,6 +131,8 @@ class DriftEngine:
         self._tallies: dict[tuple[str, str], OutcomeTally] = {}
         self._delays: dict[tuple[str, str], DelayHistogram] = {}  # (model, label source)
         self._trends: dict[str, TrendTracker] = {}  # rank CUSUMs, made at the first evaluation
+        self._clusters: dict[tuple[str, str], ClusterShares] = {}  # (model, slice) -> failure clusters
+        self.cluster_recent_buckets = max(self.short_windows, default=15)
         self._targets: dict[str, tuple[str, dict[str, tuple[int, int]]]] = {}  # model -> rollback target's outcomes
         self._new: list[ReferenceProfile] = []
         self._lineage = LineageTracker(lineage_lookback_s)
@@ -307,7 +310,44 @@ class DriftEngine:
                 det = self._adwin[(model_id, label)] = CorrectnessDrop(self.adwin_delta)
             det.update_many(xs, ts)
         self._tally(model_id, labels, lmember)
+        self._track_clusters(model_id, labels, lmember)
         self._track_delays(model_id, labels)
+
+    def _track_clusters(self, model_id: str, labels: list[LabelChange], lmember: list[NDArray[np.int64]]) -> None:
+        """First labels that are failures with a ``failure_cluster``, per slice, by the label's time
+        (see :mod:`monitor.stats.cluster_share`)."""
+        rows = [i for i, lc in enumerate(labels)
+                if lc.old is None and lc.new.was_correct is False and lc.new.failure_cluster]
+        if not rows:
+            return
+        picked = np.zeros(len(labels), dtype=bool)
+        picked[rows] = True
+        groups = [(AGGREGATE, np.asarray(rows, dtype=np.int64))] + [
+            (slice_label(k, v), m[picked[m]]) for (k, v), m in zip(self._pairs, lmember, strict=False)
+        ]
+        for label, idx in groups:
+            if idx.size:
+                shares = self._clusters.get((model_id, label))
+                if shares is None:
+                    shares = self._clusters[(model_id, label)] = ClusterShares(
+                        self.cluster_recent_buckets, self.bucket_seconds)
+                chosen = [labels[i] for i in idx.tolist()]
+                shares.update([str(lc.new.failure_cluster) for lc in chosen], [lc.new.observed_at for lc in chosen])
+
+    def _cluster_values(self, model_id: str, labels: list[str], now: float) -> list[SignalValue]:
+        """``failure_cluster_share`` of every cluster with recent failures, per slice."""
+        out: list[SignalValue] = []
+        for label in labels:
+            shares = self._clusters.get((model_id, label))
+            if shares is None:
+                continue
+            for c in shares.shares(now):
+                out.append(SignalValue(
+                    model_id, label, "quality", f"failure_cluster:{c.name}", "failure_cluster_share", c.delta,
+                    c.recent_total, True, p_value=c.p_value, baseline=c.history / c.history_total,
+                    window_s=shares.recent_seconds,
+                ))
+        return out
 
     def _track_delays(self, model_id: str, labels: list[LabelChange]) -> None:
         """Label delay of each first label, per label source (a fixed set: unknown ones pool)."""
@@ -399,9 +439,10 @@ class DriftEngine:
         adwin = {label: det for (m, label), det in self._adwin.items() if m == model_id}
         tallies = {label: t for (m, label), t in self._tallies.items() if m == model_id}
         delays = {source: h for (m, source), h in self._delays.items() if m == model_id}
+        clusters = {label: c for (m, label), c in self._clusters.items() if m == model_id}
         return checkpoint.dumps(
             checkpoint.ModelState(window, self._cohort_windows.get(model_id), adwin, last, changes, tallies, delays,
-                                  self._trends.get(model_id))
+                                  self._trends.get(model_id), clusters)
         )
 
     def restore(self, model_id: str, data: bytes) -> bool:
@@ -432,6 +473,9 @@ class DriftEngine:
         for key in [k for k in self._delays if k[0] == model_id]:
             del self._delays[key]
         self._delays.update({(model_id, source): h for source, h in state.delays.items()})
+        for key in [k for k in self._clusters if k[0] == model_id]:
+            del self._clusters[key]
+        self._clusters.update({(model_id, label): c for label, c in state.clusters.items()})
         self._trends.pop(model_id, None)
         if state.trend is not None and state.trend.layout == state.window.layout:
             self._trends[model_id] = state.trend
@@ -462,6 +506,8 @@ class DriftEngine:
                 del self._tallies[key]
             for key in [k for k in self._delays if k[0] == m]:
                 del self._delays[key]
+            for key in [k for k in self._clusters if k[0] == m]:
+                del self._clusters[key]
         self._lineage.drop_models(model_ids)
 
     # ---- read ---------------------------------------------------------------------------------
@@ -532,6 +578,7 @@ class DriftEngine:
                 adwin = (det.drop_within(start, end), det.estimate, det.n_seen) if det is not None else None
                 builder.slice_signals(view, bar, adwin, bar_counts)
             out.extend(builder.out)
+        out.extend(self._cluster_values(model_id, labels, now))
         out = _adjusted(out, self.correction, self.window_buckets * self.bucket_seconds)
         out.extend(self._evidence(model_id, profile, labels, now))
         out.extend(self._trend_values(model_id, window, profile, now))
