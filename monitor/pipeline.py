@@ -49,6 +49,9 @@ class StatsEngine(Protocol):
     def slice_labels(self) -> list[str]: ...
 
 
+TARGET_REFRESH_S = 60.0
+"""How often a young promotion's rollback target outcomes are read again."""
+
 TargetOutcomes = Callable[[str, str, float, float], tuple[int, int]]
 """``(model_id, slice, since, until) -> (correct, labelled)`` of ``model_id``'s predictions (``inference_log``)."""
 
@@ -181,7 +184,8 @@ class Pipeline:
         self._unsaved: list[Any] = []  # profiles built or inherited, saved by the next tick
         self.target_outcomes = target_outcomes
         self.target_lookback_s = float(target_lookback_s)
-        self._targets_due: dict[str, PromotionEvent] = {}  # promotions whose target's outcomes are unread
+        # promotions whose target's outcomes are (re)read, with the time of the last read
+        self._targets_due: dict[str, tuple[PromotionEvent, float | None]] = {}
         for p in promotions:
             self._promote(p)
 
@@ -195,7 +199,7 @@ class Pipeline:
         if prev is None or p.promoted_at >= prev.promoted_at:
             self.promotions[p.model_id] = p
             if p.rollback_target and self.target_outcomes is not None:
-                self._targets_due[p.model_id] = p
+                self._targets_due[p.model_id] = (p, None)
         # A freshly promoted version is compared with the profile of the version it replaces,
         # so a regression after promotion is not absorbed into an auto-built reference.
         if p.rollback_target and self.engine.reference(p.model_id) is None:
@@ -298,12 +302,14 @@ class Pipeline:
             self._floors = {m: s for m, s in self._floors.items() if s > self.label_seq}
         return len(ready)
 
-    def load_targets(self) -> int:
-        """Read the rollback targets' labelled outcomes per slice for the promotions that named one
-        since the last call (from ``inference_log``, over ``target_lookback_s`` before the promotion)
-        and hand them to the engine; a read that fails is tried again at the next tick."""
+    def load_targets(self, now: float) -> int:
+        """Read the rollback targets' labelled outcomes per slice (``inference_log``, the target's
+        predictions over ``target_lookback_s`` before the promotion) and hand them to the engine:
+        right after a promotion names a target, then every ``TARGET_REFRESH_S`` while the promotion
+        is younger than the lookback (labels of the target's last predictions keep arriving, and
+        its rows may be written after the promotion event). A failed read is tried at the next tick."""
         with self._lock:
-            due = list(self._targets_due.values())
+            due = [p for p, last in self._targets_due.values() if last is None or now - last >= TARGET_REFRESH_S]
         done = 0
         for p in due:
             assert self.target_outcomes is not None and p.rollback_target
@@ -317,9 +323,12 @@ class Pipeline:
                 log.warning("could not read the rollback target's outcomes: %s", e)
                 return done
             with self._lock:
-                if self._targets_due.get(p.model_id) is p:
-                    del self._targets_due[p.model_id]
+                if self._targets_due.get(p.model_id, (None, None))[0] is p:
                     self.engine.set_target_outcomes(p.model_id, p.rollback_target, outcomes)
+                    if now - until >= self.target_lookback_s:
+                        del self._targets_due[p.model_id]
+                    else:
+                        self._targets_due[p.model_id] = (p, now)
                     done += 1
         return done
 
@@ -334,7 +343,7 @@ class Pipeline:
         """Evaluate if an evaluation is due at ``now``; returns the snapshot when one ran. Called
         from one thread (the evaluating one)."""
         self.save_profiles()
-        self.load_targets()
+        self.load_targets(now)
         self.pull_labels(now)  # the label changes logged since the last call
         with self._lock:
             instant = self.due(now)
