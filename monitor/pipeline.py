@@ -43,6 +43,7 @@ class StatsEngine(Protocol):
     def reference(self, model_id: str) -> Any: ...
     def new_references(self) -> list[Any]: ...
     def set_target_outcomes(self, model_id: str, target_id: str, outcomes: Any) -> None: ...
+    def set_canary(self, model_id: str, target_id: str | None) -> None: ...
     @property
     def models(self) -> tuple[str, ...]: ...
     @property
@@ -200,6 +201,10 @@ class Pipeline:
             self.promotions[p.model_id] = p
             if p.rollback_target and self.target_outcomes is not None:
                 self._targets_due[p.model_id] = (p, None)
+            # a version that serves beside its target (a canary) is compared with it; a full
+            # promotion of the same version ends the comparison
+            canary = p.traffic_fraction is not None and p.traffic_fraction < 1.0 and bool(p.rollback_target)
+            self.engine.set_canary(p.model_id, p.rollback_target if canary else None)
         # A freshly promoted version is compared with the profile of the version it replaces,
         # so a regression after promotion is not absorbed into an auto-built reference.
         if p.rollback_target and self.engine.reference(p.model_id) is None:

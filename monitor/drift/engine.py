@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 from monitor.detect.adwin import CorrectnessDrop
 from monitor.detect.lineage import LineageTracker
 from monitor.drift import checkpoint
+from monitor.drift.canary import canary_values
 from monitor.drift.evidence import OutcomeTally, bar_evidence, reference_bar, target_evidence
 from monitor.drift.signals import (
     DISTRIBUTION_STATISTICS,
@@ -53,7 +54,7 @@ from monitor.snapshot import AGGREGATE, LineageChange, SignalValue, Snapshot, sl
 from monitor.stats.cluster_share import ClusterShares
 from monitor.stats.columns import EventColumns, records_from_events, records_from_rows, slice_membership
 from monitor.stats.delay_histogram import DelayHistogram
-from monitor.stats.layout import CORRECT_N, CORRECT_SUM, SOURCES, Layout
+from monitor.stats.layout import CORRECT_N, CORRECT_SUM, EVENTS, SOURCES, Layout
 from monitor.stats.multiple_testing import Correction, adjust_p_values
 from monitor.stats.profile import ReferenceProfile
 from monitor.stats.profile_builder import build_profile_from_records
@@ -132,6 +133,7 @@ class DriftEngine:
         self._delays: dict[tuple[str, str], DelayHistogram] = {}  # (model, label source)
         self._trends: dict[str, TrendTracker] = {}  # rank CUSUMs, made at the first evaluation
         self._clusters: dict[tuple[str, str], ClusterShares] = {}  # (model, slice) -> failure clusters
+        self._canaries: dict[str, str] = {}  # canary model -> its rollback target (both serving)
         self.cluster_recent_buckets = max(self.short_windows, default=15)
         self._targets: dict[str, tuple[str, dict[str, tuple[int, int]]]] = {}  # model -> rollback target's outcomes
         self._new: list[ReferenceProfile] = []
@@ -176,6 +178,14 @@ class DriftEngine:
         """The rollback target's labelled ``(correct, total)`` per slice label, read by the caller from
         ``inference_log``; the model's quality is then also tested against them (``target_evidence``)."""
         self._targets[model_id] = (target_id, {k: (int(c), int(n)) for k, (c, n) in outcomes.items() if n > 0})
+
+    def set_canary(self, model_id: str, target_id: str | None) -> None:
+        """``model_id`` serves beside ``target_id`` (a promotion with ``traffic_fraction < 1``): the
+        arms are compared at each evaluation (:mod:`monitor.drift.canary`); None ends the canary."""
+        if target_id is None:
+            self._canaries.pop(model_id, None)
+        else:
+            self._canaries[model_id] = target_id
 
     def _layout(self, profile: ReferenceProfile, pairs: Sequence[tuple[str, str]]) -> Layout:
         feats = (
@@ -551,11 +561,26 @@ class DriftEngine:
                             self.min_samples,
                         )
                     )
+        values.extend(self._canary_values(now))
         changes: tuple[LineageChange, ...] = tuple(self._lineage.changes(now))
         return Snapshot(
             now, start, end, tuple(values), changes, self.late_events_total, self.models,
             self.unreferenced_events_total,
         )
+
+    def _canary_values(self, now: float) -> list[SignalValue]:
+        """Each canary against its target on their main windows (one ``cohort`` family per canary)."""
+        out: list[SignalValue] = []
+        main_s = self.window_buckets * self.bucket_seconds
+        for m, target in sorted(self._canaries.items()):
+            wm, wt = self._windows.get(m), self._windows.get(target)
+            if wm is None or wt is None or wm.layout != wt.layout:
+                continue  # a canary with a reference of its own has other bins: not compared
+            tt, tm = wt.totals(now), wm.totals(now)
+            vals = canary_values(m, wm.layout, tt.hist, tt.scalars[:, EVENTS], tm.hist, tm.scalars[:, EVENTS],
+                                 self.min_samples, main_s)
+            out.extend(_adjusted(vals, self.correction, main_s))
+        return out
 
     def _evaluate_model(self, model_id: str, now: float, start: float, end: float) -> list[SignalValue]:
         window = self._windows[model_id]
