@@ -205,7 +205,7 @@ def test_action_rollback_inside_watch_window_and_lineage_investigate() -> None:
 )
 def test_property_firing_needs_hold_consecutive_breaches(series: list[float | None], hold: int, clear: int) -> None:
     """Oracle: replay the series with counters; the machine fires exactly after ``hold`` consecutive
-    breaches and resolves exactly after ``clear`` consecutive non-breaches."""
+    breaches and resolves exactly after ``clear`` consecutive values below the clear threshold."""
     ev = AlertEvaluator({"input.psi": rule(hold_evaluations=hold, clear_evaluations=clear)}, resolved_resend_s=1e9)
     got = [tr[2] for tr in run(ev, series, models=("m1",))]
     expected = []
@@ -226,9 +226,36 @@ def test_property_firing_needs_hold_consecutive_breaches(series: list[float | No
         elif state == "pending":
             state = "inactive"
             expected.append(state)
+        elif state == "firing" and v is not None and v >= 0.15:
+            clears = 0  # hysteresis: beyond the clear threshold (3/4 of the warning one) it holds
         elif state == "firing":
             clears += 1
             if clears >= clear:
                 state = "resolved"
                 expected.append(state)
     assert got == expected
+
+
+def _hovering_run(rule: Rule, seed: int = 4) -> list[str]:
+    """Six hours of a persistent regression whose gap hovers around the warning line (0.021 +- 0.002),
+    then one hour recovered: the firing/resolved transitions of its alert."""
+    import numpy as np
+
+    ev = AlertEvaluator({rule.name: rule})
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(7 * 240):
+        now = 15.0 * i
+        gap = float(rng.normal(0.021, 0.002)) if i < 6 * 240 else 0.0
+        value = SignalValue("m", "domain=tax", "quality", "was_correct", "accuracy_gap", gap, 500)
+        out += [t.to_state for t in ev.evaluate(Snapshot(now, now - 3600, now, (value,)), {}, now)
+                if t.to_state in ("firing", "resolved")]
+    return out
+
+
+def test_hysteresis_a_hovering_regression_fires_once_and_resolves_once():
+    rule = Rule("quality.accuracy_gap", 0.02, 0.05, min_samples=100)
+    assert rule.clear_threshold == 0.015
+    assert _hovering_run(rule) == ["firing", "resolved"]
+    # without the clear threshold below the warning line the same values flap
+    assert _hovering_run(Rule("quality.accuracy_gap", 0.02, 0.05, min_samples=100, clear=0.02)).count("firing") > 1

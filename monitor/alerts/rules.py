@@ -14,6 +14,13 @@ Examples
 True
 >>> Rule("label_coverage.coverage", warning=0.5, critical=0.2, direction="below").severity(0.3)
 'warning'
+
+Hysteresis: a firing alert is not cleared while its value stays beyond the rule's clear threshold
+(``clear``; default: the warning threshold moved a quarter of its size toward the good side), so a
+value that hovers near the warning line fires once and resolves once.
+
+>>> r.clear_threshold, r.holds(SignalValue("m", "all", "quality", "was_correct", "accuracy_gap", 0.016, 500))
+(0.015, True)
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from typing import Literal
 from monitor.snapshot import SignalValue
 
 Severity = Literal["warning", "critical"]
+CLEAR_FRACTION = 0.75
+"""Default clear threshold: this fraction of the warning threshold (its size, toward the good side)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +48,7 @@ class Rule:
     min_samples: int = 200
     hold_evaluations: int = 3
     clear_evaluations: int = 5
+    clear: float | None = None  # the clear threshold (hysteresis); None: CLEAR_FRACTION of the way
 
     def __post_init__(self) -> None:
         if "." not in self.name:
@@ -51,6 +61,23 @@ class Rule:
             raise ValueError(f"rule {self.name!r}: critical must be <= warning for direction 'below'")
         if self.min_samples < 1 or self.hold_evaluations < 1 or self.clear_evaluations < 1:
             raise ValueError(f"rule {self.name!r}: min_samples, hold and clear must be >= 1")
+        if self.clear is not None and self._beyond(self.clear, self.warning):
+            raise ValueError(f"rule {self.name!r}: the clear threshold must not lie beyond the warning one")
+
+    @property
+    def clear_threshold(self) -> float:
+        """Below this (``direction="above"``; above it for ``"below"``) a firing alert may clear."""
+        if self.clear is not None:
+            return self.clear
+        step = (1.0 - CLEAR_FRACTION) * abs(self.warning)
+        return round(self.warning - step if self.direction == "above" else self.warning + step, 12)
+
+    def holds(self, v: SignalValue) -> bool:
+        """A firing alert's value that is no breach but still beyond the clear threshold (with enough
+        samples): the alert neither clears nor starts counting towards its resolution."""
+        if not v.sufficient or v.sample_count < self.min_samples or math.isnan(v.value):
+            return False
+        return v.value >= self.clear_threshold if self.direction == "above" else v.value <= self.clear_threshold
 
     @property
     def signal(self) -> str:

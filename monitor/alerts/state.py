@@ -223,6 +223,11 @@ class AlertEvaluator:
             v, severity = max(verdicts, key=lambda vs: (SEVERITY_RANK[vs[1]], vs[0].window_s or 0.0))
             if severity is not None:
                 t = self._breach(fp, labels, prev, v, rule, severity, snapshot, promotions, accuracy, now)
+            elif prev is not None and prev.state == "firing" and any(rule.holds(x) for x, _ in verdicts):
+                # hysteresis: beyond the clear threshold, a firing alert holds (no clear progress)
+                self._states[fp] = replace(prev, value=v.value, sample_count=v.sample_count, clear_count=0,
+                                           last_evaluated_at=now)
+                t = None
             else:
                 t = self._no_breach(fp, prev, rule, now, v, snapshot)
             if t is not None:
