@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from monitor.alerts.incidents import IncidentTracker
 from monitor.alerts.sinks.alertmanager import AlertmanagerSink
 from monitor.alerts.sinks.kafka import KafkaDriftPublisher
 from monitor.alerts.state import AlertEvaluator
@@ -45,6 +46,7 @@ from monitor.reference import ProfileOptions, build_reference
 from monitor.replay import Recorder, ReplaySummary, load_events, run_replay
 from monitor.stats.profile import ReferenceProfile
 from monitor.store import alerts as alert_store
+from monitor.store import incidents as incident_store
 from monitor.store import profiles as profile_store
 from monitor.store.engine import make_engine
 from monitor.store.migrate import upgrade
@@ -107,6 +109,11 @@ def build_evaluator(settings: Settings, target_quality: Any = None) -> AlertEval
     )
 
 
+def build_incidents(settings: Settings) -> IncidentTracker:
+    a = settings.alerts
+    return IncidentTracker(a.incident_group_s, a.promotion_watch_s, resolved_keep_s=a.resolved_resend_s)
+
+
 def open_database(settings: Settings, url: str | None = None) -> Engine:
     """Migrate and connect (``url``, default the configured one) with the configured timeouts."""
     url = url or settings.database.resolved_url()
@@ -164,6 +171,7 @@ class Monitor:
         states = alert_store.load_alert_states(
             self.db, now, self.resolved_resend_s, model_ids=models
         )
+        incidents = incident_store.load_incidents(self.db, now, self.resolved_resend_s, model_ids=models)
         evaluator = self.pipeline.evaluator
         with self.pipeline.feed_lock, self.pipeline.lock:
             self.drift.drop_models(gone)
@@ -171,6 +179,8 @@ class Monitor:
             evaluator.forget([*gone, *models])
             took = self.takeover.restore(models, partitions, now)
             evaluator.restore(states)
+            self.pipeline.incidents.forget([*gone, *models])
+            self.pipeline.incidents.restore(incidents)
         log.info(
             "took over %d models (%d from checkpoints): %d rows and %d label changes replayed",
             took.models, took.from_checkpoint, took.rows_replayed, took.label_changes_applied,
@@ -274,6 +284,8 @@ def build_monitor(
 
     evaluator = build_evaluator(settings, target_quality)
     evaluator.restore(alert_store.load_alert_states(db, the_clock(), settings.alerts.resolved_resend_s))
+    incidents = build_incidents(settings)
+    incidents.restore(incident_store.load_incidents(db, the_clock(), settings.alerts.resolved_resend_s))
     k = settings.kafka
     client_kwargs = k.security.client_kwargs()
     if create_topics:
@@ -334,6 +346,8 @@ def build_monitor(
         label_seq=window_state.newest_label_seq(),
         target_outcomes=lambda m, sl, since, until: alert_store.slice_outcomes(db, m, sl, since, until),
         target_lookback_s=settings.alerts.promotion_watch_s,
+        incidents=incidents,
+        event_version=settings.alerts.drift_event_version,
     )
     consumer = (
         _build_consumer(settings, repository, pipeline, registry, clock, event_clock) if source == "kafka" else None

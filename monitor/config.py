@@ -212,6 +212,12 @@ class AlertSettings(_Section):
     resolved_resend_s: float = Field(900.0, ge=0)
     alertmanager_url: str | None = None
     publish_retry: RetrySettings = RetrySettings()
+    incident_group_s: float = Field(1800.0, gt=0)
+    """Alerts of one model that fire within this long of an open incident's opening and share a cause
+    with it (slice, feature, promotion, lineage change) join that incident (:mod:`monitor.alerts.incidents`)."""
+    drift_event_version: Literal[1, 2] = 2
+    """2: one drift event per incident transition (``schemas/drift-event.v2.schema.json``); 1: the
+    previous contract, one event per alert firing and resolution (kept for one release)."""
 
     @field_validator("rules", mode="before")
     @classmethod

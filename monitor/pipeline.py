@@ -22,14 +22,16 @@ from typing import Any, Protocol
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.alerts.drift_event import build_drift_event
+from monitor.alerts.drift_event import build_drift_event, build_incident_event
 from monitor.alerts.errors import PublishError
+from monitor.alerts.incidents import IncidentTracker, IncidentTransition
 from monitor.alerts.state import AlertEvaluator, Transition
 from monitor.errors import StoreError
 from monitor.events import InferenceEvent, PromotionEvent
 from monitor.records import LabelChange, LoggedLabelChange, WriteResult
 from monitor.snapshot import Snapshot
 from monitor.store import alerts as alert_store
+from monitor.store import incidents as incident_store
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +123,7 @@ class PipelineStats:
     evaluations: int = 0
     drift_events: int = 0
     transitions: list[Transition] = field(default_factory=list)
+    incident_transitions: list[IncidentTransition] = field(default_factory=list)
 
 
 class Pipeline:
@@ -157,6 +160,8 @@ class Pipeline:
         label_seq: int = 0,
         target_outcomes: TargetOutcomes | None = None,
         target_lookback_s: float = 3600.0,
+        incidents: IncidentTracker | None = None,
+        event_version: int = 2,
     ) -> None:
         if evaluate_every_s <= 0:
             raise ValueError("evaluate_every_s must be > 0")
@@ -184,6 +189,10 @@ class Pipeline:
         self._held_back: list[LoggedLabelChange] = []  # label changes waiting for their prediction
         self._unsaved: list[Any] = []  # profiles built or inherited, saved by the next tick
         self.target_outcomes = target_outcomes
+        self.incidents = incidents if incidents is not None else IncidentTracker()
+        if event_version not in (1, 2):
+            raise ValueError("event_version must be 1 or 2")
+        self.event_version = event_version
         self.target_lookback_s = float(target_lookback_s)
         # promotions whose target's outcomes are (re)read, with the time of the last read
         self._targets_due: dict[str, tuple[PromotionEvent, float | None]] = {}
@@ -363,15 +372,22 @@ class Pipeline:
         with self._lock:
             snapshot = self.engine.evaluate(now)
             transitions = self.evaluator.evaluate(snapshot, self.promotions, now)
+            changes = self.incidents.update(transitions, now, states=self.evaluator.states,
+                                            promotions=self.promotions)
+            self.stats.incident_transitions.extend(changes)
+            touched = [i for i in self.incidents.incidents if i.updated_at == now]
             self._last_eval_at = now
             self.last_snapshot = snapshot
             self.stats.evaluations += 1
             self.stats.transitions.extend(t for t in transitions if t.to_state in ("firing", "resolved"))
-            events = [
-                (build_drift_event(t.alert), t.fingerprint)
-                for t in transitions
-                if t.to_state in ("firing", "resolved")
-            ]
+            if self.event_version == 2:
+                events = [(build_incident_event(c), c.incident.incident_id) for c in changes]
+            else:
+                events = [
+                    (build_drift_event(t.alert), t.fingerprint)
+                    for t in transitions
+                    if t.to_state in ("firing", "resolved")
+                ]
             self.stats.drift_events += len(events)
             states = self.evaluator.states
             notifiable = list(self.evaluator.notifiable(now)) if self.alertmanager is not None else []
@@ -381,6 +397,7 @@ class Pipeline:
             if self.db is not None:
                 try:
                     alert_store.save_alert_states(self.db, states.values(), transitions)
+                    incident_store.save_incidents(self.db, touched)
                     if events:
                         alert_store.add_drift_events(
                             self.db, [e for e, _ in events], [fp for _, fp in events], now

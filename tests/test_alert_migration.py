@@ -1,4 +1,5 @@
-"""Migration 0003_alerts creates exactly the drift_alert / drift_event tables the code declares."""
+"""Migrations 0003_alerts and 0005_incidents create exactly the drift_alert / drift_event /
+drift_incident tables the code declares."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from monitor.store import alerts as store
+from monitor.store import incidents as incident_store
 from monitor.store.engine import make_engine
 from monitor.store.migrate import upgrade
 
@@ -25,12 +27,13 @@ def test_migration_matches_tables(backend: str, tmp_path: Path, request: pytest.
             diffs = [
                 d
                 for d in compare_metadata(ctx, store.drift_alert.metadata)
-                if _table_of(d) in ("drift_alert", "drift_event")
+                if _table_of(d) in ("drift_alert", "drift_event", "drift_incident")
             ]
         assert diffs == []
         # the tables work after migration
         assert store.unpublished_events(engine) == []
         assert store.load_alert_states(engine, 0.0, 900.0) == []
+        assert incident_store.load_incidents(engine, 0.0, 900.0) == []
     finally:
         engine.dispose()
 
@@ -42,8 +45,8 @@ def _table_of(diff: object) -> str | None:
         table = getattr(part, "table", None)
         if table is not None and getattr(table, "name", None):
             return str(table.name)
-        if isinstance(part, str) and part in ("drift_alert", "drift_event"):
+        if isinstance(part, str) and part in ("drift_alert", "drift_event", "drift_incident"):
             return part
-        if name in ("drift_alert", "drift_event"):
+        if name in ("drift_alert", "drift_event", "drift_incident"):
             return str(name)
     return None

@@ -17,7 +17,7 @@ from tests.traffic_files import write_traffic
 
 DEMO = Settings.model_validate(demo_config("127.0.0.1:1", "sqlite://", 0))  # the demo's settings, no broker
 
-SCHEMA = json.loads((Path(__file__).parents[1] / "schemas" / "drift-event.v1.schema.json").read_text())
+SCHEMA = json.loads((Path(__file__).parents[1] / "schemas" / "drift-event.v2.schema.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +47,11 @@ def test_every_scripted_incident_is_detected_after_onset_with_its_action(replaye
 def test_the_promoted_version_is_tested_against_its_rollback_targets_own_rows(replayed) -> None:
     # the pipeline reads the target's labelled rows on the slice from inference_log at the promotion
     _, _, summary, gen = replayed
-    against_target = [e for e in summary.drift_events
-                      if e["model_id"] == INTENT_NEW and e.get("statistic") == "target_evidence"]
+    against_target = [e for e in summary.drift_events if e["model_id"] == INTENT_NEW and any(
+        (m["statistic"], m["slice"]) == ("target_evidence", "domain=regulatory") for m in e["members"])]
     assert against_target, "no evidence against the rollback target"
     first = against_target[0]
-    assert first["slice"] == "domain=regulatory" and first["action"] == "rollback"
-    assert first["rollback_target"] == INTENT_OLD
+    assert first["action"] == "rollback" and first["rollback_target"] == INTENT_OLD
     assert fired_epoch(first) >= gen.incidents[0].starts_at
 
 

@@ -1,11 +1,13 @@
-"""The drift event (``schemas/drift-event.v1.schema.json``) built from an alert transition.
+"""Drift events: v1 (``schemas/drift-event.v1.schema.json``) from an alert transition, v2
+(``schemas/drift-event.v2.schema.json``) from an incident transition (:func:`build_incident_event`).
 
 ``event_id`` hashes (fingerprint, state, onset), so a transition re-built after a restart or
 re-published after a broker outage carries the same id and consumers can deduplicate.
 
 Examples
 --------
->>> from monitor.alerts.state import AlertState
+>>> from monitor.alerts.incidents import IncidentTransition
+from monitor.alerts.state import AlertState
 >>> a = AlertState("f" * 64, "SlicewatchSliceRegression", "m2", "domain=tax", "slice", "was_correct",
 ...     "accuracy_gap", "firing", "critical", 100.0, 130.0, 0.09, 0.05, 400, 0.0, 130.0,
 ...     action="rollback", actions=("rollback",), rollback_target="m1", fired_at=130.0)
@@ -17,9 +19,11 @@ Examples
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from monitor.alerts.incidents import IncidentTransition
 from monitor.alerts.state import AlertState
 
 SCHEMA_VERSION = 1
@@ -68,3 +72,35 @@ def build_drift_event(alert: AlertState) -> dict[str, Any]:
             for c in alert.suspected_causes
         ],
     }
+
+
+INCIDENT_SCHEMA_VERSION = 2
+
+
+def build_incident_event(t: IncidentTransition) -> dict[str, Any]:
+    """The v2 event (``schemas/drift-event.v2.schema.json``) of one incident transition: the v1
+    fields describe the primary member (so a v1 reader still finds model, signal, slice, action and
+    target where it looked), plus ``incident_id``, ``kind``, ``onset`` and every member."""
+    inc = t.incident
+    primary = inc.primary
+    members = sorted(inc.members, key=lambda m: m is not primary)
+    event = build_drift_event(replace(
+        primary.alert, state="resolved" if inc.state == "resolved" else "firing", severity=inc.severity,
+        action=inc.action, actions=inc.actions, rollback_target=inc.rollback_target,
+        suspected_causes=inc.suspected_causes, fired_at=inc.opened_at, resolved_at=inc.resolved_at,
+        value=primary.value, threshold=primary.threshold,
+    ))
+    event.update({
+        "event_id": t.event_id,
+        "schema_version": INCIDENT_SCHEMA_VERSION,
+        "incident_id": inc.incident_id,
+        "kind": t.kind,
+        "onset": iso(inc.onset),
+        "members": [
+            {"signal": m.signal, "slice": m.slice, "feature": m.feature, "statistic": m.statistic,
+             "severity": m.severity, "state": m.state, "value": m.value, "threshold": m.threshold,
+             "fired_at": iso(m.fired_at)}
+            for m in members
+        ],
+    })
+    return event
