@@ -314,7 +314,8 @@ def build_monitor(
         else None
     )
     alertmanager = (
-        AlertmanagerSink(settings.alerts.alertmanager_url, ttl_s=max(60.0, 4 * settings.stats.evaluate_every_s))
+        AlertmanagerSink(settings.alerts.alertmanager_url, ttl_s=max(60.0, 4 * settings.stats.evaluate_every_s),
+                         runbook_base=settings.alerts.runbook_base_url)
         if sinks.alertmanager and settings.alerts.alertmanager_url
         else None
     )

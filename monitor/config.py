@@ -215,6 +215,8 @@ class AlertSettings(_Section):
     incident_group_s: float = Field(1800.0, gt=0)
     """Alerts of one model that fire within this long of an open incident's opening and share a cause
     with it (slice, feature, promotion, lineage change) join that incident (:mod:`monitor.alerts.incidents`)."""
+    runbook_base_url: str = ""
+    """Where ``docs/runbooks/`` is served (the pushed incidents' ``runbook_url``); empty: the repository path."""
     drift_event_version: Literal[1, 2] = 2
     """2: one drift event per incident transition (``schemas/drift-event.v2.schema.json``); 1: the
     previous contract, one event per alert firing and resolution (kept for one release)."""

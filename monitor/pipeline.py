@@ -96,7 +96,7 @@ class LabelFeed(Protocol):
 
 
 class MetricsView(Protocol):
-    def update(self, snapshot: Snapshot, alerts: Any) -> None: ...
+    def update(self, snapshot: Snapshot, alerts: Any, *, incidents: Any = (), push_up: bool | None = None) -> None: ...
 
 
 def fired_epoch(event: dict[str, Any]) -> float:
@@ -193,6 +193,7 @@ class Pipeline:
         if event_version not in (1, 2):
             raise ValueError("event_version must be 1 or 2")
         self.event_version = event_version
+        self.push_up: bool | None = None  # the last Alertmanager push: ok, failed, none yet
         self.target_lookback_s = float(target_lookback_s)
         # promotions whose target's outcomes are (re)read, with the time of the last read
         self._targets_due: dict[str, tuple[PromotionEvent, float | None]] = {}
@@ -390,9 +391,10 @@ class Pipeline:
                 ]
             self.stats.drift_events += len(events)
             states = self.evaluator.states
-            notifiable = list(self.evaluator.notifiable(now)) if self.alertmanager is not None else []
+            notifiable = self.incidents.notifiable(now) if self.alertmanager is not None else []
             if self.metrics is not None:
-                self.metrics.update(snapshot, states)  # swaps the scrape view: no I/O
+                # swaps the scrape view: no I/O
+                self.metrics.update(snapshot, states, incidents=self.incidents.notifiable(now), push_up=self.push_up)
         with self._io_lock:
             if self.db is not None:
                 try:
@@ -416,7 +418,7 @@ class Pipeline:
     def flush(self, now: float) -> None:
         """Publish the drift event outbox and push alerts to Alertmanager (retries on later calls)."""
         with self._lock:
-            notifiable = list(self.evaluator.notifiable(now)) if self.alertmanager is not None else []
+            notifiable = self.incidents.notifiable(now) if self.alertmanager is not None else []
         with self._io_lock:
             self._publish(now, notifiable)
 
@@ -430,4 +432,10 @@ class Pipeline:
             try:
                 self.alertmanager.push(notifiable, now)
             except PublishError as e:
-                log.warning("Alertmanager push failed: %s", e)
+                if self.push_up is not False:  # once per state change, not every evaluation
+                    log.warning("%s; retried every evaluation, Prometheus' incident rules page meanwhile", e)
+                self.push_up = False
+            else:
+                if self.push_up is False:
+                    log.info("Alertmanager push recovered")
+                self.push_up = True

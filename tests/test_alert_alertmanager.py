@@ -1,4 +1,4 @@
-"""Direct push to a real Alertmanager (Debian's prometheus-alertmanager) routed by deploy/alertmanager.
+"""Direct push of incidents to a real Alertmanager (Debian's prometheus-alertmanager) routed by deploy/alertmanager.
 
 The deploy config is used as is, except that the webhook URLs point at a receiver inside the test
 and the group timings are shortened.
@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from monitor.alerts.incidents import Incident, IncidentTracker
 from monitor.alerts.sinks.alertmanager import AlertmanagerSink
-from monitor.alerts.state import AlertState
+from monitor.alerts.state import AlertState, Transition
 from monitor.embedded.ports import free_port, wait_for_port
 
 pytestmark = pytest.mark.integration
@@ -94,8 +95,9 @@ def alertmanager(tmp_path: Path) -> Iterator[tuple[str, Webhook]]:
         hook.server.shutdown()
 
 
-def alert(model: str, signal: str, action: str, severity: str, now: float, **kw: object) -> AlertState:
-    return AlertState(
+def incident(model: str, signal: str, action: str, severity: str, now: float, **kw: object) -> Incident:
+    """The incident one firing alert opens (as the pipeline's tracker builds it)."""
+    a = AlertState(
         fingerprint=f"{model}-{signal}",
         alertname={"slice": "SlicewatchSliceRegression", "input": "SlicewatchInputDrift"}[signal],
         model_id=model,
@@ -117,6 +119,8 @@ def alert(model: str, signal: str, action: str, severity: str, now: float, **kw:
         fired_at=now - 15,
         **kw,  # type: ignore[arg-type]
     )
+    (t,) = IncidentTracker().update([Transition(a.fingerprint, "pending", "firing", now, a)], now)
+    return t.incident
 
 
 def active(url: str) -> list[dict]:
@@ -137,9 +141,9 @@ def test_push_routes_pages_and_tickets_inhibits_and_expires(alertmanager: tuple[
     now = time.time()
     sink = AlertmanagerSink(url, ttl_s=6)
     alerts = [
-        alert("m2", "slice", "rollback", "critical", now, rollback_target="m1"),
-        alert("m2", "input", "retrain", "warning", now),  # inhibited by m2's rollback
-        alert("m3", "input", "retrain", "warning", now),
+        incident("m2", "slice", "rollback", "critical", now, rollback_target="m1"),
+        incident("m2", "input", "retrain", "warning", now),  # a ticket, inhibited by m2's paging incident
+        incident("m3", "input", "retrain", "warning", now),
     ]
     # the rollback arrives one evaluation before the tickets (Alertmanager's inhibitor learns about
     # source alerts asynchronously; with the deploy config's 30 s group_wait this never matters)
@@ -149,7 +153,7 @@ def test_push_routes_pages_and_tickets_inhibits_and_expires(alertmanager: tuple[
     assert sink.push(alerts, now) == 3
 
     listed = active(url)
-    ends = {(a["labels"]["model_id"], a["labels"]["signal"]): a["endsAt"] for a in listed}
+    ends = {(a["labels"]["model_id"], a["annotations"]["signal"]): a["endsAt"] for a in listed}
     assert len(ends) == 3
     # endsAt = now + ttl: Alertmanager resolves them itself if the monitor stops pushing
     for value in ends.values():
@@ -160,11 +164,14 @@ def test_push_routes_pages_and_tickets_inhibits_and_expires(alertmanager: tuple[
     time.sleep(1.5)  # one more group interval: an inhibited alert would have arrived by now
     page = [(a["labels"]["model_id"], a["labels"]["action"]) for a in hook.alerts("/page")]
     ticket = [
-        (a["labels"]["model_id"], a["labels"]["signal"]) for a in hook.alerts("/ticket") if a["status"] == "firing"
+        (a["labels"]["model_id"], a["annotations"]["signal"]) for a in hook.alerts("/ticket") if a["status"] == "firing"
     ]
     assert ("m2", "rollback") in page
     assert ("m3", "input") in ticket and ("m2", "input") not in ticket
-    assert hook.alerts("/page")[0]["labels"]["rollback_target"] == "m1"
+    first = hook.alerts("/page")[0]
+    assert first["labels"]["rollback_target"] == "m1" and first["labels"]["alertname"] == "SlicewatchIncident"
+    assert first["labels"]["incident_id"] == alerts[0].incident_id
+    assert first["annotations"]["runbook_url"] == "docs/runbooks/rollback.md"
 
     # stop pushing: after endsAt the alerts resolve without the monitor
     wait_until(lambda: any(a["status"] == "resolved" for a in hook.alerts("/page")), timeout_s=20)

@@ -47,7 +47,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(180)
 
 ROOT = Path(__file__).resolve().parents[1]
 VALIDATOR = Draft202012Validator(
-    json.loads((ROOT / "schemas" / "drift-event.v1.schema.json").read_text()), format_checker=FormatChecker()
+    json.loads((ROOT / "schemas" / "drift-event.v2.schema.json").read_text()), format_checker=FormatChecker()
 )
 V1, V2 = "clf@v1", "clf@v2"
 SLICE = "domain=regulatory"
@@ -58,6 +58,7 @@ LABEL_FRACTION = 0.9
 BAR = 0.85
 HISTORY = 3000  # v1 events over 25..6 minutes ago
 LIVE_RATE = 60.0  # v2 events per second of wall time
+PAGE_QUIET_S = 8.0  # after the page: several 1 s group intervals and evaluations in which nothing else may page
 TICK_S = 0.5  # v2 events are produced every TICK_S, their labels one tick later
 DEADLINE_S = 90.0  # from the first regressed event to every expected outcome
 
@@ -308,6 +309,9 @@ def test_promotion_regression_pages_and_publishes_rollback(running_monitor: E2E,
         assert not errors, [e.message for e in errors]
         assert key == V2 and event["model_id"] == V2
         assert event["state"] == "firing" and event["signal"] == "slice" and event["slice"] == SLICE
+        assert event["kind"] == "opened" and len(event["members"]) == 1  # the incident's first alert
+        # the incident opened once: every later event of v2 is a transition of the same incident
+        assert {e["incident_id"] for k, e, _, _ in found if e["model_id"] == V2} == {event["incident_id"]}
         assert event["rollback_target"] == V1
         rule = settings.alerts.rules[f"quality.{event['statistic']}"]
         assert event["value"] > event["threshold"] == rule.threshold(event["severity"])
@@ -333,57 +337,43 @@ def test_promotion_regression_pages_and_publishes_rollback(running_monitor: E2E,
         fired_at = epoch(event["fired_at"])
         assert start - 1 <= fired_at <= seen_at
 
-        # (1) Prometheus: the SlicewatchRollback rule fires for v2 on the regulatory slice
-        def rollback_alert() -> dict[str, Any] | None:
+        # (1) Prometheus scrapes the incident; its fallback rules stay silent while the push is up
+        def scraped() -> dict[str, Any] | None:
             return next(
-                (
-                    a
-                    for a in prom.alerts()
-                    if a["labels"]["alertname"] == "SlicewatchRollback"
-                    and a["state"] == "firing"
-                    and a["labels"]["model_id"] == V2
-                    and a["labels"]["slice"] == SLICE
-                ),
+                (r for r in prom.query("slicewatch_incident_state")
+                 if r["metric"].get("model_id") == V2 and r["metric"].get("routing") == "page"),
                 None,
             )
 
-        alert = wait_until(rollback_alert, DEADLINE_S - (time.time() - start), what="SlicewatchRollback firing")
-        assert alert["labels"]["severity"] == "page" and alert["labels"]["action"] == "rollback"
-        assert alert["labels"]["drift_severity"] in ("warning", "critical")
-        active_at = epoch(alert["activeAt"])
-        # SlicewatchSliceRegression (for: 1m in the deploy rules) is at least pending meanwhile
-        assert any(
-            a["labels"]["alertname"] == "SlicewatchSliceRegression" and a["labels"]["model_id"] == V2
-            for a in prom.alerts()
-        )
+        series = wait_until(scraped, DEADLINE_S - (time.time() - start), what="slicewatch_incident_state scraped")
+        assert series["metric"]["incident_id"] == event["incident_id"] and series["metric"]["action"] == "rollback"
 
-        # (2) Alertmanager pages the webhook: the Prometheus-routed rule and the monitor's direct push
-        def paged() -> tuple[float, float] | None:
-            page = [
-                (a, t)
-                for a, t in hook.alerts("/page")
-                if a["status"] == "firing"
-                and a["labels"].get("model_id") == V2
-                and a["labels"].get("action") == "rollback"
-            ]
-            via_prom = [t for a, t in page if a["labels"]["alertname"] == "SlicewatchRollback"]
-            direct = [
-                t
-                for a, t in page
-                if a["labels"].get("rollback_target") == V1 and a["labels"]["alertname"] == "SlicewatchSliceRegression"
-            ]
-            return (min(via_prom), min(direct)) if via_prom and direct else None
+        # (2) Alertmanager pages the webhook once for the incident: the monitor's push
+        def paged() -> list[Any] | None:
+            page = [d for d in hook.deliveries if d.path == "/page" and any(
+                a["status"] == "firing" and a["labels"].get("model_id") == V2 for a in d.body.get("alerts", []))]
+            return page or None
 
-        via_prom_at, direct_at = wait_until(paged, DEADLINE_S - (time.time() - start), what="page delivered")
-        assert not [a for a, _ in hook.alerts("/page") if a["labels"].get("model_id") == V1]
-        assert not [a for a, _ in hook.alerts("/ticket") if a["labels"].get("action") == "rollback"]
-
+        first_page = wait_until(paged, DEADLINE_S - (time.time() - start), what="page delivered")[0]
+        (alert,) = [a for a in first_page.body["alerts"] if a["labels"].get("model_id") == V2]
+        assert alert["labels"]["alertname"] == "SlicewatchIncident"
+        assert alert["labels"]["incident_id"] == event["incident_id"]
+        assert alert["labels"]["rollback_target"] == V1 and alert["labels"]["action"] == "rollback"
+        assert alert["annotations"]["runbook_url"].endswith("/rollback.md")
+        direct_at = first_page.received_at
+        # one more group interval (shortened to 1 s) and the fallback rules' "for": nothing else pages
+        time.sleep(PAGE_QUIET_S)
+        pages = [d for d in hook.deliveries if d.path == "/page" and any(
+            a["labels"].get("model_id") == V2 and a["status"] == "firing" for a in d.body.get("alerts", []))]
+        assert len(pages) == 1, [d.body for d in pages]
+        assert not [a for a in prom.alerts() if a["labels"]["alertname"].startswith("SlicewatchIncident")]
+        assert not [a for d in hook.deliveries if d.path == "/ticket" for a in d.body.get("alerts", [])
+                    if a["labels"].get("model_id") == V2]
+        assert not [a for d in hook.deliveries for a in d.body.get("alerts", []) if a["labels"].get("model_id") == V1]
         print(
             f"\nfirst regressed event produced -> drift event on the topic: {seen_at - start:.1f} s "
             f"(fired_at +{fired_at - start:.1f} s, Kafka timestamp +{kafka_ts - start:.1f} s); "
-            f"-> Prometheus alert active +{active_at - start:.1f} s; "
-            f"-> page at the webhook: direct push +{direct_at - start:.1f} s, "
-            f"via Prometheus +{via_prom_at - start:.1f} s"
+            f"-> page at the webhook (the one notification of the incident): +{direct_at - start:.1f} s"
         )
     except BaseException:
         print("--- prometheus log ---\n" + prom.log_tail())

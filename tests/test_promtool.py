@@ -52,12 +52,15 @@ def test_alertmanager_config_is_valid() -> None:
 @pytest.mark.parametrize(
     ("labels", "receiver"),
     [
-        (["severity=page", "model_id=m"], "page"),
-        (["severity=ticket", "model_id=m"], "ticket"),
-        (["severity=warning", "signal=input", "action=retrain", "model_id=m"], "ticket"),
-        (["severity=warning", "signal=slice", "action=rollback", "model_id=m"], "page"),
-        (["severity=critical", "signal=slice", "action=retrain", "model_id=m"], "page"),
-        (["severity=warning", "signal=slice", "action=retrain", "model_id=m"], "ticket"),
+        # monitor health from Prometheus
+        (["alertname=SlicewatchMonitorDown", "severity=page", "job=slicewatch"], "page"),
+        (["alertname=SlicewatchConsumerPaused", "severity=ticket", "job=slicewatch"], "ticket"),
+        # incidents, pushed by the monitor or (fallback) from Prometheus: the routing label decides
+        (["alertname=SlicewatchIncident", "routing=page", "action=rollback", "signal=slice", "model_id=m"], "page"),
+        (["alertname=SlicewatchIncident", "routing=page", "action=retrain", "signal=slice", "model_id=m"], "page"),
+        (["alertname=SlicewatchIncident", "routing=ticket", "action=retrain", "signal=input", "model_id=m"], "ticket"),
+        (["alertname=SlicewatchIncidentPage", "severity=page", "routing=page", "model_id=m"], "page"),
+        (["alertname=SlicewatchIncidentTicket", "severity=ticket", "routing=ticket", "model_id=m"], "ticket"),
     ],
 )
 def test_alertmanager_routes(labels: list[str], receiver: str) -> None:

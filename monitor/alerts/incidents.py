@@ -8,7 +8,8 @@ the problem is gone. The tracker is fed the alert evaluator's transitions after 
   slice, the same feature, the same promotion -- both within the promotion watch of the model's
   promotion -- or the same lineage change) and fired within ``group_s`` of the incident's latest
   member; an alert that shares the incident's promotion or lineage change joins it whenever it
-  fires while the incident is open. Otherwise it opens a new incident. Alerts of a resolved incident that fire again open a new one.
+  fires while the incident is open. Otherwise it opens a new incident. Alerts of a resolved
+  incident that fire again open a new one.
 * the **primary** member is the most telling one: quality on a protected slice outranks quality,
   which outranks output, then input (then cohort and label coverage); ties go to the more severe,
   then the earlier one.
@@ -119,6 +120,12 @@ class Incident:
         return next((m for m in self.members if m.fingerprint == fingerprint), None)
 
 
+def routing(inc: Incident) -> str:
+    """``"page"`` for an incident on-call must act on now -- a rollback, or a quality regression on
+    a protected slice -- else ``"ticket"`` (retrain, investigate). The Alertmanager routing keys on it."""
+    return "page" if inc.action == "rollback" or inc.primary.signal == "slice" else "ticket"
+
+
 @dataclass(frozen=True, slots=True)
 class IncidentTransition:
     kind: IncidentKind
@@ -165,6 +172,11 @@ class IncidentTracker:
     @property
     def open_incidents(self) -> list[Incident]:
         return [i for i in self.incidents if i.state == "open"]
+
+    def notifiable(self, now: float) -> list[Incident]:
+        """Incidents to send to Alertmanager: open ones and those resolved within ``resolved_keep_s``."""
+        return [i for i in self.incidents if i.state == "open" or
+                (i.resolved_at is not None and now - i.resolved_at <= self.resolved_keep_s)]
 
     def restore(self, incidents: Iterable[Incident]) -> None:
         for inc in incidents:

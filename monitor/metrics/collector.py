@@ -40,6 +40,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from monitor.alerts.incidents import Incident, routing
 from monitor.alerts.state import CUMULATIVE_STATISTICS, AlertState
 from monitor.snapshot import SignalValue, Snapshot
 
@@ -49,6 +50,7 @@ RESTARTING_STATISTICS = frozenset({"rank_cusum"})
 DRIFT_LABELS = ["model_id", "slice", "signal", "feature", "statistic", "window"]
 QUALITY_LABELS = ["model_id", "slice", "statistic", "window"]
 DELAY_QUANTILE = {"delay_p50": "0.5", "delay_p90": "0.9", "delay_p99": "0.99"}
+INCIDENT_LABELS = ["model_id", "incident_id", "action", "routing"]
 ALERT_LABELS = ["alertname", "model_id", "slice", "signal", "feature", "statistic", "severity", "action"]
 
 
@@ -61,6 +63,8 @@ class _View:
     overflow: int = 0
     unreferenced_events_total: int = 0
     window_seconds: float | None = None
+    incidents: tuple[Incident, ...] = ()
+    push_up: bool | None = None
 
 
 def window_label(window_s: float | None, main_s: float | None) -> str:
@@ -121,6 +125,17 @@ def _families() -> dict[str, Metric]:
             "Alert state: 1 firing, 0.5 pending, 0 resolved (while the resolution is re-sent).",
             labels=ALERT_LABELS,
         ),
+        "incident": GaugeMetricFamily(
+            "slicewatch_incident_state",
+            "Incident state: 1 open, 0 resolved (while the resolution is re-sent). routing=page for a rollback "
+            "or a protected-slice regression, else ticket. Labels stay fixed for the incident's life.",
+            labels=INCIDENT_LABELS,
+        ),
+        "push_up": GaugeMetricFamily(
+            "slicewatch_alertmanager_push_up",
+            "1 when the last direct push of incidents to Alertmanager succeeded, 0 when it failed "
+            "(absent: no push configured or none yet). Prometheus' incident rules page while it is not 1.",
+        ),
         "late": CounterMetricFamily(
             "slicewatch_late_events",
             "Events that arrived later than the allowed lateness and were not counted in a window.",
@@ -171,8 +186,10 @@ class MonitorCollector(Collector):
         ranked = sorted(activity, key=lambda m: (m not in alerting, -activity[m], m))
         return frozenset(ranked[: self.max_models])
 
-    def update(self, snapshot: Snapshot, alerts: Iterable[AlertState] | Mapping[str, AlertState]) -> None:
-        """Swap in the view of ``snapshot`` and the evaluator's alert states (called after evaluate)."""
+    def update(self, snapshot: Snapshot, alerts: Iterable[AlertState] | Mapping[str, AlertState], *,
+               incidents: Iterable[Incident] = (), push_up: bool | None = None) -> None:
+        """Swap in the view of ``snapshot``, the evaluator's alert states and the incidents (open and
+        recently resolved) after an evaluation; ``push_up``: the last Alertmanager push's outcome."""
         states = tuple(alerts.values() if isinstance(alerts, Mapping) else alerts)
         keep = self._choose(snapshot, states)
         seen = {*snapshot.models, *(v.model_id for v in snapshot.values), *(a.model_id for a in states)}
@@ -185,6 +202,8 @@ class MonitorCollector(Collector):
             overflow=len(seen - keep),
             unreferenced_events_total=snapshot.unreferenced_events_total,
             window_seconds=snapshot.window_end - snapshot.window_start,
+            incidents=tuple(i for i in incidents if i.model_id in keep),
+            push_up=push_up,
         )
 
     def describe(self) -> Iterator[Metric]:
@@ -232,6 +251,13 @@ class MonitorCollector(Collector):
                 [a.alertname, a.model_id, a.slice, a.signal, a.feature, a.statistic, a.severity, a.action],
                 STATE_VALUE[a.state],
             )
+        for inc in view.incidents:
+            f["incident"].add_metric(  # type: ignore[attr-defined]
+                [inc.model_id, inc.incident_id, inc.action, routing(inc)],
+                1.0 if inc.state == "open" else 0.0,
+            )
+        if view.push_up is not None:
+            f["push_up"].add_metric([], 1.0 if view.push_up else 0.0)  # type: ignore[attr-defined]
         f["late"].add_metric([], view.late_events_total)  # type: ignore[attr-defined]
         f["overflow"].add_metric([], view.overflow)  # type: ignore[attr-defined]
         f["unreferenced"].add_metric([], view.unreferenced_events_total)  # type: ignore[attr-defined]

@@ -1,8 +1,17 @@
-"""Direct push of alert states to Alertmanager's v2 API (``POST /api/v2/alerts``), stdlib only.
+"""Direct push of incidents to Alertmanager's v2 API (``POST /api/v2/alerts``), stdlib only.
 
-Firing alerts are sent with ``endsAt = now + ttl_s`` (a few evaluation intervals), re-sent every
+One Alertmanager alert per incident (alertname ``SlicewatchIncident``), not per statistic: the
+labels carry the ``incident_id``, the ``routing`` (``page`` for a rollback or a protected-slice
+regression, ``ticket`` otherwise; ``deploy/alertmanager/alertmanager.yml`` routes on it), the
+action and the rollback target, all fixed for the incident's life (a changed label would be a new
+Alertmanager alert, a second page); the annotations the summary, the severity, the primary
+signal and slice, the members and the ``runbook_url``. This push is the paging path; Prometheus' rules over
+``slicewatch_incident_state`` only page when the push is failing
+(``slicewatch_alertmanager_push_up == 0``) or not configured.
+
+Open incidents are sent with ``endsAt = now + ttl_s`` (a few evaluation intervals), re-sent every
 evaluation; if the monitor dies, Alertmanager resolves them by itself when ``endsAt`` passes.
-Resolved alerts are sent with ``endsAt = resolved_at`` for the resend period.
+Resolved incidents are sent with ``endsAt = resolved_at`` for the resend period.
 
 Examples
 --------
@@ -21,11 +30,15 @@ from typing import Any
 
 from monitor.alerts.drift_event import iso
 from monitor.alerts.errors import PublishError
-from monitor.alerts.state import AlertState
+from monitor.alerts.incidents import Incident, routing
+from monitor.alerts.runbooks import runbook_url
+
+ALERTNAME = "SlicewatchIncident"
 
 
 class AlertmanagerSink:
-    def __init__(self, url: str, ttl_s: float = 60.0, timeout_s: float = 5.0, generator_url: str = "") -> None:
+    def __init__(self, url: str, ttl_s: float = 60.0, timeout_s: float = 5.0, generator_url: str = "",
+                 runbook_base: str = "") -> None:
         if ttl_s <= 0:
             raise ValueError("ttl_s must be > 0")
         base = url.rstrip("/")
@@ -33,24 +46,37 @@ class AlertmanagerSink:
         self.ttl_s = ttl_s
         self.timeout_s = timeout_s
         self.generator_url = generator_url
+        self.runbook_base = runbook_base
 
-    def payload(self, alerts: Iterable[AlertState], now: float) -> list[dict[str, Any]]:
+    def payload(self, incidents: Iterable[Incident], now: float) -> list[dict[str, Any]]:
         out = []
-        for a in alerts:
-            ends = a.resolved_at if a.state == "resolved" and a.resolved_at is not None else now + self.ttl_s
-            labels = {**a.labels, "severity": a.severity, "action": a.action}
-            if a.rollback_target:
-                labels["rollback_target"] = a.rollback_target
+        for inc in incidents:
+            p = inc.primary
+            ends = inc.resolved_at if inc.state == "resolved" and inc.resolved_at is not None else now + self.ttl_s
+            # labels stay fixed for the incident's life (a changed label is a new Alertmanager alert,
+            # i.e. a second page): what changes (severity, primary member, value) is an annotation
+            labels = {
+                "alertname": ALERTNAME, "model_id": inc.model_id, "incident_id": inc.incident_id,
+                "routing": routing(inc), "action": inc.action,
+            }
+            if inc.rollback_target:
+                labels["rollback_target"] = inc.rollback_target
+            members = ", ".join(f"{m.signal}/{m.slice}/{m.feature}/{m.statistic}" for m in inc.members)
+            todo = f"roll back to {inc.rollback_target}" if inc.rollback_target else inc.action
             item: dict[str, Any] = {
                 "labels": labels,
                 "annotations": {
-                    "summary": f"{a.signal} {a.statistic} on {a.model_id} ({a.slice}) is {a.value:.4g}, "
-                    f"threshold {a.threshold:.4g}",
-                    "value": f"{a.value:.6g}",
-                    "threshold": f"{a.threshold:.6g}",
-                    "actions": ",".join(a.actions),
+                    "summary": f"{inc.model_id}: {p.signal} {p.statistic} on {p.slice} ({p.feature}) is "
+                    f"{p.value:.4g}, threshold {p.threshold:.4g}; {todo}",
+                    "members": members,
+                    "drift_severity": inc.severity,
+                    "signal": p.signal,
+                    "slice": p.slice,
+                    "actions": ",".join(inc.actions),
+                    "onset": iso(inc.onset) or "",
+                    "runbook_url": runbook_url(p.signal, inc.action, self.runbook_base),
                 },
-                "startsAt": iso(a.fired_at if a.fired_at is not None else a.active_since),
+                "startsAt": iso(inc.opened_at),
                 "endsAt": iso(ends),
             }
             if self.generator_url:
@@ -58,9 +84,9 @@ class AlertmanagerSink:
             out.append(item)
         return out
 
-    def push(self, alerts: Iterable[AlertState], now: float) -> int:
-        """POST the alerts (firing and recently resolved); returns how many were sent."""
-        body = self.payload(alerts, now)
+    def push(self, incidents: Iterable[Incident], now: float) -> int:
+        """POST the incidents (open and recently resolved); returns how many were sent."""
+        body = self.payload(incidents, now)
         if not body:
             return 0
         request = urllib.request.Request(
@@ -74,5 +100,6 @@ class AlertmanagerSink:
                 response.read()
         except (urllib.error.URLError, OSError) as e:
             status = getattr(e, "code", None)
-            raise PublishError(f"Alertmanager push failed ({type(e).__name__} {status or ''})".strip()) from e
+            reason = f"{type(e).__name__} {status or ''}".strip()
+            raise PublishError(f"Alertmanager push to {self.url} failed ({reason})") from e
         return len(body)
