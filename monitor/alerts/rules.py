@@ -119,7 +119,8 @@ def _defaults(*rules: Rule) -> dict[str, Rule]:
 
 DEFAULT_RULES: Mapping[str, Rule] = _defaults(
     Rule("input.psi", warning=0.2, critical=0.3),
-    Rule("input.p99_shift", warning=0.5, critical=1.0),
+    # a p99 rests on its top 1%: 1,000 samples put 10 of them above it (200 put 2: noise pages)
+    Rule("input.p99_shift", warning=0.5, critical=1.0, min_samples=1000),
     # the rank CUSUM of every numeric feature (and the confidence) since its last restart: a slow
     # ramp long before a window has moved. log10 of the model's e-detector over its detector count:
     # 6 = no change reaches it more often than once in 10^6 buckets of the model (1.9 years of

@@ -588,7 +588,9 @@ class DriftEngine:
         lengths = (*self.short_windows, self.window_buckets)
         labels = [AGGREGATE] + [slice_label(k, v) for k, v in window.layout.slices]
         out: list[SignalValue] = []
-        for n_buckets, t in zip(lengths, window.totals_over(now, lengths), strict=True):
+        all_totals = window.totals_over(now, lengths)
+        totals_main = all_totals[-1]
+        for n_buckets, t in zip(lengths, all_totals, strict=True):
             main = n_buckets == self.window_buckets
             builder = SignalBuilder(window.layout, profile, self.min_samples, self.alpha,
                                     window_s=n_buckets * self.bucket_seconds, tested_only=not main)
@@ -605,7 +607,8 @@ class DriftEngine:
             out.extend(builder.out)
         out.extend(self._cluster_values(model_id, labels, now))
         out = _adjusted(out, self.correction, self.window_buckets * self.bucket_seconds)
-        out.extend(self._evidence(model_id, profile, labels, now))
+        if totals_main.scalars[0][EVENTS] > 0:  # a version that left the window (rolled back) no longer speaks
+            out.extend(self._evidence(model_id, profile, labels, now))
         out.extend(self._trend_values(model_id, window, profile, now))
         out.extend(self._delay_values(model_id))
         return out

@@ -10,6 +10,10 @@ first prediction as its onset (a regression right after a promotion says rollbac
 labels arrive). State: three numbers per (model, slice). Changed labels (a second label for the
 same request) are not counted again: the test takes each prediction's first verdict.
 
+The evidence speaks while the version serves: once no prediction of it is left in the main window
+(it was rolled back or retired) its values are no longer emitted, so its alerts and incident
+resolve after their clear period.
+
 ``bar``: the configured release bar of the slice; without one, the reference's labelled accuracy
 lowered to its Wilson lower bound at ``1 - alpha`` (a finite reference's estimate above the truth
 would otherwise make a healthy model's evidence grow without end).
