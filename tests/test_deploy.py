@@ -119,3 +119,31 @@ def test_systemd_unit() -> None:
     assert service["User"] != "root"
     assert parser["Install"]["WantedBy"] == "multi-user.target"
     assert "network-online.target" in parser["Unit"]["After"]
+
+
+def test_every_runbook_link_points_at_a_page() -> None:
+    """runbook_url of every Prometheus rule and of every pushed incident names an existing page (and
+    heading, for the monitor-health anchors)."""
+    import re
+
+    from monitor.alerts.runbooks import SIGNALS, runbook_url
+
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "rules" / "slicewatch.rules.yml").read_text())
+    urls = [r["annotations"]["runbook_url"] for g in rules["groups"] for r in g["rules"]]
+    assert len(urls) == sum(len(g["rules"]) for g in rules["groups"])  # every rule has one
+    # the templated ones, expanded over the values they can take
+    expanded = []
+    for u in urls:
+        if "{{" in u:
+            expanded += ["docs/runbooks/rollback.md", "docs/runbooks/slice.md"]
+        else:
+            expanded.append(u)
+    expanded += [runbook_url(s, a) for s in SIGNALS for a in ("rollback", "retrain", "investigate")]
+    for url in expanded:
+        path, _, anchor = url.partition("#")
+        page = ROOT / path
+        assert page.is_file(), url
+        if anchor:
+            headings = {re.sub(r"[^a-z0-9-]", "", h.strip().lower().replace(" ", "-"))
+                        for h in re.findall(r"^#+ (.+)$", page.read_text(), flags=re.M)}
+            assert anchor in headings, url
