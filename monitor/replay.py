@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from monitor.alerts.drift_event import incidents_of
 from monitor.alerts.rules import Rule
 from monitor.events import EventKind, FeedbackEvent, InferenceEvent, PromotionEvent
 from monitor.ingest.decoder import DecodeFailure, decode
@@ -70,15 +71,17 @@ class ReplaySummary:
             f"{len(self.drift_events)} drift events"
             + (f"; rejected {dict(self.rejected)}" if self.rejected else "")
         )
-        table = Table(title="drift events")
-        for col in ("fired_at", "state", "model_id", "signal", "slice", "feature", "statistic", "value",
-                    "threshold", "severity", "action", "rollback_target"):
-            table.add_column(col)
-        for e in self.drift_events:
+        incidents = incidents_of(self.drift_events)
+        console.print(f"{len(incidents)} incidents")
+        table = Table(title="incidents (each as of its latest drift event)")
+        for col in ("opened", "state", "model_id", "signal", "slice", "statistic", "severity", "action",
+                    "rollback_target", "members", "events"):
+            table.add_column(col, no_wrap=col in ("model_id", "action"))
+        for i in incidents:
             table.add_row(
-                str(e.get("fired_at")), e["state"], e["model_id"], e["signal"], e["slice"], e["feature"],
-                e["statistic"], f"{e['value']:.4g}", f"{e['threshold']:.4g}", e["severity"], e["action"],
-                str(e.get("rollback_target") or ""),
+                str(i.get("fired_at")), i["state"], i["model_id"], i["signal"], i["slice"],
+                f"{i['feature']}/{i['statistic']}", i["severity"], i["action"], str(i.get("rollback_target") or ""),
+                str(len(i["members"])), str(i["events"]),
             )
         console.print(table)
         for p in self.plots:

@@ -6,8 +6,7 @@ re-published after a broker outage carries the same id and consumers can dedupli
 
 Examples
 --------
->>> from monitor.alerts.incidents import IncidentTransition
-from monitor.alerts.state import AlertState
+>>> from monitor.alerts.state import AlertState
 >>> a = AlertState("f" * 64, "SlicewatchSliceRegression", "m2", "domain=tax", "slice", "was_correct",
 ...     "accuracy_gap", "firing", "critical", 100.0, 130.0, 0.09, 0.05, 400, 0.0, 130.0,
 ...     action="rollback", actions=("rollback",), rollback_target="m1", fired_at=130.0)
@@ -19,6 +18,7 @@ from monitor.alerts.state import AlertState
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -104,3 +104,22 @@ def build_incident_event(t: IncidentTransition) -> dict[str, Any]:
         ],
     })
     return event
+
+
+def incidents_of(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The incidents v2 drift events describe, each as of its latest event (with ``kind`` the last
+    transition and ``events`` how many it had), in the order they opened. v1 events have no
+    incident: each is its own, with one member (what a summary shows either way).
+
+    >>> e = {"incident_id": "i1", "kind": "opened", "members": [{}], "fired_at": "t"}
+    >>> [(i["incident_id"], i["kind"], i["events"]) for i in incidents_of([e, {**e, "kind": "resolved"}])]
+    [('i1', 'resolved', 2)]
+    """
+    latest: dict[str, dict[str, Any]] = {}
+    counts: dict[str, int] = {}
+    for e in events:
+        key = str(e.get("incident_id") or e.get("event_id"))
+        counts[key] = counts.get(key, 0) + 1
+        members = e.get("members") or [e]
+        latest[key] = {**e, "members": members, "kind": e.get("kind") or e.get("state"), "events": counts[key]}
+    return list(latest.values())

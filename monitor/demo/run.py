@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from monitor.alerts.drift_event import incidents_of
 from monitor.demo.traffic import Incident, TrafficGenerator
 from monitor.demo.view import render
 from monitor.embedded.ports import free_port
@@ -194,8 +195,10 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
             result.drift_events.append(event)
         if not options.live:
             causes = ", ".join(f"{c['field']} {c['from']}->{c['to']}" for c in event["suspected_causes"])
+            kind = event.get("kind") or event["state"]
+            members = f" ({len(event['members'])} alerts)" if event.get("members") else ""
             console.print(
-                f"[bold]{event['state']}[/] {event['model_id']} {event['signal']} {event['slice']} "
+                f"[bold]{kind}[/]{members} {event['model_id']} {event['signal']} {event['slice']} "
                 f"{event['feature']}/{event['statistic']}={event['value']:.3f} (threshold {event['threshold']}) "
                 f"action={','.join(event['actions'])}"
                 + (f" rollback_target={event['rollback_target']}" if event["rollback_target"] else "")
@@ -291,8 +294,9 @@ def _summary(console: Console, result: DemoResult, start: float) -> None:
             d.event["rollback_target"] or "", causes,
         )
     console.print(table)
-    firing = [e for e in result.drift_events if e["state"] == "firing"]
+    incidents = incidents_of(result.drift_events)
     console.print(
-        f"{result.produced} events produced; {len(firing)} drift events fired, "
+        f"{result.produced} events produced; {len(incidents)} incidents "
+        f"({sum(len(i['members']) for i in incidents)} member alerts, {len(result.drift_events)} drift events), "
         f"{sum(1 for d in result.detections if d.detected)}/{len(result.detections)} incidents detected"
     )

@@ -12,6 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from monitor.alerts.drift_event import incidents_of
 from monitor.alerts.state import AlertState
 from monitor.snapshot import SignalValue, Snapshot
 
@@ -84,11 +85,13 @@ def render(
             f"{a.feature}/{a.statistic}", f"{a.value:.3f}", ",".join(a.actions) or a.action,
             a.rollback_target or "",
         )
-    log = Table(title="drift events (latest)", expand=True)
-    for col in ("state", "model", "signal", "slice", "statistic", "action", "rollback target", "suspected causes"):
+    log = Table(title="incidents (latest)", expand=True)
+    for col in ("state", "model", "signal", "slice", "statistic", "action", "rollback target", "members",
+                "suspected causes"):
         log.add_column(col)
-    for e in list(drift_events)[-8:]:
+    for e in incidents_of(drift_events)[-8:]:
         causes = ", ".join(f"{c['field']}: {c['from']}->{c['to']}" for c in e.get("suspected_causes", []))
         log.add_row(e["state"], e["model_id"], e["signal"], e["slice"], f"{e['feature']}/{e['statistic']}",
-                    ",".join(e.get("actions") or [e["action"]]), e.get("rollback_target") or "", causes)
+                    ",".join(e.get("actions") or [e["action"]]), e.get("rollback_target") or "",
+                    str(len(e["members"])), causes)
     return Group(Panel(Text(header)), signals, active, log)
