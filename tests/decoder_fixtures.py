@@ -25,6 +25,7 @@ SCHEMA_FILES = {
     "feedback": "feedback-event.v1.schema.json",
     "promotion": "promotion-event.v1.schema.json",
     "drift": "drift-event.v1.schema.json",
+    "drift_v2": "drift-event.v2.schema.json",
 }
 MAX_BYTES = 1 << 20
 STAGES = {"size", "json", "schema", "version"}

@@ -1,4 +1,5 @@
-"""Drift events conform to schemas/drift-event.v1.schema.json and carry stable, distinct ids."""
+"""Drift events conform to schemas/drift-event.v1.schema.json (per alert) and v2 (per incident
+transition) and carry stable, distinct ids."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
-from monitor.alerts.drift_event import build_drift_event, event_id
+from monitor.alerts.drift_event import build_drift_event, build_incident_event, event_id
+from monitor.alerts.incidents import IncidentTracker
 from monitor.alerts.rules import Rule
 from monitor.alerts.state import AlertEvaluator
 from monitor.snapshot import LineageChange, SignalValue, Snapshot
@@ -88,3 +90,44 @@ def test_invalid_event_is_rejected_by_the_schema() -> None:
     bad = {**e, "rollback_target": None}
     with pytest.raises(Exception, match="None is not of type"):
         VALIDATOR.validate(bad)
+
+
+V2 = Draft202012Validator(
+    json.loads((Path(__file__).resolve().parents[1] / "schemas" / "drift-event.v2.schema.json").read_text()),
+    format_checker=FormatChecker(),
+)
+
+
+def incident_events() -> list[dict]:
+    ev = AlertEvaluator(RULES, target_quality=lambda m, s, a, b: 0.95)
+    tracker = IncidentTracker()
+    promos = {"m2": promotion("m2", 1_763_800_000.0, "m1")}
+    out = []
+    for i, (gap, psi) in enumerate([(0.1, 0.5), (0.1, 0.0)] + [(0.0, 0.0)] * 6):  # 5 clears resolve the gap
+        t = 1_763_800_100.0 + 15 * i
+        transitions = ev.evaluate(snap(t, gap, psi), promos, t)
+        out += [build_incident_event(c) for c in tracker.update(transitions, t, states=ev.states, promotions=promos)]
+    return out
+
+
+def test_incident_events_validate_against_v2_and_name_one_incident() -> None:
+    evs = incident_events()
+    for e in evs:
+        errors = sorted(V2.iter_errors(e), key=str)
+        assert not errors, [err.message for err in errors]
+    # the slice regression and the input drift share the promotion: one incident, primary = slice
+    assert len({e["incident_id"] for e in evs}) == 1
+    assert evs[0]["kind"] == "opened" and evs[-1]["kind"] == "resolved"
+    assert evs[0]["signal"] == "slice" and evs[0]["action"] == "rollback" and evs[0]["rollback_target"] == "m1"
+    assert [e["kind"] for e in evs[:2]] == ["opened", "updated"]  # the input alert joined in the same evaluation
+    assert {m["signal"] for m in evs[-1]["members"]} == {"slice", "input"}
+    assert len({e["event_id"] for e in evs}) == len(evs)
+    assert [e["event_id"] for e in incident_events()] == [e["event_id"] for e in evs]  # stable
+
+
+@pytest.mark.parametrize(
+    "change", [{"incident_id": None}, {"kind": "reopened"}, {"members": []}, {"schema_version": 1}]
+)
+def test_v2_schema_rejects(change: dict) -> None:
+    event = {**incident_events()[0], **change}
+    assert list(V2.iter_errors(event))

@@ -275,7 +275,7 @@ def test_schemas_are_valid_draft_2020_12() -> None:
         type(VALIDATORS[kind]).check_schema(schema)
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
         assert schema["$id"].endswith("/" + name)
-        assert re.fullmatch(r"[a-z]+-event\.v1\.schema\.json", name)
+        assert re.fullmatch(r"[a-z]+-event\.v[12]\.schema\.json", name)
 
 
 def test_every_property_has_a_description() -> None:
@@ -459,12 +459,12 @@ def test_demo_traffic_obeys_the_contract() -> None:
 
 
 def test_readme_examples_are_valid() -> None:
-    """The four examples in schemas/README.md, in order: inference, feedback, promotion, drift."""
+    """The five examples in schemas/README.md, in order: inference, feedback, promotion, drift v2, drift v1."""
     text = (Path(__file__).resolve().parent.parent / "schemas" / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```json\n(.*?)```", text, flags=re.DOTALL)
-    assert len(blocks) == 4
-    for kind, block in zip(("inference", "feedback", "promotion", "drift"), blocks, strict=True):
+    assert len(blocks) == 5
+    for kind, block in zip(("inference", "feedback", "promotion", "drift_v2", "drift"), blocks, strict=True):
         raw = block.encode()
         assert schema_accepts(kind, raw), kind
-        if kind != "drift":
+        if not kind.startswith("drift"):
             assert decoder_accepts(kind, raw), kind  # type: ignore[arg-type]
