@@ -163,18 +163,24 @@ def save_alert_states(engine: Engine, states: Iterable[AlertState], transitions:
     for t in transitions:
         if t.to_state == "inactive":
             rows.setdefault(t.fingerprint, _row(t.alert))
+    return upsert(engine, drift_alert, "fingerprint", list(rows.values()), "saving alert states")
+
+
+def upsert(engine: Engine, table: Table, key: str, rows: list[dict[str, Any]], what: str) -> int:
+    """Insert ``rows`` into ``table``, replacing every other column of a row whose ``key`` exists,
+    in one transaction; returns the number of rows written. ``what`` names the operation in errors."""
     if not rows:
         return 0
-    stmt = _insert(engine, drift_alert)
+    stmt = _insert(engine, table)
     stmt = stmt.on_conflict_do_update(
-        index_elements=[drift_alert.c.fingerprint],
-        set_={c.name: stmt.excluded[c.name] for c in drift_alert.columns if c.name != "fingerprint"},
+        index_elements=[table.c[key]],
+        set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name != key},
     )
     try:
         with engine.begin() as conn:
-            conn.execute(stmt, list(rows.values()))
+            conn.execute(stmt, rows)
     except DBAPIError as e:
-        raise _wrap("saving alert states", e) from e
+        raise _wrap(what, e) from e
     return len(rows)
 
 

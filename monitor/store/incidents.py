@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, fields, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Column, DateTime, Engine, Index, String, Table, and_, or_, select
@@ -15,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from monitor.alerts.incidents import Incident, Member
 from monitor.alerts.state import AlertState
 from monitor.snapshot import LineageChange
-from monitor.store.alerts import _insert, _wrap
+from monitor.store.alerts import _dt, _wrap, upsert
 from monitor.store.base import JSONType, metadata
 
 TZ = DateTime(timezone=True)
@@ -32,10 +31,6 @@ drift_incident = Table(
     Column("document", JSONType, nullable=False),
     Index("ix_drift_incident_state", "state"),
 )
-
-
-def _dt(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
 
 
 def _causes(changes: Iterable[LineageChange]) -> list[dict[str, Any]]:
@@ -89,19 +84,7 @@ def save_incidents(engine: Engine, incidents: Iterable[Incident]) -> int:
          "resolved_at": _dt(i.resolved_at), "updated_at": _dt(i.updated_at), "document": incident_document(i)}
         for i in incidents
     ]
-    if not rows:
-        return 0
-    stmt = _insert(engine, drift_incident)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[drift_incident.c.incident_id],
-        set_={c.name: stmt.excluded[c.name] for c in drift_incident.columns if c.name != "incident_id"},
-    )
-    try:
-        with engine.begin() as conn:
-            conn.execute(stmt, rows)
-    except DBAPIError as e:
-        raise _wrap("saving incidents", e) from e
-    return len(rows)
+    return upsert(engine, drift_incident, "incident_id", rows, "saving incidents")
 
 
 def load_incidents(engine: Engine, now: float, resolved_keep_s: float,
