@@ -8,6 +8,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from monitor.alerts.drift_event import incidents_of
 from monitor.app import replay as run_replay
 from monitor.config import Settings
 from monitor.demo.run import demo_config, match
@@ -53,6 +54,16 @@ def test_the_promoted_version_is_tested_against_its_rollback_targets_own_rows(re
     first = against_target[0]
     assert first["action"] == "rollback" and first["rollback_target"] == INTENT_OLD
     assert fired_epoch(first) >= gen.incidents[0].starts_at
+
+
+def test_one_incident_per_scripted_incident_and_no_other(replayed) -> None:
+    _, _, summary, gen = replayed
+    incidents = incidents_of(summary.drift_events)
+    assert sorted(i["model_id"] for i in incidents) == sorted(i.model_id for i in gen.incidents)
+    for scripted in gen.incidents:
+        (mine,) = [i for i in incidents if i["model_id"] == scripted.model_id]
+        assert mine["signal"] == scripted.signal or scripted.signal in {m["signal"] for m in mine["members"]}
+        assert scripted.action in mine["actions"]
 
 
 def test_stationary_model_raises_no_alert(replayed) -> None:
