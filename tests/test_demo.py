@@ -56,8 +56,10 @@ def test_short_demo_detects_each_incident_with_its_action(tmp_path: Path) -> Non
                           tmp_path / "feedback.jsonl", tmp_path / "promotions.jsonl", tmp_path / "replay.jsonl")
 
     def verdicts(events: list[dict]) -> set[tuple]:
-        return {(e["model_id"], e["signal"], e["slice"], e["feature"], e["statistic"], e["action"],
-                 e["rollback_target"]) for e in events if e["state"] == "firing"}
+        """Every member alert of every open incident, with its incident's action and target (the
+        primary member may differ between the two runs when members tie; the members may not)."""
+        return {(e["model_id"], m["signal"], m["slice"], m["feature"], m["statistic"], e["action"],
+                 e["rollback_target"]) for e in events if e["state"] == "firing" for m in e["members"]}
 
     live, offline = verdicts(result.drift_events), verdicts(replayed.drift_events)
     print(f"live-only {sorted(live - offline)}\nreplay-only {sorted(offline - live)}")
