@@ -138,3 +138,41 @@ def test_short_windows_are_labelled_by_their_length_beside_the_main_one() -> Non
     assert get("slicewatch_drift_statistic", {**labels, "window": "5m"}) == 0.4
     assert get("slicewatch_drift_p_value", {**labels, "window": "5m"}) == 1e-9
     assert get("slicewatch_drift_p_value", {**labels, "window": "main"}) is None
+
+
+def test_no_two_samples_share_a_label_set_with_failure_clusters_incidents_and_cusums() -> None:
+    """Per-feature quality values (two failure clusters of one slice) must not collide in the
+    quality family (it has no feature label); every exported sample has a distinct label set."""
+    from monitor.alerts.incidents import IncidentTracker
+    from monitor.alerts.state import AlertState, Transition
+
+    registry, collector = fresh()
+    values = (
+        SignalValue("m1", "all", "quality", "failure_cluster:timeout", "failure_cluster_share", 0.4, 60,
+                    p_value=1e-6, window_s=900.0),
+        SignalValue("m1", "all", "quality", "failure_cluster:refusal", "failure_cluster_share", -0.1, 60,
+                    p_value=0.9, window_s=900.0),
+        SignalValue("m1", "all", "quality", "was_correct", "accuracy", 0.9, 600, window_s=3600.0),
+        SignalValue("m1", "all", "input", "x", "rank_cusum", 7.5, 4000, window_s=1234.0),
+        SignalValue("m1", "all", "input", "y", "rank_cusum", -1.0, 4000, window_s=60.0),
+    )
+    a = AlertState("fp", "A", "m1", "all", "input", "x", "rank_cusum", "firing", "critical", NOW, NOW, 7.5, 7.0,
+                   4000, NOW - 1234, NOW, action="retrain", actions=("retrain",), fired_at=NOW)
+    (t,) = IncidentTracker().update([Transition("fp", "pending", "firing", NOW, a)], NOW)
+    collector.update(Snapshot(NOW, NOW - 3600, NOW, values), [a], incidents=[t.incident], push_up=False)
+    seen: set[tuple] = set()
+    for family in registry.collect():
+        for s in family.samples:
+            key = (s.name, tuple(sorted(s.labels.items())))
+            assert key not in seen, key
+            seen.add(key)
+    get = registry.get_sample_value
+    cluster = {"model_id": "m1", "slice": "all", "signal": "quality", "statistic": "failure_cluster_share",
+               "window": "15m"}
+    assert get("slicewatch_drift_statistic", {**cluster, "feature": "failure_cluster:timeout"}) == 0.4
+    assert get("slicewatch_drift_statistic", {**cluster, "feature": "failure_cluster:refusal"}) == -0.1
+    cusum = {"model_id": "m1", "slice": "all", "signal": "input", "statistic": "rank_cusum", "window": "since_restart"}
+    assert get("slicewatch_drift_statistic", {**cusum, "feature": "x"}) == 7.5
+    assert get("slicewatch_incident_state", {"model_id": "m1", "incident_id": t.incident.incident_id,
+                                             "action": "retrain", "routing": "ticket"}) == 1.0
+    assert get("slicewatch_alertmanager_push_up", {}) == 0.0

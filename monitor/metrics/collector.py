@@ -50,6 +50,7 @@ RESTARTING_STATISTICS = frozenset({"rank_cusum"})
 DRIFT_LABELS = ["model_id", "slice", "signal", "feature", "statistic", "window"]
 QUALITY_LABELS = ["model_id", "slice", "statistic", "window"]
 DELAY_QUANTILE = {"delay_p50": "0.5", "delay_p90": "0.9", "delay_p99": "0.99"}
+QUALITY_FEATURES = frozenset({"was_correct", "score"})
 INCIDENT_LABELS = ["model_id", "incident_id", "action", "routing"]
 ALERT_LABELS = ["alertname", "model_id", "slice", "signal", "feature", "statistic", "severity", "action"]
 
@@ -230,7 +231,9 @@ class MonitorCollector(Collector):
                 key = (v.model_id, v.slice, v.signal)
                 samples[key] = max(samples.get(key, 0), v.sample_count)
             labels = [v.model_id, v.slice, v.signal, v.feature, v.statistic, window]
-            if v.signal == "quality":
+            # quality statistics of the correctness and score streams have their own family (no
+            # feature label); per-feature quality values (failure clusters) go with the drift ones
+            if v.signal == "quality" and v.feature in QUALITY_FEATURES:
                 quality = [v.model_id, v.slice, v.statistic, window]
                 f["quality"].add_metric(quality, v.value)  # type: ignore[attr-defined]
                 if v.baseline is not None:
