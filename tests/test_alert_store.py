@@ -170,3 +170,14 @@ def test_slice_accuracy_matches_python_oracle(engine: Engine) -> None:
     assert store.slice_accuracy(engine, "m1", "domain=nowhere", 0, 10_000) is None
     assert store.slice_accuracy(engine, "m3", "all", 0, 10_000) is None
     assert store.slice_outcomes(engine, "m3", "all", 0, 10_000) == (0, 0)
+
+
+def test_one_batch_is_published_in_its_own_order(engine: Engine) -> None:
+    """An incident opened, updated and escalated in one evaluation: the outbox hands the events on
+    in that order, whatever their ids sort to, and before the next evaluation's."""
+    batch = [{"event_id": f"{c}-{i}", "model_id": "m", "state": "firing", "kind": k}
+             for i, (c, k) in enumerate([("z", "opened"), ("a", "updated"), ("m", "escalated")])]
+    assert store.add_drift_events(engine, batch, ["inc"] * 3, 1_000.0) == 3
+    assert store.add_drift_events(engine, [{"event_id": "0-next", "model_id": "m", "state": "firing"}],
+                                  ["inc"], 1_015.0) == 1
+    assert [r[0] for r in store.unpublished_events(engine)] == ["z-0", "a-1", "m-2", "0-next"]

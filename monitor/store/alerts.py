@@ -11,7 +11,7 @@ rollback target's evidence (PostgreSQL and SQLite).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -240,7 +240,10 @@ def load_alert_states(
 def add_drift_events(engine: Engine, events: Iterable[dict[str, Any]], fingerprints: Sequence[str], now: float) -> int:
     """Store drift events in the outbox (unpublished); an ``event_id`` already stored is ignored.
 
-    ``fingerprints[i]`` is the alert fingerprint of ``events[i]``. Returns the number of new rows.
+    ``fingerprints[i]`` is the alert fingerprint (or incident id) of ``events[i]``. Returns the
+    number of new rows. The batch's order is the publication order: the i-th event is created i
+    microseconds after ``now`` (an incident opened and escalated in one evaluation is published
+    opened first; evaluations are seconds apart, so batches never interleave).
     """
     rows = [
         {
@@ -249,10 +252,10 @@ def add_drift_events(engine: Engine, events: Iterable[dict[str, Any]], fingerpri
             "model_id": e["model_id"],
             "state": e["state"],
             "payload": e,
-            "created_at": _dt(now),
+            "created_at": datetime.fromtimestamp(now, tz=UTC) + timedelta(microseconds=i),
             "published": False,
         }
-        for e, fp in zip(events, fingerprints, strict=True)
+        for i, (e, fp) in enumerate(zip(events, fingerprints, strict=True))
     ]
     if not rows:
         return 0
