@@ -22,7 +22,7 @@ def slice_label(key: str, value: str) -> str:
     return f"{key}={value}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SignalValue:
     """One statistic of one signal for one (model, slice, feature) in the current window.
 
@@ -36,6 +36,11 @@ class SignalValue:
     (the release-gate bar for quality, the reference p99 for a tail shift). ``window_s`` is the
     length of the event-time window the value is over (None: the snapshot's main window); the
     shorter windows carry only statistics with a p-value, tested and corrected with the rest.
+
+    Treat it as immutable once the evaluation that made it returned (:func:`dataclasses.replace`
+    for a changed copy). It is not a frozen dataclass because an evaluation makes thousands and a
+    frozen one costs six times as much to construct; the engine sets ``p_value_adjusted`` on the
+    values it has just made, before anyone else sees them.
     """
 
     model_id: str

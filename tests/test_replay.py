@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import jsonschema
@@ -106,3 +107,36 @@ def test_bad_lines_are_counted_not_fatal(tmp_path: Path) -> None:
     summary = run_replay(DEMO, inf, None, None, tmp_path / "o.jsonl")
     assert sum(summary.rejected.values()) == 2
     assert summary.drift_events == []
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "replay_drift_events.jsonl"
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal, floats to 1e-9 relative (the vectorized statistics sum in another order)."""
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, int | float) and isinstance(b, int | float) and math.isclose(a, b, rel_tol=1e-9,
+                                                                                             abs_tol=1e-12)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def test_drift_events_equal_those_of_the_evaluation_before_issue_12(tmp_path: Path) -> None:
+    """The fixture holds the drift events the per-feature, sum-every-bucket evaluation gave on this
+    stream (``scripts/replay_fingerprint.py OUT --minutes 180 --rate 3`` at 6eb95d0): the
+    vectorized statistics, running window totals and skipped unchanged models give the same events,
+    in the same order, values equal to 1e-9."""
+    inf, fb, pr, _ = write_traffic(tmp_path / "in", minutes=180, rate=3)
+    settings = Settings.model_validate({"stats": {"protected_slices": {"language": ["es", "ja"],
+                                                                       "domain": ["regulatory"]}}})
+    run_replay(settings, inf, fb, pr, tmp_path / "out.jsonl")
+    got = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    want = [json.loads(line) for line in FIXTURE.read_text().splitlines()]
+    assert len(want) == 10
+    assert [(e["kind"], e["model_id"], e["statistic"], e["severity"]) for e in got] == \
+        [(e["kind"], e["model_id"], e["statistic"], e["severity"]) for e in want]
+    for g, w in zip(got, want, strict=True):
+        assert _same(g, w), f"{g}\n!=\n{w}"

@@ -2,6 +2,8 @@
 
 * ``ModelWindow.totals_over`` equals an independent count of the events whose bucket lies in each
   window (numpy on the raw times), for random streams and lengths (hypothesis);
+* its running totals (moved as buckets enter and leave, issue 12) equal a plain sum of the held
+  buckets after any sequence of batches, labels, clock moves (forward, by jumps, backwards) and reads;
 * the engine's short windows carry only tested statistics, corrected with the main window (one
   family per signal at alpha / families; a feature's distribution statistics count as one hypothesis);
 * an abrupt input shift is found by the 5-minute window within minutes, long before the main one;
@@ -60,6 +62,41 @@ def test_totals_over_equal_an_independent_count_per_window(events, lengths, now)
         want = [int(np.sum(xs < 0.0)), int(np.sum((xs >= 0.0) & (xs <= 1.0))), int(np.sum(xs > 1.0)), 0]
         assert total.hist[0][LAYOUT.block(0)].tolist() == want
         assert (total.start, total.end) == ((cur - n + 1) * 60.0, (cur + 1) * 60.0)
+
+
+def plain_sums(w: ModelWindow, now: float, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The window's counts summed from its held buckets, without its running totals."""
+    cur = int(np.floor(now / w.bucket_seconds))
+    s = w.layout.n_slices
+    slots = np.flatnonzero((w.slot_bucket > cur - n) & (w.slot_bucket <= cur))
+    rows = (slots[:, None] * s + np.arange(s)).ravel()
+    return tuple(a[rows].reshape(slots.size, s, a.shape[1]).sum(axis=0) for a in (w.hist, w.sketch, w.scalars))
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.tuples(
+    st.sampled_from(["batch", "labels", "read", "jump"]),
+    st.lists(st.tuples(st.floats(-700, 700), st.floats(-2, 3)), max_size=30),
+    st.floats(-50, 400),
+), min_size=1, max_size=40), st.lists(st.integers(1, 12), min_size=1, max_size=3, unique=True))
+def test_running_totals_equal_a_plain_sum_after_any_sequence(steps, lengths):
+    from monitor.records import Label, LabelChange
+
+    w = ModelWindow(LAYOUT, 60.0, 12, 1e9, future_buckets=3)
+    clock = 10_000.0
+    for op, events, move in steps:
+        clock += move * (20 if op == "jump" else 1)
+        if op == "batch" and events:
+            w.observe(columns([clock + dt for dt, _ in events], [x for _, x in events]), arrival=clock)
+        elif op == "labels" and events:
+            w.observe_labels([LabelChange(f"r{i}", "m", clock + dt, {}, {"x": x}, None,
+                                          Label(x > 0.5, None, "human", clock))
+                              for i, (dt, x) in enumerate(events)])
+        got = w.totals_over(clock, lengths)
+        for n, t in zip(lengths, got, strict=True):
+            hist, sketch, scalars = plain_sums(w, clock, n)
+            assert t.hist.tolist() == hist.tolist() and t.scalars.tolist() == scalars.tolist()
+            assert t.sketch.tolist() == sketch.tolist()
 
 
 def engine(**kw) -> DriftEngine:

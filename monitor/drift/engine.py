@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -41,6 +40,7 @@ from monitor.drift.canary import canary_values
 from monitor.drift.evidence import OutcomeTally, bar_evidence, reference_bar, target_evidence
 from monitor.drift.signals import (
     DISTRIBUTION_STATISTICS,
+    ReferenceRows,
     SignalBuilder,
     SliceView,
     cohort_signals,
@@ -129,6 +129,9 @@ class DriftEngine:
         self._cohort_windows: dict[str, ModelWindow] = {}  # member id -> window on its base's layout
         self._buffers: dict[str, tuple[EventColumns, list[LabelChange]]] = {}
         self._adwin: dict[tuple[str, str], CorrectnessDrop] = {}
+        self._references: dict[str, ReferenceRows] = {}  # reference rows per model, rebuilt when its profile changes
+        # per model: the window-derived values of its last evaluation and what they were computed from
+        self._evaluated: dict[str, tuple[tuple[object, ...], list[SignalValue]]] = {}
         self._tallies: dict[tuple[str, str], OutcomeTally] = {}
         self._delays: dict[tuple[str, str], DelayHistogram] = {}  # (model, label source)
         self._trends: dict[str, TrendTracker] = {}  # rank CUSUMs, made at the first evaluation
@@ -509,6 +512,8 @@ class DriftEngine:
                 self._late_dropped_models += w.late_events
             self._cohort_windows.pop(m, None)
             self._trends.pop(m, None)
+            self._references.pop(m, None)
+            self._evaluated.pop(m, None)
             self._buffers.pop(m, None)
             for key in [k for k in self._adwin if k[0] == m]:
                 del self._adwin[key]
@@ -585,33 +590,59 @@ class DriftEngine:
     def _evaluate_model(self, model_id: str, now: float, start: float, end: float) -> list[SignalValue]:
         window = self._windows[model_id]
         profile = self._profiles[model_id]
+        out = self._window_values(model_id, window, profile, now, start, end)
+        if window.event_count(now) > 0:  # a version that left the window (rolled back) no longer speaks
+            out.extend(self._evidence(model_id, profile, self._labels(window), now))
+        out.extend(self._trend_values(model_id, window, profile, now))
+        out.extend(self._delay_values(model_id))
+        return out
+
+    @staticmethod
+    def _labels(window: ModelWindow) -> list[str]:
+        return [AGGREGATE] + [slice_label(k, v) for k, v in window.layout.slices]
+
+    def _window_values(
+        self, model_id: str, window: ModelWindow, profile: ReferenceProfile, now: float, start: float, end: float
+    ) -> list[SignalValue]:
+        """Every window length's signal values and the failure-cluster shares, corrected together.
+        They depend on the window's counts, its ADWIN detectors and cluster shares (all changed only
+        with a batch handed to the window: its ``version``), the reference and the current bucket;
+        a model with none of these changed since its last evaluation gets the same values again
+        without computing them (an idle model costs nothing)."""
+        key = (window, window.version, profile, math.floor(now / self.bucket_seconds))
+        held = self._evaluated.get(model_id)
+        if held is not None and held[0][0] is window and held[0][2] is profile and held[0][1::2] == key[1::2]:
+            return list(held[1])
         lengths = (*self.short_windows, self.window_buckets)
-        labels = [AGGREGATE] + [slice_label(k, v) for k, v in window.layout.slices]
+        labels = self._labels(window)
         out: list[SignalValue] = []
         all_totals = window.totals_over(now, lengths)
-        totals_main = all_totals[-1]
+        references = self._references.get(model_id)
+        if references is None or not references.fits(window.layout, profile):
+            references = self._references[model_id] = ReferenceRows(window.layout, profile)
+        bars = [resolve_bar(self.quality_bars, model_id, label, profile.slices.get(label), profile.labelled)
+                for label in labels]
         for n_buckets, t in zip(lengths, all_totals, strict=True):
             main = n_buckets == self.window_buckets
             builder = SignalBuilder(window.layout, profile, self.min_samples, self.alpha,
                                     window_s=n_buckets * self.bucket_seconds, tested_only=not main)
+            views, view_bars, adwins = [], [], []
+            events = t.scalars[:, EVENTS].tolist()
             for s, label in enumerate(labels):
-                if t.scalars[s][0] == 0:
+                if events[s] == 0:
                     continue
                 own = profile.slices.get(label)
                 ref = own if own is not None and (s == 0 or own.n >= self.min_samples) else profile.aggregate
-                view = SliceView(model_id, label, t.hist[s], t.sketch[s], t.scalars[s], ref, own, t.scalars[0])
-                bar, bar_counts = resolve_bar(self.quality_bars, model_id, label, own, profile.labelled)
+                views.append(SliceView(model_id, label, t.hist[s], t.sketch[s], t.scalars[s], ref, own, t.scalars[0]))
+                view_bars.append(bars[s])
                 det = self._adwin.get((model_id, label)) if main else None
-                adwin = (det.drop_within(start, end), det.estimate, det.n_seen) if det is not None else None
-                builder.slice_signals(view, bar, adwin, bar_counts)
+                adwins.append((det.drop_within(start, end), det.estimate, det.n_seen) if det is not None else None)
+            builder.window_signals(views, view_bars, adwins, references)
             out.extend(builder.out)
         out.extend(self._cluster_values(model_id, labels, now))
         out = _adjusted(out, self.correction, self.window_buckets * self.bucket_seconds)
-        if totals_main.scalars[0][EVENTS] > 0:  # a version that left the window (rolled back) no longer speaks
-            out.extend(self._evidence(model_id, profile, labels, now))
-        out.extend(self._trend_values(model_id, window, profile, now))
-        out.extend(self._delay_values(model_id))
-        return out
+        self._evaluated[model_id] = (key, out)
+        return list(out)
 
     def _trend_values(
         self, model_id: str, window: ModelWindow, profile: ReferenceProfile, now: float
@@ -684,16 +715,25 @@ def _adjusted(out: list[SignalValue], correction: Correction, main_s: float) -> 
     window's false alarms per hour stay at the main window's."""
     families: dict[str, dict[tuple[object, ...], float]] = {}
     for v in out:
-        if v.p_value is not None:
-            looks = main_s / v.window_s if v.window_s else 1.0
-            families.setdefault(v.signal, {}).setdefault(_hypothesis(v), min(1.0, v.p_value * max(1.0, looks)))
+        p = v.p_value
+        if p is not None:
+            family = families.get(v.signal)
+            if family is None:
+                family = families[v.signal] = {}
+            key = _hypothesis(v)
+            if key not in family:
+                looks = main_s / v.window_s if v.window_s else 1.0
+                family[key] = min(1.0, p * max(1.0, looks))
     g = len(families)
     adjusted: dict[tuple[object, ...], float] = {}
     for first in families.values():
         keys = list(first)
         for k, p in zip(keys, adjust_p_values([first[k] for k in keys], correction), strict=True):
             adjusted[k] = min(1.0, p * g)
-    return [replace(v, p_value_adjusted=adjusted[_hypothesis(v)]) if v.p_value is not None else v for v in out]
+    for v in out:  # values this evaluation has just made (see SignalValue)
+        if v.p_value is not None:
+            v.p_value_adjusted = adjusted[_hypothesis(v)]
+    return out
 
 
 def _by_model(labels: Sequence[LabelChange]) -> dict[str, list[LabelChange]]:

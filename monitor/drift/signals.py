@@ -25,7 +25,7 @@ emits only those statistics.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,9 +34,8 @@ from scipy.special import bdtr, ndtr
 
 from monitor.records import QualityBar
 from monitor.snapshot import AGGREGATE, Signal, SignalValue
-from monitor.stats.chi_square import chi_square
+from monitor.stats.block_statistics import BlockGeometry, BlockStatistics, block_statistics
 from monitor.stats.jensen_shannon import jensen_shannon
-from monitor.stats.ks import ks_binned
 from monitor.stats.layout import (
     CONF_N,
     CONF_SUM,
@@ -55,7 +54,6 @@ from monitor.stats.layout import (
 from monitor.stats.mean_bound import mean_interval
 from monitor.stats.profile import ReferenceProfile, SliceCounts
 from monitor.stats.psi import psi
-from monitor.stats.wasserstein import wasserstein_binned
 from monitor.stats.wilson import wilson_interval
 
 DISTRIBUTION_STATISTICS = frozenset({"psi", "js", "ks", "wasserstein", "chi2", "unseen_rate"})
@@ -78,6 +76,45 @@ class SliceView:
     """The reference counts for exactly this slice (None if the reference had none)."""
     aggregate_scalars: NDArray[np.int64]
     """Scalars of the model's aggregate window (coverage baseline when the reference has none)."""
+
+
+class ReferenceRows:
+    """A model's reference counts laid out like its window's histogram rows, one row per reference
+    slice, built once per (profile, layout) and kept: the reference side of every comparison costs
+    nothing per evaluation. Also the layout's :class:`BlockGeometry`."""
+
+    def __init__(self, layout: Layout, profile: ReferenceProfile) -> None:
+        self.layout, self.profile = layout, profile
+        blocks = layout.blocks
+        nf = len(layout.features)
+        self.geometry = BlockGeometry.of(
+            [b.size for b in blocks],
+            [b.kind == "numeric" for b in layout.features] + [False, True],
+            [b.points() if b.kind == "numeric" else None for b in layout.features]
+            + [None, layout.confidence.points()],
+            [-1 if b.unseen_index is None else b.unseen_index for b in layout.features]
+            + [-1 if layout.output.unseen_index is None else layout.output.unseen_index, -1],
+        )
+        self._nf = nf
+        self._rows: dict[int, tuple[SliceCounts, NDArray[np.float64]]] = {}
+
+    def fits(self, layout: Layout, profile: ReferenceProfile) -> bool:
+        return layout is self.layout and profile is self.profile
+
+    def row(self, counts: SliceCounts) -> NDArray[np.float64]:
+        """``counts`` as one flat row (a feature the reference lacks: zeros, never compared)."""
+        held = self._rows.get(id(counts))
+        if held is not None and held[0] is counts:
+            return held[1]
+        lay = self.layout
+        parts = [counts.feature_counts(f.name) if f.name in counts.features else np.zeros(f.size, np.int64)
+                 for f in lay.features]
+        out = np.concatenate([*parts, np.asarray(counts.output), np.asarray(counts.confidence)]).astype(np.float64)
+        if out.size != self.geometry.width:
+            raise ValueError("reference counts do not fit the window's layout")
+        out.setflags(write=False)
+        self._rows[id(counts)] = (counts, out)
+        return out
 
 
 class SignalBuilder:
@@ -115,86 +152,85 @@ class SignalBuilder:
     ) -> None:
         if self.tested_only and p_value is None:
             return
-        self.out.append(
-            SignalValue(
-                v.model_id,
-                v.slice,
-                signal,
-                feature,
-                statistic,
-                float(value),
-                int(n),
-                n >= self.min_samples,
-                p_value=p_value,
-                baseline=baseline,
-                reference_id=self.profile.id,
-                reference_hash=self.profile.content_hash,
-                window_s=self.window_s,
-            )
-        )
+        self.out.append(SignalValue(  # positional: thousands per evaluation
+            v.model_id, v.slice, signal, feature, statistic, float(value), int(n), n >= self.min_samples,
+            p_value, None, baseline, self.profile.id, self.profile.content_hash, self.window_s,
+        ))
 
-    def _distribution(
+    def _distributions(self, v: SliceView, st: BlockStatistics, row: int, blocks: range) -> None:
+        """The statistics of ``blocks`` of ``v`` (row ``row`` of ``st``): input features, output,
+        confidence; a feature the reference lacks, or the slice's own key, is skipped."""
+        lay = self.layout
+        slice_key = v.slice.partition("=")[0] if v.slice != AGGREGATE else None
+        nf = len(lay.features)
+        total, present = st.total[row].tolist(), st.present[row].tolist()
+        miss, ref_miss = st.missing_rate[row].tolist(), st.ref_missing_rate[row].tolist()
+        tested = st.tested[row].tolist()
+        psi_, js_, ks_ = st.psi[row].tolist(), st.js[row].tolist(), st.ks[row].tolist()
+        w_, chi2_, p_ = st.wasserstein[row].tolist(), st.chi2[row].tolist(), st.p_value[row].tolist()
+        unseen_ = st.unseen_rate[row].tolist()
+        emit = self._emit
+        for j in blocks:
+            spec = lay.blocks[j]
+            if j < nf:
+                if spec.name not in v.reference.features or spec.name == slice_key:
+                    continue
+                signal: Signal = "input"
+                numeric, unseen = spec.kind == "numeric", spec.unseen_index is not None
+            else:
+                signal = "output"
+                numeric, unseen = j == nf + 1, j == nf and spec.unseen_index is not None
+            name = spec.name if j < nf else ("output" if j == nf else "confidence")
+            n_total = int(total[j])
+            if n_total == 0:
+                continue
+            emit(v, signal, name, "missing_rate", miss[j], n_total, baseline=ref_miss[j])
+            emit(v, signal, name, "missing_rate_delta", abs(miss[j] - ref_miss[j]), n_total, baseline=ref_miss[j])
+            if not tested[j]:
+                continue
+            n, p = int(present[j]), p_[j]
+            emit(v, signal, name, "psi", psi_[j], n, p_value=p)
+            emit(v, signal, name, "js", js_[j], n, p_value=p)
+            if numeric:
+                emit(v, signal, name, "ks", ks_[j], n, p_value=p)
+                emit(v, signal, name, "wasserstein", w_[j], n, p_value=p)
+            else:
+                emit(v, signal, name, "chi2", chi2_[j], n, p_value=p)
+            if unseen:
+                emit(v, signal, name, "unseen_rate", unseen_[j], n, p_value=p)
+
+    def window_signals(
         self,
-        v: SliceView,
-        signal: Signal,
-        name: str,
-        spec_kind: str,
-        ref: NDArray[np.int64],
-        cur: NDArray[np.int64],
-        points: NDArray[np.float64] | None,
-        unseen: int | None,
+        views: Sequence[SliceView],
+        bars: Sequence[tuple[QualityBar, tuple[int, int] | None]],
+        adwins: Sequence[tuple[bool, float, int] | None],
+        references: ReferenceRows,
     ) -> None:
-        refv, curv = ref[:-1], cur[:-1]
-        n_total = int(cur.sum())
-        present = int(curv.sum())
-        if n_total == 0:
+        """Signal values of every slice of one window: the distribution statistics of all slices and
+        blocks at once (:func:`block_statistics`), then each slice's values in order."""
+        if not views:
             return
-        ref_total = int(ref.sum())
-        miss = cur[-1] / n_total
-        ref_miss = ref[-1] / ref_total if ref_total else 0.0
-        self._emit(v, signal, name, "missing_rate", miss, n_total, baseline=ref_miss)
-        self._emit(v, signal, name, "missing_rate_delta", abs(miss - ref_miss), n_total, baseline=ref_miss)
-        if present == 0 or refv.sum() == 0:
-            return
-        stat, p = chi_square(refv, curv)
-        self._emit(v, signal, name, "psi", psi(refv, curv), present, p_value=p)
-        self._emit(v, signal, name, "js", jensen_shannon(refv, curv), present, p_value=p)
-        if spec_kind == "numeric":
-            self._emit(v, signal, name, "ks", ks_binned(refv, curv), present, p_value=p)
-            if points is not None:
-                self._emit(v, signal, name, "wasserstein", wasserstein_binned(points, refv, curv), present, p_value=p)
-        else:
-            self._emit(v, signal, name, "chi2", stat, present, p_value=p)
-        if unseen is not None:
-            self._emit(v, signal, name, "unseen_rate", curv[unseen] / present, present, p_value=p)
+        cur = np.stack([v.hist for v in views])
+        ref = np.stack([references.row(v.reference) for v in views])
+        st = block_statistics(ref, cur, references.geometry)
+        for i, (v, (bar, bar_counts), adwin) in enumerate(zip(views, bars, adwins, strict=True)):
+            self.slice_signals(v, bar, adwin, bar_counts, st, i)
 
     def slice_signals(
         self,
         v: SliceView,
         bar: QualityBar,
         adwin: tuple[bool, float, int] | None,
-        bar_counts: tuple[int, int] | None = None,
+        bar_counts: tuple[int, int] | None,
+        st: BlockStatistics,
+        row: int,
     ) -> None:
-        """``bar_counts``: (correct, labelled) of the reference when the accuracy bar is its accuracy."""
+        """``bar_counts``: (correct, labelled) of the reference when the accuracy bar is its accuracy;
+        ``st``: the block statistics of the window, ``row`` this slice's."""
         lay = self.layout
         ref = v.reference
-        # A slice defined by an input feature holds one value of it by construction: comparing that
-        # feature with the reference (the aggregate, when the slice's own counts are too few) is no drift.
-        slice_key = v.slice.partition("=")[0] if v.slice != AGGREGATE else None
-        for j, spec in enumerate(lay.features):
-            cur = v.hist[lay.block(j)]
-            if spec.name not in ref.features or spec.name == slice_key:
-                continue
-            self._distribution(
-                v,
-                "input",
-                spec.name,
-                spec.kind,
-                ref.feature_counts(spec.name),
-                cur,
-                spec.points() if spec.kind == "numeric" else None,
-                spec.unseen_index,
-            )
+        nf = len(lay.features)
+        self._distributions(v, st, row, range(nf))
         for k, j in enumerate(() if self.tested_only else lay.sketched):
             spec = lay.features[j]
             sk = spec.sketch
@@ -218,27 +254,7 @@ class SignalBuilder:
                     n,
                     baseline=ref_p99,
                 )
-        nf = len(lay.features)
-        self._distribution(
-            v,
-            "output",
-            "output",
-            "categorical",
-            np.asarray(ref.output),
-            v.hist[lay.block(nf)],
-            None,
-            lay.output.unseen_index,
-        )
-        self._distribution(
-            v,
-            "output",
-            "confidence",
-            "numeric",
-            np.asarray(ref.confidence),
-            v.hist[lay.block(nf + 1)],
-            lay.confidence.points(),
-            None,
-        )
+        self._distributions(v, st, row, range(nf, nf + 2))
         s = v.scalars
         if s[CONF_N] > 0 and not self.tested_only:
             mean_conf = s[CONF_SUM] / FIXED_POINT / s[CONF_N]

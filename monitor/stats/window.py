@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from monitor.records import LabelChange
 from monitor.stats.columns import EventColumns, slice_membership
 from monitor.stats.contributions import label_contributions
-from monitor.stats.layout import N_SCALARS, Layout
+from monitor.stats.layout import EVENTS, N_SCALARS, Layout
 
 EMPTY = np.iinfo(np.int64).min
 
@@ -54,6 +54,34 @@ class WindowTotals:
     scalars: NDArray[np.int64]
     start: float
     end: float
+
+
+@dataclass
+class _Running:
+    """Running sums of one window length, per slice, for the window ending with bucket ``cur``."""
+
+    cur: int
+    hist: NDArray[np.int64]
+    sketch: NDArray[np.int64]
+    scalars: NDArray[np.int64]
+
+    @classmethod
+    def empty(cls, layout: Layout, cur: int) -> _Running:
+        s = layout.n_slices
+        return cls(cur, np.zeros((s, layout.hist_size), np.int64), np.zeros((s, layout.sketch_size), np.int64),
+                   np.zeros((s, N_SCALARS), np.int64))
+
+    def add_rows(self, window: ModelWindow, first: int, sign: int) -> None:
+        """Add (``sign`` 1) or subtract (-1) one slot's rows, ``first`` to ``first + slices``."""
+        rows = slice(first, first + window.layout.n_slices)
+        if sign > 0:
+            self.hist += window.hist[rows]
+            self.sketch += window.sketch[rows]
+            self.scalars += window.scalars[rows]
+        else:
+            self.hist -= window.hist[rows]
+            self.sketch -= window.sketch[rows]
+            self.scalars -= window.scalars[rows]
 
 
 class ModelWindow:
@@ -82,6 +110,20 @@ class ModelWindow:
         self.slot_bucket = np.full(w, EMPTY, dtype=np.int64)
         self.late_events = 0
         self.late_labels = 0
+        self.version = 0
+        """Counts every batch of events or label changes handed in (credited or not): a reader that
+        saw the same version at the same bucket saw the same state (see the engine's evaluation cache)."""
+        self._running: dict[int, _Running] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_running", None)  # derived: rebuilt from the buckets on the first read
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.version = int(state.get("version", 0))
+        self._running = {}
 
     @property
     def state_size(self) -> int:
@@ -122,6 +164,7 @@ class ModelWindow:
         n = len(rec)
         if n == 0:
             return 0
+        self.version += 1
         t = np.asarray(rec.served_at, dtype=np.float64)
         b = self._buckets(t)
         if arrival is None:
@@ -143,6 +186,7 @@ class ModelWindow:
             slot = int(ub % self.ring)
             if self.slot_bucket[slot] != ub:
                 s = self.layout.n_slices
+                self._leave(slot)
                 self.hist[slot * s : (slot + 1) * s] = 0
                 self.sketch[slot * s : (slot + 1) * s] = 0
                 self.scalars[slot * s : (slot + 1) * s] = 0
@@ -153,20 +197,75 @@ class ModelWindow:
         u = ucombo.size
         h = self.layout.hist_size
         keys = (inv[:, None] * h + hist_idx[rexp]).ravel()
-        self.hist[ucombo] += np.bincount(keys, minlength=u * h).reshape(u, h)
+        dh = np.bincount(keys, minlength=u * h).reshape(u, h)
+        self.hist[ucombo] += dh
+        self._enter(ucombo, "hist", dh)
         if sketch_idx.shape[1]:
             k = self.layout.sketch_size
             sk = sketch_idx[rexp]
             keys = (inv[:, None] * k + sk)[sk >= 0]
-            self.sketch[ucombo] += np.bincount(keys, minlength=u * k).reshape(u, k)
+            dk = np.bincount(keys, minlength=u * k).reshape(u, k)
+            self.sketch[ucombo] += dk
+            self._enter(ucombo, "sketch", dk)
         self._add_scalars(ucombo, inv, scal[rexp])
         return int(rows.size)
 
     def _add_scalars(self, ucombo: NDArray[np.int64], inv: NDArray[np.int64], scal: NDArray[np.int64]) -> None:
         u = ucombo.size
+        ds = np.zeros((u, N_SCALARS), dtype=np.int64)
         for c in np.flatnonzero(scal.any(axis=0)):
             # float64 weights are exact here: per-batch sums stay far below 2**53
-            self.scalars[ucombo, c] += np.rint(np.bincount(inv, weights=scal[:, c], minlength=u)).astype(np.int64)
+            ds[:, c] = np.rint(np.bincount(inv, weights=scal[:, c], minlength=u)).astype(np.int64)
+        self.scalars[ucombo] += ds
+        self._enter(ucombo, "scalars", ds)
+
+    # ---- running totals: each window length's sum, moved as buckets enter and leave
+
+    def _enter(self, combo: NDArray[np.int64], part: str, delta: NDArray[np.int64]) -> None:
+        """Counts ``delta`` just added at (slot, slice) rows ``combo``: add them to every running
+        total whose window holds their bucket."""
+        if not self._running:
+            return
+        s = self.layout.n_slices
+        bucket = self.slot_bucket[combo // s]
+        for n, run in self._running.items():
+            inside = (bucket > run.cur - n) & (bucket <= run.cur)
+            if inside.any():
+                np.add.at(getattr(run, part), combo[inside] % s, delta[inside])
+
+    def _leave(self, slot: int) -> None:
+        """Slot ``slot`` is about to be emptied for a newer bucket: take its old bucket out of every
+        running total that holds it (only a clock far behind the events gives that)."""
+        old = int(self.slot_bucket[slot])
+        if old == EMPTY:
+            return
+        s = self.layout.n_slices
+        for n, run in self._running.items():
+            if run.cur - n < old <= run.cur:
+                run.add_rows(self, slot * s, -1)
+
+    def _running_totals(self, cur: int, n: int) -> _Running:
+        """The sums of the ``n`` buckets ending with bucket ``cur``: moved from the last read (buckets
+        that left are subtracted, buckets that entered added), or summed afresh when the clock moved
+        by a whole window or more (or went back)."""
+        run = self._running.get(n)
+        if run is None or not 0 <= cur - run.cur < n:
+            run = _Running.empty(self.layout, cur)
+            for slot in np.flatnonzero((self.slot_bucket > cur - n) & (self.slot_bucket <= cur)).tolist():
+                run.add_rows(self, slot * self.layout.n_slices, 1)
+            self._running[n] = run
+            return run
+        s = self.layout.n_slices
+        for b in range(run.cur - n + 1, cur - n + 1):  # left the window
+            slot = b % self.ring
+            if self.slot_bucket[slot] == b:
+                run.add_rows(self, slot * s, -1)
+        for b in range(run.cur + 1, cur + 1):  # entered it (may already hold events stamped ahead)
+            slot = b % self.ring
+            if self.slot_bucket[slot] == b:
+                run.add_rows(self, slot * s, 1)
+        run.cur = cur
+        return run
 
     def observe_labels(self, changes: Sequence[LabelChange], member: list[NDArray[np.int64]] | None = None) -> int:
         """Retract old / add new labels in their predictions' buckets; returns how many were credited.
@@ -174,6 +273,7 @@ class ModelWindow:
         ``member``: :func:`slice_membership` of ``changes`` on this layout's slices, if already known."""
         if not changes:
             return 0
+        self.version += 1
         t, scal, slices, feats = label_contributions(changes)
         if member is not None and len(t) != len(changes):  # retractions add rows: recompute for all rows
             member = None
@@ -200,14 +300,20 @@ class ModelWindow:
         slots = slots[np.argsort(self.slot_bucket[slots], kind="stable")]
         return [(int(self.slot_bucket[k]), self.hist[k * s : (k + 1) * s]) for k in slots]
 
+    def event_count(self, now: float) -> int:
+        """Events in the (main) window ending with the bucket that holds ``now``."""
+        return int(self._running_totals(math.floor(now / self.bucket_seconds), self.window_buckets).scalars[0, EVENTS])
+
     def totals(self, now: float) -> WindowTotals:
         """Sum the buckets of the window ending with the bucket that holds ``now``."""
         return self.totals_over(now, (self.window_buckets,))[0]
 
     def totals_over(self, now: float, lengths: Sequence[int]) -> list[WindowTotals]:
         """The totals of several windows ending with the bucket that holds ``now``, ``lengths``
-        buckets long (each at most :attr:`window_buckets`), from the same buckets in one pass: the
-        held buckets newest first, summed cumulatively, read at each length. No copy of the data.
+        buckets long (each at most :attr:`window_buckets`), from the same buckets (no copy of the
+        data). Each length keeps running sums: a read subtracts the buckets that left the window
+        since the last read and adds those that entered, and :meth:`observe` adds new counts to the
+        sums whose window holds their bucket, so a read costs the buckets that moved, not the window.
 
         >>> from monitor.stats.bins import FeatureSpec
         >>> lay = Layout((FeatureSpec.numeric("x", [0.0]),), FeatureSpec.categorical("output", ["a"]),
@@ -223,24 +329,10 @@ class ModelWindow:
         if any(not 1 <= n <= self.window_buckets for n in lengths):
             raise ValueError(f"window lengths must be within 1..{self.window_buckets} buckets")
         cur = math.floor(now / self.bucket_seconds)
-        longest, s = max(lengths), self.layout.n_slices
-        live = (self.slot_bucket > cur - longest) & (self.slot_bucket <= cur)
-        slots = np.flatnonzero(live)
-        age = cur - self.slot_bucket[slots]  # 0 = the bucket holding now
-        order = np.argsort(age, kind="stable")
-        slots, age = slots[order], age[order]
-        rows = (slots[:, None] * s + np.arange(s)).ravel()
-        # how many of the held slots (newest first) each window covers
-        upto = np.searchsorted(age, np.asarray(lengths), side="left")
-
-        def totals(a: NDArray[np.int64]) -> list[NDArray[np.int64]]:
-            per_slot = a[rows].reshape(slots.size, s, a.shape[1])
-            if len(lengths) == 1:
-                return [per_slot.sum(axis=0)]
-            cum = np.concatenate([np.zeros((1, s, a.shape[1]), dtype=np.int64), np.cumsum(per_slot, axis=0)])
-            return [cum[k] for k in upto]
-
-        hist, sketch, scalars = totals(self.hist), totals(self.sketch), totals(self.scalars)
+        runs = [self._running_totals(cur, n) for n in lengths]
+        hist = [r.hist.copy() for r in runs]
+        sketch = [r.sketch.copy() for r in runs]
+        scalars = [r.scalars.copy() for r in runs]
         return [
             WindowTotals(hist[i], sketch[i], scalars[i], *window_bounds(now, self.bucket_seconds, n))
             for i, n in enumerate(lengths)
