@@ -56,9 +56,10 @@ def _usable(env: PeerEnv) -> bool:
 
 
 def _resolves(env: PeerEnv) -> bool:
-    """``pip download --no-deps`` of the top-level packages: cheap check that the index has them."""
+    """``pip download --no-deps`` of the top-level packages with the environment's own pip: a cheap
+    check that the index has them."""
     with tempfile.TemporaryDirectory() as d:
-        out = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", d, *env.packages],
+        out = subprocess.run([str(env.python), "-m", "pip", "download", "--no-deps", "-q", "-d", d, *env.packages],
                              capture_output=True, text=True, timeout=600)
     return out.returncode == 0
 
@@ -70,11 +71,11 @@ def ensure(name: str) -> Path | None:
         if _usable(env):
             return env.python
         print(f"creating {env.directory.name} with {' '.join(env.packages)} (first run only) ...", flush=True)
+        if not env.python.exists():  # a plain venv (with pip: Slicewatch's own, made by uv, has none)
+            subprocess.run([sys.executable, "-m", "venv", str(env.directory)], check=True, capture_output=True)
         if not _resolves(env):
             print(f"PEER UNAVAILABLE: {name}: pip cannot resolve {', '.join(env.packages)}; skipping it")
             return None
-        if not env.python.exists():
-            subprocess.run([sys.executable, "-m", "venv", str(env.directory)], check=True, capture_output=True)
         subprocess.run([str(env.python), "-m", "pip", "install", "-q", *env.packages], check=True,
                        capture_output=True, timeout=3600)
     except (subprocess.SubprocessError, OSError) as e:

@@ -62,3 +62,29 @@ def test_negative_values_have_their_own_store():
     for q in (0.01, 0.5, 0.99):
         exact = np.quantile(x, q, method="lower")
         assert abs(spec.quantile(spec.counts(x), q) - exact) <= 0.01 * abs(exact) + 1e-12
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.001, 0.05), st.lists(st.floats(-1e4, 1e4, allow_nan=False), max_size=60)),
+                min_size=1, max_size=5), st.integers(1, 3))
+def test_segment_quantiles_equal_each_sketchs_own_quantiles(sketches, rows):
+    """All sketches of all rows at once (issue 12) = :meth:`SketchSpec.quantiles` one at a time,
+    which numpy's ``method="lower"`` checks above; empty sketches included."""
+    from monitor.stats.sketch import segment_quantiles
+
+    qs = (0.5, 0.95, 0.99)
+    specs = [SketchSpec(acc, -40, 40, True) for acc, _ in sketches]
+    rng = np.random.default_rng(len(sketches))
+    counts = np.stack([np.concatenate([s.counts(np.asarray(v)[rng.random(len(v)) < 0.7]) for s, (_, v)
+                                       in zip(specs, sketches, strict=True)]) for _ in range(rows)])
+    sizes = np.array([s.size for s in specs])
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    points = np.concatenate([s.representatives() for s in specs])
+    n, cols = segment_quantiles(counts, starts, sizes, qs)
+    for r in range(rows):
+        for k, s in enumerate(specs):
+            own = counts[r, starts[k]:starts[k] + sizes[k]]
+            assert n[r, k] == own.sum()
+            if own.sum():
+                assert points[cols[r, k]].tolist() == s.quantiles(own, qs)
+                assert all(starts[k] <= c < starts[k] + sizes[k] for c in cols[r, k])

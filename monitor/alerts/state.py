@@ -43,6 +43,8 @@ ALERTNAMES = {
     "label_coverage": "SlicewatchLabelCoverageDrop",
     "cohort": "SlicewatchCohortImbalance",
 }
+MAX_KEYS_CACHED = 100_000
+"""Fingerprints kept for reuse (rule-bearing values are O(models x slices x features))."""
 LABEL_NAMES = ("alertname", "model_id", "slice", "signal", "feature", "statistic")
 
 
@@ -156,6 +158,9 @@ class AlertEvaluator:
         self.alpha = alpha
         self.target_quality = target_quality
         self._states: dict[str, AlertState] = {}
+        # (model, slice, signal, feature, statistic) -> (fingerprint, labels): a sha256 over JSON per
+        # value and evaluation was a third of the evaluation's cost; bounded, cleared when full
+        self._keys: dict[tuple[str, str, str, str, str], tuple[str, dict[str, str]]] = {}
 
     @property
     def states(self) -> Mapping[str, AlertState]:
@@ -198,22 +203,29 @@ class AlertEvaluator:
         # one alert per (model, slice, signal, feature, statistic), whatever the windows: the
         # verdict of each window with enough samples; the most severe one speaks for the alert
         candidates: dict[str, tuple[dict[str, str], Rule, list[tuple[SignalValue, Severity | None]]]] = {}
+        rules, keys = self.rules, self._keys
         for v in snapshot.values:
-            rule = self.rules.get(f"{v.signal}.{v.statistic}")
+            rule = rules.get(f"{v.signal}.{v.statistic}")
             if rule is None:
                 continue
-            signal = alert_signal(v)
-            labels = {
-                "alertname": ALERTNAMES.get(signal, "SlicewatchDrift"),
-                "model_id": v.model_id,
-                "slice": v.slice,
-                "signal": signal,
-                "feature": v.feature,
-                "statistic": v.statistic,
-            }
-            fp = fingerprint(labels)
+            key = (v.model_id, v.slice, v.signal, v.feature, v.statistic)
+            known = keys.get(key)
+            if known is None:
+                if len(keys) >= MAX_KEYS_CACHED:
+                    keys.clear()
+                signal = alert_signal(v)
+                labels = {
+                    "alertname": ALERTNAMES.get(signal, "SlicewatchDrift"),
+                    "model_id": v.model_id,
+                    "slice": v.slice,
+                    "signal": signal,
+                    "feature": v.feature,
+                    "statistic": v.statistic,
+                }
+                known = keys[key] = (fingerprint(labels), labels)
+            fp, labels = known
             seen.add(fp)
-            entry = candidates.setdefault(fp, (labels, rule, []))
+            entry = candidates.setdefault(fp, (dict(labels), rule, []))
             if v.sufficient and v.sample_count >= rule.min_samples:
                 entry[2].append((v, rule.verdict(v, self.alpha)))
         for fp, (labels, rule, verdicts) in candidates.items():

@@ -54,6 +54,7 @@ from monitor.stats.layout import (
 from monitor.stats.mean_bound import mean_interval
 from monitor.stats.profile import ReferenceProfile, SliceCounts
 from monitor.stats.psi import psi
+from monitor.stats.sketch import segment_quantiles
 from monitor.stats.wilson import wilson_interval
 
 DISTRIBUTION_STATISTICS = frozenset({"psi", "js", "ks", "wasserstein", "chi2", "unseen_rate"})
@@ -97,6 +98,25 @@ class ReferenceRows:
         )
         self._nf = nf
         self._rows: dict[int, tuple[SliceCounts, NDArray[np.float64]]] = {}
+        sketches = [layout.features[j].sketch for j in layout.sketched]
+        self.sketch_starts = np.asarray(layout.sketch_offsets, dtype=np.int64)
+        self.sketch_sizes = np.array([sk.size for sk in sketches if sk is not None], dtype=np.int64)
+        self.sketch_points = (np.concatenate([sk.representatives() for sk in sketches if sk is not None])
+                              if sketches else np.zeros(0))
+        self._p99: dict[int, tuple[SliceCounts, list[float]]] = {}
+
+    def reference_p99(self, counts: SliceCounts) -> list[float]:
+        """The reference's p99 of every sketched feature (NaN: no counts), computed once."""
+        held = self._p99.get(id(counts))
+        if held is not None and held[0] is counts:
+            return held[1]
+        out = []
+        for j in self.layout.sketched:
+            spec = self.layout.features[j]
+            assert spec.sketch is not None
+            out.append(spec.sketch.quantile(counts.sketch_counts(spec.name, spec.sketch.size), 0.99))
+        self._p99[id(counts)] = (counts, out)
+        return out
 
     def fits(self, layout: Layout, profile: ReferenceProfile) -> bool:
         return layout is self.layout and profile is self.profile
@@ -169,7 +189,10 @@ class SignalBuilder:
         psi_, js_, ks_ = st.psi[row].tolist(), st.js[row].tolist(), st.ks[row].tolist()
         w_, chi2_, p_ = st.wasserstein[row].tolist(), st.chi2[row].tolist(), st.p_value[row].tolist()
         unseen_ = st.unseen_rate[row].tolist()
-        emit = self._emit
+        add, mk = self.out.append, SignalValue
+        m, sl, rid, rhash, ws, least = v.model_id, v.slice, self.profile.id, self.profile.content_hash, \
+            self.window_s, self.min_samples
+        tested_only = self.tested_only
         for j in blocks:
             spec = lay.blocks[j]
             if j < nf:
@@ -184,20 +207,24 @@ class SignalBuilder:
             n_total = int(total[j])
             if n_total == 0:
                 continue
-            emit(v, signal, name, "missing_rate", miss[j], n_total, baseline=ref_miss[j])
-            emit(v, signal, name, "missing_rate_delta", abs(miss[j] - ref_miss[j]), n_total, baseline=ref_miss[j])
+            if not tested_only:  # positional SignalValues: thousands per evaluation (see _emit)
+                enough, b = n_total >= least, ref_miss[j]
+                add(mk(m, sl, signal, name, "missing_rate", miss[j], n_total, enough, None, None, b, rid, rhash, ws))
+                add(mk(m, sl, signal, name, "missing_rate_delta", abs(miss[j] - b), n_total, enough, None, None, b,
+                       rid, rhash, ws))
             if not tested[j]:
                 continue
             n, p = int(present[j]), p_[j]
-            emit(v, signal, name, "psi", psi_[j], n, p_value=p)
-            emit(v, signal, name, "js", js_[j], n, p_value=p)
+            enough = n >= least
+            add(mk(m, sl, signal, name, "psi", psi_[j], n, enough, p, None, None, rid, rhash, ws))
+            add(mk(m, sl, signal, name, "js", js_[j], n, enough, p, None, None, rid, rhash, ws))
             if numeric:
-                emit(v, signal, name, "ks", ks_[j], n, p_value=p)
-                emit(v, signal, name, "wasserstein", w_[j], n, p_value=p)
+                add(mk(m, sl, signal, name, "ks", ks_[j], n, enough, p, None, None, rid, rhash, ws))
+                add(mk(m, sl, signal, name, "wasserstein", w_[j], n, enough, p, None, None, rid, rhash, ws))
             else:
-                emit(v, signal, name, "chi2", chi2_[j], n, p_value=p)
+                add(mk(m, sl, signal, name, "chi2", chi2_[j], n, enough, p, None, None, rid, rhash, ws))
             if unseen:
-                emit(v, signal, name, "unseen_rate", unseen_[j], n, p_value=p)
+                add(mk(m, sl, signal, name, "unseen_rate", unseen_[j], n, enough, p, None, None, rid, rhash, ws))
 
     def window_signals(
         self,
@@ -213,48 +240,40 @@ class SignalBuilder:
         cur = np.stack([v.hist for v in views])
         ref = np.stack([references.row(v.reference) for v in views])
         st = block_statistics(ref, cur, references.geometry)
+        quantiles: tuple[list[list[int]], list[list[list[float]]]] | None = None
+        if not self.tested_only and self.layout.sketched:
+            n, cols = segment_quantiles(np.stack([v.sketch for v in views]), references.sketch_starts,
+                                        references.sketch_sizes, tuple(q for _, q in QUANTILES))
+            quantiles = n.tolist(), references.sketch_points[cols].tolist()
+        nf = len(self.layout.features)
         for i, (v, (bar, bar_counts), adwin) in enumerate(zip(views, bars, adwins, strict=True)):
-            self.slice_signals(v, bar, adwin, bar_counts, st, i)
+            # per slice, in this order: inputs, their quantiles, output and confidence, quality, coverage
+            self._distributions(v, st, i, range(nf))
+            if quantiles is not None:
+                self._quantiles(v, quantiles[0][i], quantiles[1][i], references.reference_p99(v.reference))
+            self._distributions(v, st, i, range(nf, nf + 2))
+            self._rest(v, bar, adwin, bar_counts)
 
-    def slice_signals(
-        self,
-        v: SliceView,
-        bar: QualityBar,
-        adwin: tuple[bool, float, int] | None,
-        bar_counts: tuple[int, int] | None,
-        st: BlockStatistics,
-        row: int,
-    ) -> None:
-        """``bar_counts``: (correct, labelled) of the reference when the accuracy bar is its accuracy;
-        ``st``: the block statistics of the window, ``row`` this slice's."""
+    def _quantiles(self, v: SliceView, totals: list[int], values: list[list[float]], ref_p99: list[float]) -> None:
+        """p50/p95/p99 of each sketched feature and its p99's shift from the reference's."""
         lay = self.layout
-        ref = v.reference
-        nf = len(lay.features)
-        self._distributions(v, st, row, range(nf))
-        for k, j in enumerate(() if self.tested_only else lay.sketched):
-            spec = lay.features[j]
-            sk = spec.sketch
-            assert sk is not None
-            counts = v.sketch[lay.sketch_block(k)]
-            n = int(counts.sum())
+        for k, j in enumerate(lay.sketched):
+            n = totals[k]
             if n == 0:
                 continue
-            values = sk.quantiles(counts, tuple(q for _, q in QUANTILES))
-            for (stat, _), x in zip(QUANTILES, values, strict=True):
-                self._emit(v, "input", spec.name, stat, x, n)
-            ref_p99 = sk.quantile(ref.sketch_counts(spec.name, sk.size), 0.99)
-            if np.isfinite(ref_p99):
-                p99 = values[-1]
-                self._emit(
-                    v,
-                    "input",
-                    spec.name,
-                    "p99_shift",
-                    abs(p99 - ref_p99) / max(abs(ref_p99), 1e-12),
-                    n,
-                    baseline=ref_p99,
-                )
-        self._distributions(v, st, row, range(nf, nf + 2))
+            name = lay.features[j].name
+            for (stat, _), x in zip(QUANTILES, values[k], strict=True):
+                self._emit(v, "input", name, stat, x, n)
+            if math.isfinite(ref_p99[k]):
+                self._emit(v, "input", name, "p99_shift", abs(values[k][-1] - ref_p99[k]) / max(abs(ref_p99[k]), 1e-12),
+                           n, baseline=ref_p99[k])
+
+    def _rest(
+        self, v: SliceView, bar: QualityBar, adwin: tuple[bool, float, int] | None, bar_counts: tuple[int, int] | None
+    ) -> None:
+        """Mean confidence, quality and label coverage of one slice. ``bar_counts``: (correct,
+        labelled) of the reference when the accuracy bar is its accuracy."""
+        ref = v.reference
         s = v.scalars
         if s[CONF_N] > 0 and not self.tested_only:
             mean_conf = s[CONF_SUM] / FIXED_POINT / s[CONF_N]

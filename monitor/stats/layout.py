@@ -45,8 +45,10 @@ class Layout:
     offsets: NDArray[np.int64] = field(init=False, compare=False, repr=False)
     sketched: tuple[int, ...] = field(init=False, compare=False, repr=False)
     sketch_offsets: NDArray[np.int64] = field(init=False, compare=False, repr=False)
+    _blocks: tuple[FeatureSpec, ...] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_blocks", (*self.features, self.output, self.confidence))
         object.__setattr__(self, "offsets", _starts([b.size for b in self.blocks]))
         sketched = tuple(i for i, f in enumerate(self.features) if f.sketch is not None)
         object.__setattr__(self, "sketched", sketched)
@@ -56,7 +58,11 @@ class Layout:
     @property
     def blocks(self) -> tuple[FeatureSpec, ...]:
         """Histogram blocks in order: tracked features, then output, then confidence."""
-        return (*self.features, self.output, self.confidence)
+        try:
+            return self._blocks
+        except AttributeError:  # a layout unpickled from a checkpoint written before it was kept
+            object.__setattr__(self, "_blocks", (*self.features, self.output, self.confidence))
+            return self._blocks
 
     @property
     def hist_size(self) -> int:

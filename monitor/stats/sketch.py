@@ -157,3 +157,32 @@ def _representatives(spec: SketchSpec) -> NDArray[np.float64]:
     out = np.concatenate(parts)
     out.setflags(write=False)
     return out
+
+
+def segment_quantiles(
+    counts: NDArray[np.int64], starts: NDArray[np.int64], sizes: NDArray[np.int64], qs: Sequence[float]
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """:meth:`SketchSpec.quantiles` of every sketch of every row at once: ``counts`` is ``(rows,
+    width)``, the sketches side by side (``starts``, ``sizes``). Returns the totals ``(rows,
+    sketches)`` and the column of each quantile's counter ``(rows, sketches, len(qs))`` (read the
+    value from the concatenated representatives; meaningless where the total is 0).
+
+    >>> spec = SketchSpec(0.01, -5, 5, False)
+    >>> c = spec.counts(np.array([1.0, 2.0, 3.0, 50.0]))
+    >>> n, col = segment_quantiles(c[None, :], np.array([0]), np.array([spec.size]), (0.5, 0.99))
+    >>> [float(spec.representatives()[i]) for i in col[0, 0]] == spec.quantiles(c, (0.5, 0.99))
+    True
+    """
+    c = np.asarray(counts, dtype=np.int64)
+    rows, k = c.shape[0], len(sizes)
+    if k == 0:
+        return np.zeros((rows, 0), np.int64), np.zeros((rows, 0, len(qs)), np.int64)
+    cum = np.cumsum(c, axis=1)  # non-decreasing along the whole row, across the sketches
+    base = np.where(starts > 0, cum[:, np.maximum(starts - 1, 0)], 0)
+    n = np.add.reduceat(c, starts, axis=1)
+    ranks = np.floor(np.asarray(qs, dtype=np.float64)[None, None, :] * (n[:, :, None] - 1)).astype(np.int64)
+    # searchsorted(local cumulative counts, rank, side="right") within a sketch is the first counter
+    # whose row-wide cumulative count exceeds base + rank: it lies inside that sketch (rank < n)
+    targets = base[:, :, None] + ranks
+    idx = np.stack([np.searchsorted(cum[r], targets[r].ravel(), side="right") for r in range(rows)])
+    return n, idx.reshape(rows, k, len(qs))

@@ -228,10 +228,17 @@ class ModelWindow:
             return
         s = self.layout.n_slices
         bucket = self.slot_bucket[combo // s]
+        sidx = combo % s
         for n, run in self._running.items():
             inside = (bucket > run.cur - n) & (bucket <= run.cur)
-            if inside.any():
-                np.add.at(getattr(run, part), combo[inside] % s, delta[inside])
+            if not inside.any():
+                continue
+            target = getattr(run, part)
+            if inside.all() and np.unique(sidx).size == sidx.size:  # one bucket: each slice once
+                target[sidx] += delta
+                continue
+            for j in np.unique(sidx[inside]).tolist():  # a few slices: no np.add.at (slow)
+                target[j] += delta[inside & (sidx == j)].sum(axis=0)
 
     def _leave(self, slot: int) -> None:
         """Slot ``slot`` is about to be emptied for a newer bucket: take its old bucket out of every
