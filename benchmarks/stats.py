@@ -26,20 +26,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import polars as pl
 
 from monitor.drift import DriftEngine
 from monitor.stats.columns import records_from_events
 from monitor.stats.psi import psi
-from tests.stats_fixtures import StreamSpec, make_batch, to_rows
+from tests.stats_fixtures import StreamSpec, frame_of, make_batch, to_rows
 
 BATCH = 5000
 CLOCK = time.perf_counter  # --cpu-time: time.process_time (this process's CPU time, steadier on a shared machine)
 PEERS = Path(__file__).parent / ".peers-venv"
 SLICES = {"language": ["es", "ja"], "domain": ["regulatory", "medical"]}
+FIVE_SLICES = {"language": ["es", "ja"], "domain": ["regulatory", "medical", "legal"]}
 WIDE_SLICES = {"language": ["es", "ja", "de", "fr"], "domain": ["regulatory", "medical", "general"]}
 
 EVIDENTLY_SCRIPT = r"""
@@ -89,19 +93,28 @@ def new_engine(slices: dict[str, list[str]], stream, short_windows: tuple[int, .
     return eng
 
 
-def time_observe(slices, stream, repeat: int, with_labels: bool) -> tuple[float, float]:
-    rates, gather = [], []
+def time_observe(slices, stream, repeat: int, with_labels: bool) -> tuple[float, float, float]:
+    """events/s of ``observe`` (event objects), of ``observe_frame`` (the same events as columns,
+    decoded beforehand by ``pl.read_ndjson``: the decode is the ingest benchmark's) and of gathering
+    columns from the objects alone."""
+    rates, frames_rates, gather = [], [], []
+    frames = [frame_of(ev) for ev, _ in stream[4:]]
     for _ in range(repeat):
         eng = new_engine(slices, stream)
         t = CLOCK()
         for i, (ev, lab) in enumerate(stream[4:], start=4):
             eng.observe(ev, lab if with_labels else [], 30.0 * (i + 1))
         rates.append((len(stream) - 4) * BATCH / (CLOCK() - t))
+        eng = new_engine(slices, stream)
+        t = CLOCK()
+        for i, (frame, (_, lab)) in enumerate(zip(frames, stream[4:], strict=True), start=4):
+            eng.observe_frame(frame, lab if with_labels else [], 30.0 * (i + 1))
+        frames_rates.append((len(stream) - 4) * BATCH / (CLOCK() - t))
         t = CLOCK()
         for ev, _ in stream[4:]:
             records_from_events(ev)
         gather.append((len(stream) - 4) * BATCH / (CLOCK() - t))
-    return statistics.median(rates), statistics.median(gather)
+    return statistics.median(rates), statistics.median(frames_rates), statistics.median(gather)
 
 
 def per_event_loop(stream, eng: DriftEngine, repeat: int) -> float:
@@ -135,18 +148,100 @@ def per_event_loop(stream, eng: DriftEngine, repeat: int) -> float:
 
 
 def time_evaluate(n_features: int, slices: dict[str, list[str]], repeat: int,
-                  short_windows: tuple[int, ...] = ()) -> float:
+                  short_windows: tuple[int, ...] = ()) -> tuple[float, float]:
+    """Seconds per ``evaluate()`` of one model whose window changed since the last evaluation (a
+    batch of 50 events observed before each, not timed), and of the same model unchanged."""
     stream = make_stream(n_features, 8, seed=1)
     eng = new_engine(slices, stream, short_windows)
     for i, (ev, lab) in enumerate(stream[4:], start=4):
         eng.observe(ev, lab, 30.0 * (i + 1))
     now = 30.0 * len(stream)
-    ts = []
-    for _ in range(repeat):
+    small = stream[-1][0][:50]
+    changed, unchanged = [], []
+    for _ in range(max(repeat, 10)):
+        eng.observe(small, [], now)
         t = CLOCK()
         eng.evaluate(now)
+        changed.append(CLOCK() - t)
+        t = CLOCK()
+        eng.evaluate(now)
+        unchanged.append(CLOCK() - t)
+    return statistics.median(changed), statistics.median(unchanged)
+
+
+def time_per_block(n_features: int, slices: dict[str, list[str]], repeat: int) -> float:
+    """The baseline, in the same run: what the evaluation before issue 12 computed per evaluation
+    for the same model, without making its values: the main window summed from all its buckets,
+    then one call per (slice, block) of the per-block functions (chi-square, PSI, JS, and KS plus
+    Wasserstein or the chi-square statistic). A lower bound of that code's cost."""
+    from monitor.stats.chi_square import chi_square
+    from monitor.stats.jensen_shannon import jensen_shannon
+    from monitor.stats.ks import ks_binned
+    from monitor.stats.wasserstein import wasserstein_binned
+
+    stream = make_stream(n_features, 8, seed=1)
+    eng = new_engine(slices, stream)
+    for i, (ev, lab) in enumerate(stream[4:], start=4):
+        eng.observe(ev, lab, 30.0 * (i + 1))
+    now = 30.0 * len(stream)
+    window = eng._windows["m1"]
+    profile = eng.reference("m1")
+    assert profile is not None
+    lay, s = window.layout, window.layout.n_slices
+    ts = []
+    for _ in range(max(repeat, 10)):
+        t = CLOCK()
+        cur = math.floor(now / window.bucket_seconds)
+        slots = np.flatnonzero((window.slot_bucket > cur - window.window_buckets) & (window.slot_bucket <= cur))
+        rows = (slots[:, None] * s + np.arange(s)).ravel()
+        hist = window.hist[rows].reshape(slots.size, s, -1).sum(axis=0)
+        window.sketch[rows].reshape(slots.size, s, -1).sum(axis=0)
+        for k in range(s):
+            for j, spec in enumerate(lay.blocks):
+                blk = lay.block(j)
+                agg = profile.aggregate
+                ref = (agg.feature_counts(spec.name) if j < len(lay.features)
+                       else np.asarray(agg.output if j == len(lay.features) else agg.confidence))
+                r, c = ref[:-1], hist[k][blk][:-1]
+                if r.sum() == 0 or c.sum() == 0:
+                    continue
+                chi_square(r, c)
+                psi(r, c)
+                jensen_shannon(r, c)
+                if spec.kind == "numeric":
+                    ks_binned(r, c)
+                    wasserstein_binned(spec.points(), r, c)
         ts.append(CLOCK() - t)
     return statistics.median(ts)
+
+
+def time_fleet(n_models: int, n_features: int, slices: dict[str, list[str]], cycles: int,
+               per_model: int = 50) -> tuple[float, float]:
+    """CPU seconds of ``evaluate()`` per 15 s cycle for ``n_models`` models (one reference profile
+    copied to each id), every model receiving ``per_model`` events per cycle (observe not timed);
+    and the same with one model in ten receiving events (the rest idle)."""
+    stream = make_stream(n_features, 4, seed=2)
+    ref = new_engine(slices, stream)
+    profile = ref.reference("m1")
+    assert profile is not None
+    eng = DriftEngine(bucket_seconds=60, window_buckets=60, allowed_lateness_s=600, protected_slices=slices)
+    ids = [f"model-{i:04d}" for i in range(n_models)]
+    for m in ids:
+        eng.set_reference(m, replace(profile, model_id=m))
+    events = stream[-1][0]
+    results = []
+    for share in (1, 10):
+        ts = []
+        for c in range(cycles):
+            now = 120.0 + 15.0 * c
+            batch = [msgspec.structs.replace(e, model_id=m, served_at=datetime.fromtimestamp(now - 1, UTC))
+                     for k, m in enumerate(ids) if k % share == 0 for e in events[:per_model]]
+            eng.observe(batch, [], now)
+            t = time.process_time()
+            eng.evaluate(now)
+            ts.append(time.process_time() - t)
+        results.append(statistics.median(ts[1:]) if len(ts) > 1 else ts[0])
+    return results[0], results[1]
 
 
 def ensure_peers_venv() -> Path | None:
@@ -202,9 +297,9 @@ def main() -> None:
         CLOCK = time.process_time
 
     print(f"batches of {BATCH} events, {args.batches} batches per run, median of {args.repeat} runs\n")
-    print("| features | protected slices | labels | observe() ev/s | per-event loop ev/s | observe() / loop "
-          "| gather columns only ev/s |")
-    print("|---|---|---|---|---|---|---|")
+    print("| features | protected slices | labels | observe() ev/s | observe_frame() ev/s | per-event loop ev/s "
+          "| observe() / loop | observe_frame() / loop | gather columns only ev/s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     main_stream = None
     streams: dict[int, list] = {}
     loops: dict[int, float] = {}
@@ -213,13 +308,13 @@ def main() -> None:
         if n_features not in streams:
             streams[n_features] = make_stream(n_features, args.batches)
         stream = streams[n_features]
-        rate, gather = time_observe(slices, stream, args.repeat, labels)
+        rate, frame_rate, gather = time_observe(slices, stream, args.repeat, labels)
         if n_features not in loops:  # same run, same stream: the baseline the ratio is taken against
             loops[n_features] = per_event_loop(stream, new_engine({}, stream), args.repeat)
         loop = loops[n_features]
         n_sl = sum(len(v) for v in slices.values())
-        print(f"| {n_features} | {n_sl} | {'yes' if labels else 'no'} | {rate:,.0f} | {loop:,.0f} | "
-              f"{rate / loop:.2f}x | {gather:,.0f} |", flush=True)
+        print(f"| {n_features} | {n_sl} | {'yes' if labels else 'no'} | {rate:,.0f} | {frame_rate:,.0f} | "
+              f"{loop:,.0f} | {rate / loop:.2f}x | {frame_rate / loop:.2f}x | {gather:,.0f} |", flush=True)
         if n_features == 10 and not slices:
             main_stream, main_rate = stream, rate
     assert main_stream is not None
@@ -227,14 +322,21 @@ def main() -> None:
     print(f"\nper-event Python loop (histograms + PSI only, no slices/sketches/labels): {loop_rate:,.0f} ev/s "
           f"at 10 features; observe() / loop = {main_rate / loop_rate:.2f}x")
 
-    print("\n| features | protected slices | evaluate() ms, main window | with the 5 and 15 min windows | ratio |")
-    print("|---|---|---|---|---|")
+    print("\n| features | protected slice values | evaluate() ms, changed model, main window | with the 5 and 15 min "
+          "windows | unchanged model | changed, per-block functions (before issue 12) | changed / before |")
+    print("|---|---|---|---|---|---|---|")
     for n_features in (10, 20, 50):
-        for slices in ({}, SLICES, WIDE_SLICES):
-            ms = time_evaluate(n_features, slices, args.repeat) * 1000
-            ms_short = time_evaluate(n_features, slices, args.repeat, (5, 15)) * 1000
-            print(f"| {n_features} | {sum(len(v) for v in slices.values())} | {ms:.1f} | {ms_short:.1f} | "
-                  f"{ms_short / ms:.2f}x |", flush=True)
+        for slices in ({}, FIVE_SLICES, WIDE_SLICES):
+            ms, idle = (x * 1000 for x in time_evaluate(n_features, slices, args.repeat))
+            ms_short = time_evaluate(n_features, slices, args.repeat, (5, 15))[0] * 1000
+            before = time_per_block(n_features, slices, args.repeat) * 1000
+            print(f"| {n_features} | {sum(len(v) for v in slices.values())} | {ms:.2f} | {ms_short:.2f} | "
+                  f"{idle:.2f} | {before:.2f} | {ms / before:.2f} |", flush=True)
+    n_models = 1000
+    busy, tenth = time_fleet(n_models, 20, FIVE_SLICES, max(3, args.repeat))
+    print(f"\n{n_models} models x 20 features x 5 protected slice values, main window: evaluate() per 15 s cycle "
+          f"{busy:.2f} CPU s ({busy / 15 * 100:.0f} % of a core) with events for every model, {tenth:.2f} CPU s "
+          f"({tenth / 15 * 100:.0f} %) with events for one model in ten")
 
     if args.no_evidently:
         return

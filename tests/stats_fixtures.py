@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
+import polars as pl
 
 from monitor.events import InferenceEvent, Lineage, PromotionEvent
 from monitor.records import Label, LabelChange
+from monitor.stats.event_frame import epoch_seconds
 
 LANGS = np.array(["en", "es", "ja", "de", "fr"])
 DOMAINS = np.array(["general", "regulatory", "medical"])
@@ -122,3 +126,17 @@ def promotion(model_id: str, promoted_at: float, rollback_target: str | None) ->
     """A promotion event at epoch ``promoted_at`` (as the store hands them on)."""
     return PromotionEvent(schema_version=1, model_id=model_id, rollback_target=rollback_target,
                           promoted_at=datetime.fromtimestamp(promoted_at, UTC))
+
+
+def frame_of(events: list[InferenceEvent]) -> pl.DataFrame:
+    """The events' JSON lines read by polars, ``served_at`` as epoch seconds: what a columnar decode gives."""
+    lines = []
+    for e in events:
+        d = {"model_id": e.model_id, "served_at": e.served_at.isoformat(), "output": e.output,
+             "confidence": e.confidence, "tokens_in": e.tokens_in, "input_features": dict(e.input_features),
+             "slice": dict(e.slice)}
+        if e.lineage is not None:
+            d["lineage"] = {"embedding_model": e.lineage.embedding_model}
+        lines.append(json.dumps(d))
+    df = pl.read_ndjson(io.BytesIO("\n".join(lines).encode()), infer_schema_length=None)
+    return df.with_columns(epoch_seconds(df["served_at"].str.to_datetime(time_zone="UTC")))

@@ -50,3 +50,31 @@ def test_window_only_variant_drops_exactly_the_adwin_rule():
     window_only = without_adwin_rule(base)
     assert set(base.alerts.rules) - set(window_only.alerts.rules) == {"quality.adwin_drift"}
     assert all(window_only.alerts.rules[k] == base.alerts.rules[k] for k in window_only.alerts.rules)
+
+
+def test_replay_benchmark_stream_has_its_shape_and_replays(tmp_path):
+    """``benchmarks/replay.py`` on 40 minutes: 18 input features, 5 protected slice values, half
+    labelled, the promotion at half time; the replay reads every event and evaluates at 15 s."""
+    import json
+
+    from benchmarks.replay import PROTECTED, run_slicewatch, write_stream
+
+    inf, fb, pr, events = write_stream(tmp_path, hours=40 / 60, rate_per_min=60)
+    lines = inf.read_text().splitlines()
+    first = json.loads(lines[0])
+    assert len(first["input_features"]) == 18 and sum(len(v) for v in PROTECTED.values()) == 5
+    n_feedback = len(fb.read_text().splitlines())
+    assert events == len(lines) + n_feedback and abs(n_feedback - len(lines) / 2) < len(lines) * 0.1
+    took, summary = run_slicewatch((inf, fb, pr), tmp_path / "drift.jsonl")
+    assert took > 0 and summary.events_in["inference"] == len(lines) and summary.events_in["feedback"] == n_feedback
+    assert summary.evaluations >= 40 * 4
+
+
+def test_stats_benchmark_fleet_and_evaluate_timers_run():
+    from benchmarks.stats import FIVE_SLICES, time_evaluate, time_fleet, time_per_block
+
+    changed, unchanged = time_evaluate(10, FIVE_SLICES, 2)
+    assert changed > 0 and unchanged > 0
+    assert time_per_block(10, FIVE_SLICES, 2) > 0
+    busy, tenth = time_fleet(5, 10, FIVE_SLICES, 2)
+    assert busy > 0 and tenth > 0

@@ -54,6 +54,7 @@ from monitor.snapshot import AGGREGATE, LineageChange, SignalValue, Snapshot, sl
 from monitor.stats.cluster_share import ClusterShares
 from monitor.stats.columns import EventColumns, records_from_events, records_from_rows, slice_membership
 from monitor.stats.delay_histogram import DelayHistogram
+from monitor.stats.event_frame import EventFrame, split_by_model
 from monitor.stats.layout import CORRECT_N, CORRECT_SUM, EVENTS, SOURCES, Layout
 from monitor.stats.multiple_testing import Correction, adjust_p_values
 from monitor.stats.profile import ReferenceProfile
@@ -219,13 +220,23 @@ class DriftEngine:
         """Add new inferences and label changes (as handed over by the store after a write)."""
         self._observe_records(records_from_events(inferences), labels, now, arrival=now)
 
+    def observe_frame(self, frame: pl.DataFrame, labels: Sequence[LabelChange], now: float) -> None:
+        """:meth:`observe` for a batch held as columns (one row per inference event, a ``model_id``
+        column, the rest as :class:`~monitor.stats.event_frame.EventFrame` describes): binned and
+        sketched from the columns, no Python object per event."""
+        self._observe_records(split_by_model(frame), labels, now, arrival=now)
+
     def _observe_records(
-        self, by_model: Mapping[str, EventColumns], labels: Sequence[LabelChange], now: float, arrival: float | None
+        self,
+        by_model: Mapping[str, EventColumns | EventFrame],
+        labels: Sequence[LabelChange],
+        now: float,
+        arrival: float | None,
     ) -> None:
         labels_by_model = _by_model(labels)
         limit = now + self.max_future_s
         for model_id in dict.fromkeys([*by_model, *labels_by_model]):
-            rec = by_model.get(model_id, EventColumns())
+            rec: EventColumns | EventFrame = by_model.get(model_id, EventColumns())
             if len(rec) and max(rec.served_at) > limit:
                 keep = [i for i, t in enumerate(rec.served_at) if t <= limit]
                 self.future_events_total += len(rec) - len(keep)
@@ -234,11 +245,11 @@ class DriftEngine:
             self._observe_model(model_id, rec, labels_by_model.get(model_id, []), arrival)
 
     def _observe_model(
-        self, model_id: str, rec: EventColumns, labels: list[LabelChange], arrival: float | None
+        self, model_id: str, rec: EventColumns | EventFrame, labels: list[LabelChange], arrival: float | None
     ) -> None:
         window = self._windows.get(model_id)
         if window is None:
-            self._buffer(model_id, rec, labels)
+            self._buffer(model_id, rec.to_columns() if isinstance(rec, EventFrame) else rec, labels)
             return
         window.observe(rec, arrival)
         # slice membership of the labels, computed once for the window and the ADWIN detectors
@@ -387,14 +398,17 @@ class DriftEngine:
                 tally = self._tallies.setdefault((model_id, label), OutcomeTally())
                 tally.add(int(ok[rows].sum()), int(rows.size), float(served[rows].min()))
 
-    def _track_lineage(self, model_id: str, rec: EventColumns, labels: list[LabelChange]) -> None:
+    def _track_lineage(self, model_id: str, rec: EventColumns | EventFrame, labels: list[LabelChange]) -> None:
         if len(rec):
-            distinct = [d for d in set(rec.lineage) if d is not None]
+            distinct = (rec.distinct_lineage() if isinstance(rec, EventFrame)
+                        else [d for d in set(rec.lineage) if d is not None])
             order: list[int] | None = None
             for f in LINEAGE_FIELDS:
                 seen = {_get(d, f) for d in distinct} - {None}
                 if not seen or seen == {self._lineage.last_value(model_id, f)}:
                     continue
+                if isinstance(rec, EventFrame):  # a lineage change: the rare per-event path
+                    rec = rec.to_columns()
                 if order is None:
                     order = sorted(range(len(rec)), key=rec.served_at.__getitem__)
                 values = [_get(rec.lineage[i], f) for i in order]

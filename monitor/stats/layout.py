@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 
 from monitor.stats.bins import FeatureSpec, numeric_bins, numeric_matrix, numeric_rows
 from monitor.stats.columns import TOKENS_IN, EventColumns, raw_feature_columns
+from monitor.stats.event_frame import EventFrame
 from monitor.stats.sketch import sketch_indices
 
 FIXED_POINT = 1_000_000_000
@@ -94,16 +95,25 @@ class Layout:
         )
         return x
 
-    def bin_records(self, rec: EventColumns) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    def bin_records(
+        self, rec: EventColumns | EventFrame
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
         """Flat histogram indices ``(n, blocks)``, sketch indices ``(n, sketched)`` (-1 = none) and the
         per-event scalar contributions ``(n, N_SCALARS)``.
 
         All numeric blocks (numeric features, then confidence) are converted, binned and sketched as
-        one ``(features, n)`` matrix; categorical and boolean features one column at a time."""
+        one ``(features, n)`` matrix; categorical and boolean features one column at a time. An
+        :class:`EventFrame` is read column by column, never per event."""
         n = len(rec)
         numeric = [j for j, f in enumerate(self.features) if f.kind == "numeric"]
-        raw = raw_feature_columns(rec.features, [f for f in self.features if f.kind != "numeric"], rec.tokens_in)
-        x = self._numeric_matrix(rec, [self.features[j].name for j in numeric])
+        names = [self.features[j].name for j in numeric]
+        if isinstance(rec, EventFrame):
+            x = rec.numeric(names)
+            categorical = {f.name: rec.bins(f) for f in self.features if f.kind != "numeric"}
+        else:
+            raw = raw_feature_columns(rec.features, [f for f in self.features if f.kind != "numeric"], rec.tokens_in)
+            x = self._numeric_matrix(rec, names)
+            categorical = {f.name: f.bin(raw[f.name]) for f in self.features if f.kind != "numeric"}
         nf = len(self.features)
         blocks = [*numeric, nf + 1] if self.confidence.kind == "numeric" else numeric
         hist = np.empty((n, len(self.blocks)), dtype=np.int64)
@@ -111,17 +121,19 @@ class Layout:
             hist[:, blocks] = (numeric_bins([self.blocks[j] for j in blocks], x) + self.offsets[blocks, None]).T
         else:
             hist[:, blocks] = (numeric_bins([self.blocks[j] for j in blocks], x[:-1]) + self.offsets[blocks, None]).T
-            hist[:, nf + 1] = self.confidence.bin(rec.confidence) + self.offsets[nf + 1]
+            conf = rec.frame["confidence"] if isinstance(rec, EventFrame) else rec.confidence
+            hist[:, nf + 1] = self.confidence.bin(conf) + self.offsets[nf + 1]
         for j, spec in enumerate(self.features):
             if spec.kind != "numeric":
-                hist[:, j] = spec.bin(raw[spec.name]) + self.offsets[j]
+                hist[:, j] = categorical[spec.name] + self.offsets[j]
         sketch = np.empty((n, len(self.sketched)), dtype=np.int64)
         if self.sketched:
             rows = [numeric.index(j) for j in self.sketched]
             specs = [self.features[j].sketch for j in self.sketched]
             idx = sketch_indices(specs, x[rows])  # type: ignore[arg-type]
             sketch[:] = np.where(idx >= 0, idx + self.sketch_offsets[:, None], -1).T
-        hist[:, nf] = self.output.bin(rec.outputs) + self.offsets[nf]
+        out = rec.bins(self.output, "output") if isinstance(rec, EventFrame) else self.output.bin(rec.outputs)
+        hist[:, nf] = out + self.offsets[nf]
         c = x[-1]
         scal = np.zeros((n, N_SCALARS), dtype=np.int64)
         scal[:, EVENTS] = 1

@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 from monitor.records import LabelChange
 from monitor.stats.columns import EventColumns, slice_membership
 from monitor.stats.contributions import label_contributions
+from monitor.stats.event_frame import EventFrame
 from monitor.stats.layout import EVENTS, N_SCALARS, Layout
 
 EMPTY = np.iinfo(np.int64).min
@@ -147,7 +148,7 @@ class ModelWindow:
         if self.layout.slices:
             if member is None:
                 member = slice_membership(slices, feats, self.layout.slices)
-            keep = np.zeros(len(slices), dtype=bool)
+            keep = np.zeros(b.size, dtype=bool)
             keep[rows] = True
             for j, m in enumerate(member, start=1):
                 m = m[keep[m]]
@@ -157,7 +158,7 @@ class ModelWindow:
         combo = (b[rexp] % self.ring) * self.layout.n_slices + np.concatenate(sidx)
         return rexp, combo
 
-    def observe(self, rec: EventColumns, arrival: float | None = None) -> int:
+    def observe(self, rec: EventColumns | EventFrame, arrival: float | None = None) -> int:
         """Add a batch of this model's events that arrived at ``arrival``; returns how many were
         accepted. ``arrival=None``: rows already checked against their own arrival (a rebuild,
         which must pass them in ``served_at`` order)."""
@@ -192,7 +193,10 @@ class ModelWindow:
                 self.scalars[slot * s : (slot + 1) * s] = 0
                 self.slot_bucket[slot] = ub
         hist_idx, sketch_idx, scal = self.layout.bin_records(rec)
-        rexp, combo = self._expand(rows, b, rec.slices, rec.features)
+        if isinstance(rec, EventFrame):
+            rexp, combo = self._expand(rows, b, (), (), rec.membership(self.layout.slices))
+        else:
+            rexp, combo = self._expand(rows, b, rec.slices, rec.features)
         ucombo, inv = np.unique(combo, return_inverse=True)
         u = ucombo.size
         h = self.layout.hist_size
