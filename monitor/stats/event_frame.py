@@ -41,34 +41,34 @@ from monitor.stats.columns import TOKENS_IN, EventColumns
 _STRINGABLE = (pl.String, pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64)
 
 
-def _struct_field(frame: pl.DataFrame, struct: str, name: str) -> pl.Series | None:
-    if struct not in frame.columns:
-        return None
-    col = frame[struct]
-    if not isinstance(col.dtype, pl.Struct) or name not in [f.name for f in col.dtype.fields]:
-        return None
-    return col.struct.field(name)
+def _is_text_like(dtype: pl.DataType) -> bool:
+    """Columns whose text polars writes as ``stringify`` does: strings, integers, booleans, nulls."""
+    return dtype in (pl.String, pl.Boolean, pl.Null) or any(dtype == t for t in _STRINGABLE)
 
 
-def as_strings(values: pl.Series) -> tuple[pl.Series | None, list[Any] | None]:
-    """:func:`~monitor.stats.bins.stringify` of a column: as a String column where polars gives
-    the same text (strings, integers, booleans), else the Python values (the caller stringifies)."""
-    dtype = values.dtype
+def _as_text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """:func:`~monitor.stats.bins.stringify` as an expression (for :func:`_is_text_like` dtypes)."""
     if dtype == pl.Boolean:
-        return values.replace_strict({True: "true", False: "false"}, return_dtype=pl.String), None
+        return pl.when(expr.is_null()).then(pl.lit(None, pl.String)).when(expr).then(pl.lit("true")) \
+            .otherwise(pl.lit("false"))
     if dtype == pl.Null:
-        return pl.Series(values.name, [None] * len(values), dtype=pl.String), None
-    if any(dtype == t for t in _STRINGABLE):
-        return values.cast(pl.String), None
-    return None, values.to_list()
+        return pl.lit(None, pl.String)
+    return expr.cast(pl.String)
 
 
 class EventFrame:
-    """One model's events as columns (see the module docstring)."""
+    """One model's events as columns (see the module docstring). Each read builds polars
+    expressions for all the columns it needs and evaluates them in one ``select``."""
 
     def __init__(self, frame: pl.DataFrame) -> None:
         self.frame = frame
         self._served: NDArray[np.float64] | None = None
+        schema = frame.schema
+        self._top: dict[str, Any] = dict(schema)
+        self._fields: dict[str, dict[str, Any]] = {}
+        for struct in ("input_features", "slice"):
+            dtype = schema.get(struct)
+            self._fields[struct] = {f.name: f.dtype for f in dtype.fields} if isinstance(dtype, pl.Struct) else {}
 
     def __len__(self) -> int:
         return self.frame.height
@@ -84,74 +84,105 @@ class EventFrame:
 
     def feature(self, name: str) -> pl.Series | None:
         """The input feature's column (None: no event has it)."""
-        return _struct_field(self.frame, "input_features", name)
+        if name not in self._fields["input_features"]:
+            return None
+        return self.frame["input_features"].struct.field(name)
 
-    def _optional(self, name: str) -> pl.Series:
-        if name in self.frame.columns:
-            return self.frame[name]
-        return pl.Series(name, [None] * len(self), dtype=pl.Float64)
+    def _source(self, name: str, column: str | None = None) -> tuple[pl.Expr, pl.DataType] | None:
+        """The expression and type of an input feature (``tokens_in``: the event field) or of a
+        top-level ``column``; None when no event has it."""
+        top = column or (TOKENS_IN if name == TOKENS_IN else None)
+        if top is not None:
+            dtype = self._top.get(top)
+            return None if dtype is None else (pl.col(top), dtype)
+        dtype = self._fields["input_features"].get(name)
+        return None if dtype is None else (pl.col("input_features").struct.field(name), dtype)
 
     def numeric(self, names: Sequence[str]) -> NDArray[np.float64]:
         """``(len(names) + 1, n)`` floats (NaN = missing): the numeric features in order
-        (``tokens_in`` from the event field), then the confidence."""
+        (``tokens_in`` from the event field), then the confidence. Booleans are 0/1, numeric strings
+        are parsed, other strings and nested values are missing (as :func:`numeric_array`)."""
         n = len(self)
         out = np.full((len(names) + 1, n), np.nan)
-        for i, name in enumerate([*names, "\0confidence"]):
-            if name == "\0confidence":
-                col: pl.Series | None = self._optional("confidence")
-            elif name == TOKENS_IN:
-                col = self._optional(TOKENS_IN)
-            else:
-                col = self.feature(name)
-            if col is None:
+        rows, exprs = [], []
+        for i, name in enumerate(names):
+            src = self._source(name)
+            if src is not None and (src[1] in (pl.String, pl.Boolean) or src[1].is_numeric()):
+                rows.append(i)
+                exprs.append(src[0].cast(pl.Float64, strict=False).fill_null(np.nan).alias(f"_{i}"))
+        conf = self._source("", "confidence")
+        if conf is not None and (conf[1] in (pl.String, pl.Boolean) or conf[1].is_numeric()):
+            rows.append(len(names))
+            exprs.append(conf[0].cast(pl.Float64, strict=False).fill_null(np.nan).alias("_conf"))
+        if exprs:
+            out[rows] = self.frame.select(exprs).to_numpy().T
+        return out
+
+    def bins_of(
+        self, specs: Sequence[FeatureSpec], columns: Mapping[str, str] | None = None
+    ) -> dict[str, NDArray[np.int64]]:
+        """Bin index of every event for each categorical or boolean spec (see :meth:`FeatureSpec.bin`),
+        read from the input feature of its name, or from the top-level column ``columns[name]``."""
+        n = len(self)
+        out: dict[str, NDArray[np.int64]] = {}
+        exprs = []
+        for spec in specs:
+            src = self._source(spec.name, (columns or {}).get(spec.name))
+            missing = spec.missing_index
+            if src is None:
+                out[spec.name] = np.full(n, missing, dtype=np.int64)
                 continue
-            if col.dtype in (pl.String, pl.Boolean) or col.dtype.is_numeric():
-                out[i] = col.cast(pl.Float64, strict=False).fill_null(np.nan).to_numpy()
-            # any other type (lists, structs): missing, as in numeric_array
+            expr, dtype = src
+            if spec.kind == "boolean":
+                if dtype == pl.Boolean:
+                    exprs.append(expr.cast(pl.Int64).fill_null(missing).alias(spec.name))
+                else:  # numbers or strings are not booleans: the per-value rule decides
+                    out[spec.name] = spec.bin(self.frame.select(expr).to_series().to_list())
+                continue
+            if not _is_text_like(dtype):  # floats, nested values: stringified one by one
+                out[spec.name] = spec.bin(self.frame.select(expr).to_series().to_list())
+                continue
+            mapping = {k: v for k, v in spec._map.items() if k is not None}  # the None key: missing
+            text = _as_text(expr, dtype)
+            looked = text.replace_strict(list(mapping), list(mapping.values()), default=len(spec.categories) + 1,
+                                         return_dtype=pl.Int64)
+            exprs.append(pl.when(text.is_null()).then(pl.lit(missing, pl.Int64)).otherwise(looked).alias(spec.name))
+        if exprs:
+            got = self.frame.select(exprs)
+            for name in got.columns:
+                out[name] = got[name].to_numpy().astype(np.int64)
         return out
 
     def bins(self, spec: FeatureSpec, column: str | None = None) -> NDArray[np.int64]:
-        """Bin index of every event for a categorical or boolean ``spec`` (see :meth:`FeatureSpec.bin`),
-        read from the input feature of its name, or from the event's top-level ``column``."""
-        if column is not None:
-            col: pl.Series | None = self._optional(column)
-        else:
-            col = self._optional(TOKENS_IN) if spec.name == TOKENS_IN else self.feature(spec.name)
-        n = len(self)
-        if col is None:
-            return np.full(n, spec.missing_index, dtype=np.int64)
-        if spec.kind == "boolean":
-            if col.dtype == pl.Boolean:
-                return col.cast(pl.Int64).fill_null(spec.missing_index).to_numpy().astype(np.int64)
-            return spec.bin(col.to_list())
-        text, values = as_strings(col)
-        if text is None:
-            return spec.bin(values or [])
-        mapping: dict[str, int] = dict(spec._map)
-        unseen = len(spec.categories) + 1
-        known = pl.Series([k for k in mapping if k is not None], dtype=pl.String)  # the None key: missing
-        codes = pl.Series([v for k, v in mapping.items() if k is not None], dtype=pl.Int64)
-        looked = text.replace_strict(known, codes, default=unseen, return_dtype=pl.Int64)
-        return looked.fill_null(spec.missing_index).to_numpy().astype(np.int64)
+        """:meth:`bins_of` for one spec."""
+        return self.bins_of([spec], {spec.name: column} if column else None)[spec.name]
 
     def membership(self, protected: Sequence[tuple[str, str]]) -> list[NDArray[np.int64]]:
         """Row indices of each protected (key, value) pair: the ``slice`` field, else the input
         feature stringified (see :func:`~monitor.stats.columns.slice_membership`)."""
+        if not protected:
+            return []
         n = len(self)
-        values: dict[str, NDArray[Any]] = {}
+        keys: dict[str, pl.Expr | None] = {}
         for key in dict.fromkeys(k for k, _ in protected):
-            own = _struct_field(self.frame, "slice", key)
-            feat = self.feature(key)
-            text = None
+            own_type = self._fields["slice"].get(key)
+            own = None if own_type is None else _as_text(pl.col("slice").struct.field(key), own_type)
+            feat = self._source(key)
+            text: pl.Expr | None = None
             if feat is not None:
-                text, raw = as_strings(feat)
-                if text is None:
-                    text = pl.Series(key, [stringify(v) for v in raw or []], dtype=pl.String)
-            col: pl.Series | None = text
-            if own is not None:
-                col = own.cast(pl.String) if text is None else own.cast(pl.String).fill_null(text)
-            values[key] = col.to_numpy() if col is not None else np.full(n, None, dtype=object)
-        return [np.flatnonzero(values[k] == v) for k, v in protected]
+                if _is_text_like(feat[1]):
+                    text = _as_text(*feat)
+                else:  # floats etc.: stringified one by one
+                    raw = self.frame.select(feat[0]).to_series().to_list()
+                    text = pl.lit(pl.Series(key, [stringify(v) for v in raw], dtype=pl.String))
+            keys[key] = own if text is None else (text if own is None else pl.coalesce(own, text))
+        exprs = []
+        for i, (k, v) in enumerate(protected):
+            col = keys[k]
+            exprs.append(pl.repeat(False, n).alias(f"_{i}") if col is None
+                         else col.eq(pl.lit(v)).fill_null(False).alias(f"_{i}"))
+        hit = self.frame.select(exprs).to_numpy()
+        return [np.flatnonzero(hit[:, i]) for i in range(len(protected))]
 
     def distinct_lineage(self) -> list[Lineage]:
         """The distinct lineages of the batch (few: one per deployment), without a per-event object."""

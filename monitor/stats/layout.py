@@ -109,7 +109,7 @@ class Layout:
         names = [self.features[j].name for j in numeric]
         if isinstance(rec, EventFrame):
             x = rec.numeric(names)
-            categorical = {f.name: rec.bins(f) for f in self.features if f.kind != "numeric"}
+            categorical = rec.bins_of([f for f in self.features if f.kind != "numeric"])
         else:
             raw = raw_feature_columns(rec.features, [f for f in self.features if f.kind != "numeric"], rec.tokens_in)
             x = self._numeric_matrix(rec, names)
