@@ -24,6 +24,30 @@ app.add_typer(reference_app, name="reference")
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML configuration file.")]
 
 
+def version_text() -> str:
+    """``slicewatch <version>``: the installed distribution's version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"slicewatch {version('slicewatch')}"
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "slicewatch (not installed)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(version_text())
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.",
+                                          callback=_print_version, is_eager=True)] = False,
+) -> None:
+    """Slicewatch: streaming drift monitor."""
+
+
 def _settings(config: Path | None) -> Settings:
     try:
         return load_settings(config)
