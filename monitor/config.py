@@ -34,7 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from monitor.alerts.rules import DEFAULT_RULES, Rule
+from monitor.alerts.rules import DEFAULT_RULES, Rule, rule_name_error
 from monitor.errors import ConfigError
 from monitor.records import QualityBar
 
@@ -229,6 +229,9 @@ class AlertSettings(_Section):
             return v
         out: dict[str, Any] = dict(DEFAULT_RULES)
         for name, spec in v.items():
+            problem = rule_name_error(str(name))
+            if problem is not None:
+                raise ValueError(problem)
             if isinstance(spec, dict):
                 unknown = sorted(set(spec) - RULE_FIELDS)
                 if unknown:
@@ -281,11 +284,26 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _format_error(err: ValidationError) -> str:
+def _env_variables(environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+    """The ``SLICEWATCH__*`` variables by the settings path they set."""
+    out = {}
+    for key in environ:
+        if key.upper().startswith(ENV_PREFIX):
+            path = tuple(p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p)
+            if path:
+                out[path] = key
+    return out
+
+
+def _format_error(err: ValidationError, variables: Mapping[tuple[str, ...], str] | None = None) -> str:
+    """One line per error at its settings path; an error inside a value set by an environment
+    variable names that variable."""
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
-        lines.append(f"{loc}: {e['msg']}")
+        parts = tuple(str(p) for p in e["loc"])
+        loc = ".".join(parts) or "<root>"
+        var = next((v for path, v in (variables or {}).items() if parts[: len(path)] == path), None)
+        lines.append(f"{loc}: {e['msg']}" + (f" (set by {var})" if var else ""))
     return "invalid configuration: " + "; ".join(lines)
 
 
@@ -337,5 +355,7 @@ def load_settings(path: Path | str | None = None, environ: Mapping[str, str] | N
     try:
         settings = Settings.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format_error(e)) from e
+        where = f"{path} (with the SLICEWATCH__* environment overrides)" if path is not None else \
+            "the SLICEWATCH__* environment overrides"
+        raise ConfigError(f"{_format_error(e, _env_variables(env))} [in {where}]") from e
     return resolve_secrets(settings, env)

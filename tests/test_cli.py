@@ -216,3 +216,55 @@ def test_a_rules_block_merges_into_the_defaults(tmp_path: Path) -> None:
     assert set(rules) == set(DEFAULT_RULES) | {"output.js"}
     assert (rules["input.psi"].warning, rules["input.psi"].critical) == (0.1, 0.15)
     assert rules["quality.adwin_drift"] == DEFAULT_RULES["quality.adwin_drift"]
+
+
+@pytest.mark.parametrize(("name", "hint"), [
+    ("input.pssi", "input.psi"), ("quailty.accuracy_gap", "quality.accuracy_gap"),
+    ("output.mean_confidence_detla", "output.mean_confidence_delta"),
+])
+def test_check_config_rejects_unknown_rule_names_with_a_hint(tmp_path: Path, name: str, hint: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(f"alerts:\n  rules:\n    {name}: {{warning: 0.1, critical: 0.2}}\n")
+    result = runner.invoke(app, ["check-config", str(path)])
+    assert result.exit_code == 2
+    assert f"unknown rule '{name}' (did you mean '{hint}'?)" in result.output
+    assert str(path) in result.output
+
+
+def test_check_config_rejects_warning_beyond_critical_and_names_an_env_variable(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("alerts:\n  rules:\n    quality.bar_evidence: {warning: 3, critical: 4, direction: below}\n")
+    with pytest.raises(ConfigError, match="critical must be <= warning for direction 'below'"):
+        load_settings(path, environ={})
+    with pytest.raises(ConfigError, match=r"stats\.window_buckets: .* \(set by SLICEWATCH__STATS__WINDOW_BUCKETS\)"):
+        load_settings(None, environ={"SLICEWATCH__STATS__WINDOW_BUCKETS": "many"})
+
+
+def test_the_rule_catalogue_holds_every_statistic_the_engine_emits() -> None:
+    """A rule may name any statistic the engine emits and nothing else: a rich stream (slices,
+    labels, failure clusters, a lineage change, short windows, a canary, a cohort) and the names of
+    every value of its snapshots are all in ``STATISTICS``; the default rules are in it too."""
+    from monitor.alerts.rules import DEFAULT_RULES, STATISTICS
+    from monitor.drift import DriftEngine
+    from tests.stats_fixtures import StreamSpec, make_batch
+
+    rng = np.random.default_rng(9)
+    eng = DriftEngine(bucket_seconds=60, window_buckets=20, allowed_lateness_s=1e9, auto_reference_events=2000,
+                      protected_slices={"language": ["es"], "domain": ["regulatory"]}, short_windows=(5,),
+                      cohorts=[["m1", "m2"]])
+    specs = [StreamSpec(model_id=m, failure_clusters=("timeout", "format"), cluster_spike=("timeout", 0.8),
+                        onset=1800.0, input_shift=0.5, embedding_after_onset="e2") for m in ("m1", "m2")]
+    emitted: set[tuple[str, str]] = set()
+    for i in range(12):
+        for spec in specs:
+            events, labels = make_batch(rng, spec, 400, 300.0 * i, 300.0 * (i + 1))
+            eng.observe(events, labels, 300.0 * (i + 1))
+        if i == 6:
+            eng.set_canary("m2", "m1")
+            eng.set_target_outcomes("m2", "m1", {"all": (900, 1000), "language=es": (90, 100)})
+        snap = eng.evaluate(300.0 * (i + 1))
+        emitted |= {(v.signal, v.statistic) for v in snap.values}
+    unknown = {f"{s}.{t}" for s, t in emitted if t not in STATISTICS.get(s, ())}
+    assert not unknown, f"emitted but not in the rule catalogue: {sorted(unknown)}"
+    assert len(emitted) >= 35  # 39 when written: the scenario reaches most of the catalogue
+    assert all(r.statistic in STATISTICS[r.signal] for r in DEFAULT_RULES.values())

@@ -25,6 +25,7 @@ value that hovers near the warning line fires once and resolves once.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -111,6 +112,42 @@ class Rule:
         if v.p_value_adjusted is not None and not v.p_value_adjusted < alpha:
             return None
         return self.severity(v.value)
+
+
+_DISTRIBUTION = ("missing_rate", "missing_rate_delta", "psi", "js", "ks", "wasserstein", "chi2", "unseen_rate")
+STATISTICS: Mapping[str, frozenset[str]] = {
+    "input": frozenset({*_DISTRIBUTION, "p50", "p95", "p99", "p99_shift", "rank_cusum"}),
+    "output": frozenset({*_DISTRIBUTION, "mean_confidence", "mean_confidence_delta", "rank_cusum"}),
+    "quality": frozenset({
+        "accuracy", "accuracy_wilson_lower", "accuracy_wilson_upper", "accuracy_gap", "adwin_drift",
+        "adwin_estimate", "mean_score", "score_lower", "score_upper", "score_gap", "bar_evidence",
+        "target_evidence", "accuracy_since_first", "failure_cluster_share",
+    }),
+    "label_coverage": frozenset({"coverage", "coverage_delta", "delay_p50", "delay_p90", "delay_p99"}),
+    "cohort": frozenset({"psi", "js"}),
+}
+"""Every ``<signal>.<statistic>`` the engine emits: the names a rule can have (the tests check the
+engine emits nothing else)."""
+
+
+def rule_name_error(name: str) -> str | None:
+    """Why ``name`` cannot be a rule (None: it can), with the nearest known names as a hint.
+
+    >>> rule_name_error("input.psi") is None
+    True
+    >>> rule_name_error("input.pssi")
+    "unknown rule 'input.pssi' (did you mean 'input.psi'?)"
+    >>> rule_name_error("quailty.accuracy_gap")
+    "unknown rule 'quailty.accuracy_gap' (did you mean 'quality.accuracy_gap'?)"
+    """
+    signal, _, statistic = name.partition(".")
+    if statistic in STATISTICS.get(signal, ()):
+        return None
+    known = sorted(f"{sig}.{stat}" for sig, stats in STATISTICS.items() for stat in stats)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else \
+        f" (signals: {', '.join(sorted(STATISTICS))}; see monitor.alerts.rules.STATISTICS)"
+    return f"unknown rule {name!r}{hint}"
 
 
 def _defaults(*rules: Rule) -> dict[str, Rule]:
