@@ -38,7 +38,8 @@ from monitor.errors import ConfigError, StoreError
 from monitor.ingest.consumer import IngestConsumer
 from monitor.ingest.metrics import ConsumerMetrics
 from monitor.ingest.topics import ensure_topics
-from monitor.metrics.collector import MonitorCollector
+from monitor.metrics.collector import MonitorCollector, RuleThresholds
+from monitor.metrics.health import CachedCheck, Check, Health
 from monitor.metrics.server import MetricsServer
 from monitor.pipeline import EventClock, Pipeline
 from monitor.records import LoggedLabelChange, WriteResult
@@ -48,7 +49,7 @@ from monitor.stats.profile import ReferenceProfile
 from monitor.store import alerts as alert_store
 from monitor.store import incidents as incident_store
 from monitor.store import profiles as profile_store
-from monitor.store.engine import make_engine
+from monitor.store.engine import database_problem, make_engine
 from monitor.store.migrate import upgrade
 from monitor.store.repository import Repository
 from monitor.store.window_state import WindowStateStore
@@ -297,7 +298,7 @@ def build_monitor(
             partitions=1,
             client_kwargs=client_kwargs,
         )
-    registry = CollectorRegistry()
+    registry = metrics_registry(settings)
     collector = MonitorCollector(max_models=settings.metrics.max_models)
     registry.register(collector)
     publisher = (
@@ -353,8 +354,10 @@ def build_monitor(
     consumer = (
         _build_consumer(settings, repository, pipeline, registry, clock, event_clock) if source == "kafka" else None
     )
+    checks: list[Check] = [] if consumer is None else [consumer.readiness]
+    checks.append(CachedCheck(lambda: database_problem(db), ttl_s=5.0))
     server = (
-        MetricsServer(registry, host=settings.metrics.host, port=settings.metrics.port).start()
+        MetricsServer(registry, host=settings.metrics.host, port=settings.metrics.port, health=Health(checks)).start()
         if serve_metrics
         else None
     )
@@ -442,6 +445,33 @@ def demo_monitor(config: Mapping[str, Any], *, event_clock: EventClock, sinks: S
     except ValidationError as e:
         raise ConfigError(f"demo configuration: {e}") from e
     return build_monitor(settings, sinks=sinks, event_clock=event_clock, create_topics=True)
+
+
+def metrics_registry(settings: Settings) -> CollectorRegistry:
+    """The registry every metric of the process goes to: client_python's process, platform and GC
+    collectors, ``slicewatch_build_info{version}`` and every alert rule's thresholds. Without
+    ``metrics.created_series`` no ``*_created`` series are exported (client_python's switch is
+    process-wide; set here, at the one place the process is wired)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import prometheus_client
+    from prometheus_client import GCCollector, Info, PlatformCollector, ProcessCollector
+
+    if settings.metrics.created_series:
+        prometheus_client.enable_created_metrics()
+    else:
+        prometheus_client.disable_created_metrics()
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    try:
+        installed = version("slicewatch")
+    except PackageNotFoundError:
+        installed = "unknown"
+    Info("slicewatch_build", "The running Slicewatch version.", registry=registry).info({"version": installed})
+    registry.register(RuleThresholds(settings.alerts.rules))
+    return registry
 
 
 def replay(

@@ -245,6 +245,8 @@ class MetricsSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(9731, ge=0, le=65535)
     max_models: int = Field(200, ge=1)
+    created_series: bool = False
+    """Export client_python's ``*_created`` series of counters (off: they double the counter series)."""
 
 
 class Settings(_Section):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -96,7 +96,8 @@ class LabelFeed(Protocol):
 
 
 class MetricsView(Protocol):
-    def update(self, snapshot: Snapshot, alerts: Any, *, incidents: Any = (), push_up: bool | None = None) -> None: ...
+    def update(self, snapshot: Snapshot, alerts: Any, *, incidents: Any = (), push_up: bool | None = None,
+               promoted: Mapping[str, float] | None = None) -> None: ...
 
 
 def fired_epoch(event: dict[str, Any]) -> float:
@@ -394,7 +395,8 @@ class Pipeline:
             notifiable = self.incidents.notifiable(now) if self.alertmanager is not None else []
             if self.metrics is not None:
                 # swaps the scrape view: no I/O
-                self.metrics.update(snapshot, states, incidents=self.incidents.notifiable(now), push_up=self.push_up)
+                self.metrics.update(snapshot, states, incidents=self.incidents.notifiable(now), push_up=self.push_up,
+                                    promoted={m: p.promoted_at.timestamp() for m, p in self.promotions.items()})
         with self._io_lock:
             if self.db is not None:
                 try:

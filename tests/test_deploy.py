@@ -70,8 +70,9 @@ def test_deployment_consumer_group_secrets_config_probes() -> None:
     assert mounts["config"]["subPath"] in objs["ConfigMap"]["data"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports["metrics"] == 9731
-    for probe in ("readinessProbe", "livenessProbe"):
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
         assert container[probe]["httpGet"]["port"] in ("metrics", 9731)
+        assert container[probe]["httpGet"]["path"] == path  # the server answers them (tests/test_health.py)
     for m in container["volumeMounts"]:
         assert m["name"] in volumes
     init = pod["initContainers"][0]

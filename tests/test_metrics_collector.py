@@ -176,3 +176,17 @@ def test_no_two_samples_share_a_label_set_with_failure_clusters_incidents_and_cu
     assert get("slicewatch_incident_state", {"model_id": "m1", "incident_id": t.incident.incident_id,
                                              "action": "retrain", "routing": "ticket"}) == 1.0
     assert get("slicewatch_alertmanager_push_up", {}) == 0.0
+
+
+def test_last_promotion_per_exported_model_only() -> None:
+    """``slicewatch_model_promoted_timestamp_seconds{model_id}`` for dashboard annotations, bounded
+    like every per-model series: a model left out by ``max_models`` has none."""
+    registry = CollectorRegistry()
+    c = MonitorCollector(max_models=1)
+    registry.register(c)
+    values = (SignalValue("busy", "all", "input", "x", "psi", 0.1, 900),
+              SignalValue("idle", "all", "input", "x", "psi", 0.1, 5))
+    c.update(Snapshot(100.0, 40.0, 100.0, values), (), promoted={"busy": 50.0, "idle": 60.0})
+    name = "slicewatch_model_promoted_timestamp_seconds"
+    assert registry.get_sample_value(name, {"model_id": "busy"}) == 50.0
+    assert registry.get_sample_value(name, {"model_id": "idle"}) is None

@@ -173,6 +173,22 @@ class IngestConsumer:
         """True while partitions are paused waiting for the database."""
         return self._paused
 
+    def readiness(self) -> str | None:
+        """Why this consumer should not get traffic routed to it (``/readyz``), None when ready: no
+        Kafka client yet, a group membership that is not stable (joining, rebalancing), a stalled
+        batch write or partitions paused on a database outage. Read from another thread: each
+        attribute is one read; a stale answer lasts one probe."""
+        consumer = self._consumer
+        if consumer is None:
+            return "not connected to Kafka"
+        if not membership_stable(consumer):
+            return "consumer group membership not stable (joining or rebalancing)"
+        if self._stalled:
+            return f"a batch write has run for more than {self.write_stall_s:.0f} s (database hung?)"
+        if self._paused:
+            return "database unavailable: partitions paused"
+        return None
+
     def _make_clients(self) -> tuple[KafkaConsumer, DeadLetterPublisher]:
         consumer = KafkaConsumer(
             bootstrap_servers=self.bootstrap_servers,

@@ -41,6 +41,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from monitor.alerts.incidents import Incident, routing
+from monitor.alerts.rules import Rule
 from monitor.alerts.state import CUMULATIVE_STATISTICS, AlertState
 from monitor.snapshot import SignalValue, Snapshot
 
@@ -66,6 +67,7 @@ class _View:
     window_seconds: float | None = None
     incidents: tuple[Incident, ...] = ()
     push_up: bool | None = None
+    promoted: tuple[tuple[str, float], ...] = ()
 
 
 def window_label(window_s: float | None, main_s: float | None) -> str:
@@ -157,6 +159,11 @@ def _families() -> dict[str, Metric]:
             "slicewatch_window_seconds",
             "Length of the evaluation window.",
         ),
+        "promoted": GaugeMetricFamily(
+            "slicewatch_model_promoted_timestamp_seconds",
+            "Unix time of the model version's last promotion (for dashboard annotations).",
+            labels=["model_id"],
+        ),
     }
 
 
@@ -188,9 +195,11 @@ class MonitorCollector(Collector):
         return frozenset(ranked[: self.max_models])
 
     def update(self, snapshot: Snapshot, alerts: Iterable[AlertState] | Mapping[str, AlertState], *,
-               incidents: Iterable[Incident] = (), push_up: bool | None = None) -> None:
+               incidents: Iterable[Incident] = (), push_up: bool | None = None,
+               promoted: Mapping[str, float] | None = None) -> None:
         """Swap in the view of ``snapshot``, the evaluator's alert states and the incidents (open and
-        recently resolved) after an evaluation; ``push_up``: the last Alertmanager push's outcome."""
+        recently resolved) after an evaluation; ``push_up``: the last Alertmanager push's outcome;
+        ``promoted``: each model's last promotion time (exported for the exported models only)."""
         states = tuple(alerts.values() if isinstance(alerts, Mapping) else alerts)
         keep = self._choose(snapshot, states)
         seen = {*snapshot.models, *(v.model_id for v in snapshot.values), *(a.model_id for a in states)}
@@ -205,6 +214,7 @@ class MonitorCollector(Collector):
             window_seconds=snapshot.window_end - snapshot.window_start,
             incidents=tuple(i for i in incidents if i.model_id in keep),
             push_up=push_up,
+            promoted=tuple(sorted((m, t) for m, t in (promoted or {}).items() if m in keep)),
         )
 
     def describe(self) -> Iterator[Metric]:
@@ -268,4 +278,31 @@ class MonitorCollector(Collector):
             f["last_eval"].add_metric([], view.evaluated_at)  # type: ignore[attr-defined]
         if view.window_seconds is not None:
             f["window"].add_metric([], view.window_seconds)  # type: ignore[attr-defined]
+        for model_id, at in view.promoted:
+            f["promoted"].add_metric([model_id], at)  # type: ignore[attr-defined]
         yield from f.values()
+
+
+class RuleThresholds(Collector):
+    """``slicewatch_alert_threshold{rule,severity}``: every alert rule's warning, critical and clear
+    thresholds, so dashboards draw the lines the alerts use (static: the rules are fixed at start).
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> from monitor.alerts.rules import DEFAULT_RULES
+    >>> r = CollectorRegistry(); r.register(RuleThresholds(DEFAULT_RULES))
+    >>> r.get_sample_value("slicewatch_alert_threshold", {"rule": "input.psi", "severity": "critical"})
+    0.3
+    """
+
+    def __init__(self, rules: Mapping[str, Rule]) -> None:
+        self.rules = dict(rules)
+
+    def collect(self) -> Iterator[Metric]:
+        g = GaugeMetricFamily("slicewatch_alert_threshold",
+                              "Threshold of an alert rule: warning and critical fire, clear resolves (hysteresis).",
+                              labels=["rule", "severity"])
+        for name, rule in sorted(self.rules.items()):
+            g.add_metric([name, "warning"], rule.warning)
+            g.add_metric([name, "critical"], rule.critical)
+            g.add_metric([name, "clear"], rule.clear_threshold)
+        yield g

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 _encoder = msgspec.json.Encoder()
@@ -56,3 +56,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def database_problem(db: Engine) -> str | None:
+    """``SELECT 1`` on a pooled connection: None when the database answers, else a short reason
+    (the exception type, never the URL or the driver's message, which can name hosts and users).
+
+    Examples:
+        >>> database_problem(create_engine("sqlite://")) is None
+        True
+    """
+    try:
+        with db.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as e:
+        return f"database unreachable ({type(e).__name__})"
+    return None
