@@ -20,6 +20,8 @@ import json
 import math
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -251,6 +253,19 @@ def test_promotion_regression_pages_and_publishes_rollback(running_monitor: E2E,
             return monitor.drift.reference(V1) is not None and acc is not None and bool(abs(acc - expected_v1) < 1e-9)
 
         wait_until(v1_ready, 60, what="v1 reference built and v1 labels joined")
+        # the consumer has joined its group and written: ready (a stable membership, no paused write,
+        # the database answering); /readyz is what the Kubernetes manifests probe
+        assert monitor.metrics_server is not None
+        readyz = f"http://127.0.0.1:{monitor.metrics_server.port}/readyz"
+
+        def ready() -> bool:
+            try:
+                return bool(urllib.request.urlopen(readyz, timeout=5).status == 200)
+            except urllib.error.HTTPError:
+                return False
+
+        wait_until(ready, 30, what="/readyz 200")
+        assert monitor.consumer is not None and monitor.consumer.readiness() is None
 
         # ---- the promotion, 5 minutes ago
         promotion = {
