@@ -157,17 +157,38 @@ def replay(
     feedback: Annotated[Path | None, typer.Option(help="Feedback events (JSONL or Parquet).")] = None,
     promotions: Annotated[Path | None, typer.Option(help="Promotion events (JSONL or Parquet).")] = None,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG per alerted signal here.")] = None,
+    max_rejected_share: Annotated[float, typer.Option(
+        help="Exit 1 when a file has more than this share of its events rejected.", min=0.0, max=1.0)] = 0.1,
+    output_format: Annotated[str, typer.Option("--format", help="Summary as a 'table' or 'json' (for scripts).")
+                             ] = "table",
 ) -> None:
-    """Backtest: recorded events through the same statistics and alerting, no broker or database."""
+    """Backtest: recorded events through the same statistics and alerting, no broker or database.
+
+    Exits 1 when nothing was replayed or a file had more than --max-rejected-share of its events
+    rejected (naming the file and its most common reason)."""
+    import json
+
     from monitor.app import replay as run_replay
 
+    if output_format not in ("table", "json"):
+        typer.echo("error: --format must be 'table' or 'json'", err=True)
+        raise typer.Exit(2)
     settings = _settings(config)
     try:
-        summary = run_replay(settings, inference, feedback, promotions, out, plot_dir=plot, progress=True)
+        summary = run_replay(settings, inference, feedback, promotions, out, plot_dir=plot,
+                             progress=output_format == "table" and sys.stderr.isatty())
     except SlicewatchError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e
-    summary.print()
+    if output_format == "json":
+        typer.echo(json.dumps(summary.as_dict(), sort_keys=True, default=str))
+    else:
+        summary.print()
+    problems = summary.problems(max_rejected_share)
+    for p in problems:
+        typer.echo(f"error: {p}", err=True)
+    if problems:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -60,9 +60,42 @@ def _raw_lines(path: Path) -> Iterator[bytes]:
 class ReplaySummary:
     events_in: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     rejected: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    rejected_by_file: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per input file (its path as given and the kind it was read as): rejected events by ``error_class``."""
+    read_by_file: dict[str, int] = field(default_factory=dict)
+    """Per input file: events read (accepted + rejected)."""
     drift_events: list[dict[str, Any]] = field(default_factory=list)
     evaluations: int = 0
     plots: list[Path] = field(default_factory=list)
+
+    def problems(self, max_rejected_share: float) -> list[str]:
+        """Why this replay should not count as a success: nothing replayed, or a file with more than
+        ``max_rejected_share`` of its events rejected (named, with its most common reason: e.g. an
+        inference file passed as ``--promotions``).
+
+        >>> s = ReplaySummary(read_by_file={"a.jsonl": 10}, rejected_by_file={"a.jsonl": {"missing_field": 10}})
+        >>> s.problems(0.1)
+        ['nothing was replayed', 'a.jsonl: 10 of 10 events rejected (mostly missing_field)']
+        """
+        out = []
+        if sum(self.events_in.values()) == 0:
+            out.append("nothing was replayed")
+        for path, read in self.read_by_file.items():
+            rejected = self.rejected_by_file.get(path, {})
+            n = sum(rejected.values())
+            if read and n / read > max_rejected_share:
+                top = max(rejected, key=lambda k: (rejected[k], k))
+                out.append(f"{path}: {n} of {read} events rejected (mostly {top})")
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        """What ``replay --format json`` prints: counts and the incidents, no payload values."""
+        return {
+            "events_in": dict(self.events_in), "rejected": dict(self.rejected),
+            "rejected_by_file": self.rejected_by_file, "evaluations": self.evaluations,
+            "drift_events": len(self.drift_events), "incidents": incidents_of(self.drift_events),
+            "plots": [str(p) for p in self.plots],
+        }
 
     def print(self, console: Console | None = None) -> None:
         console = console or Console()
@@ -96,11 +129,16 @@ def load_events(
     for kind, path in (("inference", inference), ("feedback", feedback), ("promotion", promotions)):
         if path is None:
             continue
+        name = f"{path} (read as {kind} events)"  # one file may be passed twice
+        summary.read_by_file.setdefault(name, 0)
         for raw in _raw_lines(path):
+            summary.read_by_file[name] += 1
             try:
                 event = decode(cast(EventKind, kind), raw, max_bytes)
             except DecodeFailure as e:
                 summary.rejected[e.error_class] += 1
+                per_file = summary.rejected_by_file.setdefault(name, {})
+                per_file[e.error_class] = per_file.get(e.error_class, 0) + 1
                 continue
             summary.events_in[kind] += 1
             if isinstance(event, InferenceEvent):

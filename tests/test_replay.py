@@ -140,3 +140,28 @@ def test_drift_events_equal_those_of_the_evaluation_before_issue_12(tmp_path: Pa
         [(e["kind"], e["model_id"], e["statistic"], e["severity"]) for e in want]
     for g, w in zip(got, want, strict=True):
         assert _same(g, w), f"{g}\n!=\n{w}"
+
+
+def test_cli_exits_1_naming_a_wrong_file_and_prints_json(tmp_path: Path) -> None:
+    """An inference file passed as ``--promotions`` is refused with its name and reason (rc 1, the
+    drift events still written); nothing replayed is rc 1; ``--format json`` is one JSON document."""
+    from typer.testing import CliRunner
+
+    from monitor.cli import app
+
+    inf, fb, pr, _ = write_traffic(tmp_path / "in", minutes=12, rate=2)
+    runner = CliRunner()
+    base = ["replay", "--inference", str(inf), "--out", str(tmp_path / "o.jsonl")]
+    wrong = runner.invoke(app, [*base, "--feedback", str(fb), "--promotions", str(inf)])
+    assert wrong.exit_code == 1
+    n = len(inf.read_text().splitlines())
+    assert f"error: {inf} (read as promotion events): {n} of {n} events rejected (mostly missing_field)" \
+        in wrong.output
+    good = runner.invoke(app, [*base, "--feedback", str(fb), "--promotions", str(pr), "--format", "json"])
+    assert good.exit_code == 0, good.output
+    doc = json.loads(good.stdout)
+    assert doc["events_in"]["inference"] == n and doc["rejected"] == {} and doc["evaluations"] > 0
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    none = runner.invoke(app, ["replay", "--inference", str(empty), "--out", str(tmp_path / "e.jsonl")])
+    assert none.exit_code == 1 and "error: nothing was replayed" in none.output
