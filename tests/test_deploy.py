@@ -79,6 +79,38 @@ def test_deployment_consumer_group_secrets_config_probes() -> None:
     assert init["args"][:2] == ["db", "upgrade"]
 
 
+def test_pods_are_hardened_spread_and_budgeted() -> None:
+    """Issue 13, part 5: seccomp RuntimeDefault, no service account token, non-root, no privilege
+    escalation, read-only root and no capabilities in every container; spread over nodes and zones;
+    a PodDisruptionBudget and a NetworkPolicy that select the pods and allow exactly the metrics port
+    in and DNS, Kafka, PostgreSQL and Alertmanager out."""
+    objs = k8s_objects()
+    dep = objs["Deployment"]
+    pod = dep["spec"]["template"]["spec"]
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    for c in [*pod["containers"], *pod["initContainers"]]:
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+        assert sc["capabilities"]["drop"] == ["ALL"]
+    keys = {t["topologyKey"] for t in pod["topologySpreadConstraints"]}
+    assert keys == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+    for t in pod["topologySpreadConstraints"]:
+        assert t["labelSelector"]["matchLabels"].items() <= labels.items()
+    pdb = objs["PodDisruptionBudget"]
+    assert pdb["apiVersion"] == "policy/v1" and pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    net = objs["NetworkPolicy"]
+    assert net["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    assert set(net["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    (ingress,) = net["spec"]["ingress"]
+    assert [p["port"] for p in ingress["ports"]] == ["metrics"]
+    egress_ports = {p["port"] for rule in net["spec"]["egress"] for p in rule["ports"]}
+    assert egress_ports == {53, 9092, 9093, 5432}
+
+
 def test_service_and_podmonitor_select_the_pods() -> None:
     objs = k8s_objects()
     pod_labels = objs["Deployment"]["spec"]["template"]["metadata"]["labels"]
@@ -102,7 +134,7 @@ def test_kustomize_renders_if_kubectl_is_present() -> None:
     out = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     kinds = {d["kind"] for d in yaml.safe_load_all(out.stdout) if d}
-    assert kinds == {"ConfigMap", "Deployment", "Service", "PodMonitor"}
+    assert kinds == {"ConfigMap", "Deployment", "Service", "PodMonitor", "PodDisruptionBudget", "NetworkPolicy"}
 
 
 def test_systemd_unit() -> None:
