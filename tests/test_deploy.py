@@ -122,6 +122,9 @@ def test_service_and_podmonitor_select_the_pods() -> None:
     assert pm["apiVersion"] == "monitoring.coreos.com/v1"
     assert pm["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
     assert pm["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    sm = objs["ServiceMonitor"]  # the alternative: scrape through the Service
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert sm["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"] == "metrics"
     kustomization = docs(K8S / "kustomization.yaml")[0]
     for resource in kustomization["resources"]:
         assert (K8S / resource).exists()
@@ -155,7 +158,8 @@ def test_kustomize_renders_if_kubectl_is_present() -> None:
     out = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     kinds = {d["kind"] for d in yaml.safe_load_all(out.stdout) if d}
-    assert kinds == {"ConfigMap", "Deployment", "Service", "PodMonitor", "PodDisruptionBudget", "NetworkPolicy"}
+    assert kinds == {"ConfigMap", "Deployment", "Service", "PodMonitor", "PodDisruptionBudget", "NetworkPolicy",
+                     "PrometheusRule"}
 
 
 def test_systemd_unit() -> None:
