@@ -50,7 +50,7 @@ from monitor.store import alerts as alert_store
 from monitor.store import incidents as incident_store
 from monitor.store import profiles as profile_store
 from monitor.store.engine import database_problem, make_engine
-from monitor.store.migrate import upgrade
+from monitor.store.migrate import require_current, upgrade
 from monitor.store.repository import Repository
 from monitor.store.window_state import WindowStateStore
 from monitor.takeover import Takeover
@@ -115,10 +115,14 @@ def build_incidents(settings: Settings) -> IncidentTracker:
     return IncidentTracker(a.incident_group_s, a.promotion_watch_s, resolved_keep_s=a.resolved_resend_s)
 
 
-def open_database(settings: Settings, url: str | None = None) -> Engine:
-    """Migrate and connect (``url``, default the configured one) with the configured timeouts."""
+def open_database(settings: Settings, url: str | None = None, *, migrate: bool = True) -> Engine:
+    """Connect (``url``, default the configured one) with the configured timeouts, after migrating
+    it (``migrate``) or checking that it is at this version's schema (else ``StoreError``)."""
     url = url or settings.database.resolved_url()
-    upgrade(url)
+    if migrate:
+        upgrade(url)
+    else:
+        require_current(url)
     return make_engine(
         url,
         connect_timeout_s=settings.database.connect_timeout_s,
@@ -268,12 +272,16 @@ def build_monitor(
     event_clock: EventClock | None = None,
     serve_metrics: bool = True,
     create_topics: bool = False,
+    migrate: bool = True,
 ) -> Monitor:
     """The one composition root: every command wires its monitor here, with its own source and sinks.
 
     ``database_url`` overrides the configured one (replay's throw-away SQLite); ``event_clock`` makes
-    event time the clock (demo); default: wall time (``clock``, for tests)."""
-    db = open_database(settings, database_url)
+    event time the clock (demo); default: wall time (``clock``, for tests). ``migrate``: bring the
+    database to this version's schema first (the demo, replay and tests, which own their database);
+    ``slicewatch run`` passes False unless ``--migrate``, and then refuses a database at another
+    schema instead of racing other replicas' migrations."""
+    db = open_database(settings, database_url, migrate=migrate)
     repository = Repository(db)
     drift = build_drift(settings)
     for model_id, profile in profile_store.latest_profiles(db).items():

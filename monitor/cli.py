@@ -96,14 +96,20 @@ def db_upgrade(
 
 
 @app.command()
-def run(config: ConfigOpt = None, log_level: str = "INFO") -> None:
+def run(
+    config: ConfigOpt = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    migrate: Annotated[bool, typer.Option(
+        "--migrate", help="Migrate the database first (default: refuse a database at another schema; "
+        "migrate with `slicewatch db upgrade`, as the systemd unit and the Kubernetes init container do).")] = False,
+) -> None:
     """Run the monitor: consumer group, statistics, alerts and /metrics."""
     from monitor.app import build_monitor
 
     _logging(log_level)
     settings = _settings(config)
     try:
-        monitor = build_monitor(settings)
+        monitor = build_monitor(settings, migrate=migrate)
     except SlicewatchError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e

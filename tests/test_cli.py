@@ -268,3 +268,26 @@ def test_the_rule_catalogue_holds_every_statistic_the_engine_emits() -> None:
     assert not unknown, f"emitted but not in the rule catalogue: {sorted(unknown)}"
     assert len(emitted) >= 35  # 39 when written: the scenario reaches most of the catalogue
     assert all(r.statistic in STATISTICS[r.signal] for r in DEFAULT_RULES.values())
+
+
+def test_run_migrates_only_when_told(tmp_path: Path) -> None:
+    """``run`` refuses an empty (or older) database and names the command that migrates it; after
+    ``db upgrade`` (what the systemd unit and the Kubernetes init container run first) the monitor
+    is built without migrating."""
+    from monitor.store.migrate import current, head
+
+    db = tmp_path / "run.db"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("kafka:\n  bootstrap_servers: 127.0.0.1:1\nmetrics:\n  port: 0\n")
+    env = _env(db)
+    refused = runner.invoke(app, ["run", "--config", str(cfg)], env=env)
+    assert refused.exit_code == 1
+    assert "schema is at revision none (empty database)" in refused.output and "slicewatch db upgrade" in refused.output
+    assert current(f"sqlite:///{db}") is None  # nothing was migrated
+    upgraded = runner.invoke(app, ["db", "upgrade"], env=env)
+    assert upgraded.exit_code == 0, upgraded.output
+    assert current(f"sqlite:///{db}") == head()
+    from monitor.app import build_monitor
+
+    monitor = build_monitor(load_settings(cfg, environ=env), migrate=False, serve_metrics=False)
+    monitor.close()  # a current database is accepted without --migrate

@@ -34,6 +34,32 @@ def upgrade(url: str, revision: str = "head") -> None:
         raise StoreError(f"migration failed ({type(e.orig).__name__})") from e
 
 
+def head() -> str:
+    """The newest revision this version ships."""
+    from alembic.script import ScriptDirectory
+
+    rev = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert rev is not None
+    return rev
+
+
+def require_current(url: str) -> None:
+    """Refuse a database that is not at this version's newest revision (``StoreError`` naming both
+    and the command that migrates): ``slicewatch run`` migrates only with ``--migrate``, so replicas,
+    the systemd unit's ``ExecStartPre`` and the Kubernetes init container never race each other."""
+    try:
+        at = current(url)
+    except OperationalError as e:
+        why = type(e.orig).__name__
+        raise StoreUnavailable(f"cannot read the schema revision: database unavailable ({why})") from e
+    want = head()
+    if at != want:
+        raise StoreError(
+            f"the database schema is at revision {at or 'none (empty database)'}, this version needs {want}: "
+            "run `slicewatch db upgrade --config FILE` (or start once with `slicewatch run --migrate`)"
+        )
+
+
 def current(url: str) -> str | None:
     """The revision the database is at, or None before the first migration."""
     from alembic.runtime.migration import MigrationContext
