@@ -284,8 +284,10 @@ def build_monitor(
     db = open_database(settings, database_url, migrate=migrate)
     repository = Repository(db)
     drift = build_drift(settings)
-    for model_id, profile in profile_store.latest_profiles(db).items():
+    stored = profile_store.latest_profiles(db)
+    for model_id, profile in stored.items():
         drift.set_reference(model_id, profile)
+    log.info("loaded %d reference profiles", len(stored))
     the_clock: Callable[[], float] = event_clock if event_clock is not None else (clock or time.time)
 
     def target_quality(model_id: str, slice_: str, since: float, until: float) -> float | None:

@@ -56,8 +56,35 @@ def _settings(config: Path | None) -> Settings:
         raise typer.Exit(2) from e
 
 
-def _logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``ts`` (RFC 3339, UTC), ``level``, ``logger``, ``message`` (and
+    ``exc`` with the exception type when there is one). The messages never hold payloads.
+
+    >>> import json
+    >>> r = logging.LogRecord("monitor.x", logging.INFO, __file__, 1, "hello %s", ("you",), None)
+    >>> r.created = 0.0
+    >>> json.loads(JsonFormatter().format(r))
+    {'ts': '1970-01-01T00:00:00.000Z', 'level': 'INFO', 'logger': 'monitor.x', 'message': 'hello you'}
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+        from datetime import UTC
+
+        ts = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        doc = {"ts": ts, "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        if record.exc_info and record.exc_info[0] is not None:
+            doc["exc"] = record.exc_info[0].__name__
+        return json.dumps(doc)
+
+
+def _logging(level: str = "INFO", fmt: str = "text") -> None:
+    if fmt == "json":
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter())
+        logging.basicConfig(level=level, handlers=[handler])
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def _epoch(text: str) -> float:
@@ -102,17 +129,28 @@ def run(
     migrate: Annotated[bool, typer.Option(
         "--migrate", help="Migrate the database first (default: refuse a database at another schema; "
         "migrate with `slicewatch db upgrade`, as the systemd unit and the Kubernetes init container do).")] = False,
+    log_format: Annotated[str, typer.Option(help="'text' or 'json' (one JSON object per line).")] = "text",
 ) -> None:
     """Run the monitor: consumer group, statistics, alerts and /metrics."""
     from monitor.app import build_monitor
 
-    _logging(log_level)
+    if log_format not in ("text", "json"):
+        typer.echo("error: --log-format must be 'text' or 'json'", err=True)
+        raise typer.Exit(2)
+    _logging(log_level, log_format)
     settings = _settings(config)
     try:
         monitor = build_monitor(settings, migrate=migrate)
     except SlicewatchError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e
+    k = settings.kafka
+    log = logging.getLogger("monitor.cli")
+    log.info("consuming %s as group %s from %s", ", ".join([k.topics.inference, k.topics.feedback,
+             k.topics.promotions]), k.group_id, k.bootstrap_servers)
+    if monitor.metrics_server is not None:
+        base = f"http://{settings.metrics.host}:{monitor.metrics_server.port}"
+        log.info("serving %s/metrics, %s/healthz and %s/readyz", base, base, base)
     stop = threading.Event()
 
     def _stop(signum: int, frame: object) -> None:

@@ -80,6 +80,13 @@ def publish_outbox(db: Engine, publisher: Publisher, now: float) -> int:
             return sent
         acked = publisher.publish_pending([(event_id, payload) for event_id, _, payload in pending], now)
         alert_store.mark_published(db, acked, now)
+        done = set(acked)
+        for event_id, model_id, payload in pending:
+            if event_id in done:  # ids, names and the action only: never feature values or payload text
+                log.info("drift event %s published: %s %s %s %s/%s severity=%s action=%s", event_id,
+                         payload.get("kind", payload.get("state")), model_id, payload.get("slice"),
+                         payload.get("signal"), payload.get("statistic"), payload.get("severity"),
+                         payload.get("action"))
         sent += len(acked)
         if len(acked) < len(pending) or len(pending) < publisher.batch_size:
             return sent
@@ -292,6 +299,8 @@ class Pipeline:
         for i, profile in enumerate(todo):
             try:
                 self.save_profile(profile)
+                log.info("reference profile %s of %s saved (%s, %d features)", profile.id, profile.model_id,
+                         profile.source, len(profile.features))
             except (StoreError, SQLAlchemyError) as e:
                 log.warning("could not save a reference profile, will retry (%s)", type(e).__name__)
                 with self._lock:

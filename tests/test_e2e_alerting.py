@@ -17,6 +17,7 @@ Prints the delay from the first regressed event to the drift event and to the pa
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 import time
@@ -209,7 +210,10 @@ def send_all(producer: KafkaProducer, topic: str, items: list[dict[str, Any]], k
         producer.send(topic, key=item[key].encode(), value=_encode(item))
 
 
-def test_promotion_regression_pages_and_publishes_rollback(running_monitor: E2E, pg_url: str) -> None:
+def test_promotion_regression_pages_and_publishes_rollback(
+    running_monitor: E2E, pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="monitor")
     monitor, settings, hook, prom = (
         running_monitor.monitor,
         running_monitor.settings,
@@ -388,6 +392,14 @@ def test_promotion_regression_pages_and_publishes_rollback(running_monitor: E2E,
         assert not [a for d in hook.deliveries if d.path == "/ticket" for a in d.body.get("alerts", [])
                     if a["labels"].get("model_id") == V2]
         assert not [a for d in hook.deliveries for a in d.body.get("alerts", []) if a["labels"].get("model_id") == V1]
+        # what `run` tells the operator at INFO: the assignment, each drift event published (ids and
+        # names, never a request id or a feature value)
+        infos = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO and r.name.startswith("monitor")]
+        assert any(m.startswith(f"group {settings.kafka.group_id}: assigned ") and f"{topics.inference}[" in m
+                   for m in infos), infos
+        published = [m for m in infos if m.startswith("drift event ") and " published: " in m]
+        assert any(f" {V2} " in m and "action=rollback" in m for m in published), published
+        assert not [m for m in infos if "e2e-" in m or "request_id" in m], "a request id reached the log"
         print(
             f"\nfirst regressed event produced -> drift event on the topic: {seen_at - start:.1f} s "
             f"(fired_at +{fired_at - start:.1f} s, Kafka timestamp +{kafka_ts - start:.1f} s); "

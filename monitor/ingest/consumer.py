@@ -584,6 +584,18 @@ class IngestConsumer:
         """Run the hook (the monitor's takeover) and wait for it, watching the stop event (see
         :func:`~monitor.ingest.rebalance.run_assignment_hook`). Nothing is written meanwhile; the
         heartbeat thread keeps the membership (up to ``max_poll_interval``)."""
-        if self.on_assigned is None or self._consumer is None:
+        if self._consumer is None:
             return
-        run_assignment_hook(self.on_assigned, set(self._consumer.assignment()), self._stop_event)
+        assigned = set(self._consumer.assignment())
+        log.info("group %s: assigned %s", self.group_id, _partitions(assigned) or "no partitions")
+        if self.on_assigned is None:
+            return
+        run_assignment_hook(self.on_assigned, assigned, self._stop_event)
+
+
+def _partitions(tps: set[TopicPartition]) -> str:
+    """``topic[0,2] other[1]``: the assignment in one short line (topic names and numbers only)."""
+    by_topic: dict[str, list[int]] = {}
+    for tp in tps:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    return " ".join(f"{t}[{','.join(map(str, sorted(p)))}]" for t, p in sorted(by_topic.items()))

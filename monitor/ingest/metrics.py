@@ -6,17 +6,21 @@ error classes. Never request ids, model ids or payload text.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from monitor.ingest.deadletter_log import DeadLetterLog
 from monitor.records import BatchOutcome
 
 if TYPE_CHECKING:
     from monitor.events import EventKind
     from monitor.ingest.batch import Batch
 
+log = logging.getLogger("monitor.ingest.consumer")  # the consumer's log: dead letters are its events
 
 class ConsumerMetrics:
     """The consumer's counters and gauges.
@@ -31,6 +35,7 @@ class ConsumerMetrics:
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.dead_letter_log = DeadLetterLog(60.0, lambda line: log.info("%s", line))
         self.consumed = Counter(
             "slicewatch_events_consumed",
             "Records read from Kafka, valid or not.",
@@ -133,3 +138,4 @@ class ConsumerMetrics:
                 self.duplicates.labels(topic=topic).inc(dups[kind])
         for dl in outcome.new_dead_letters:
             self.dead_lettered.labels(topic=dl.topic, error_class=dl.error_class).inc()
+            self.dead_letter_log.add(dl.topic, dl.error_class, time.monotonic())
