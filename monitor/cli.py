@@ -244,7 +244,11 @@ def demo(
     rate: Annotated[float, typer.Option(help="Inference events per event-time second.")] = 24.0,
     workdir: Annotated[Path, typer.Option(help="Where the demo keeps its database.")] = Path("slicewatch-demo"),
     live: Annotated[bool, typer.Option(help="Live terminal view (rich).")] = True,
-    seed: int = 7,
+    seed: Annotated[int, typer.Option(help="Seed of the traffic generator.")] = 7,
+    metrics_port: Annotated[int, typer.Option(help="Port of /metrics, /healthz, /readyz (busy: a free one).")
+                            ] = 9731,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help=(
+        "YAML merged over the demo's configuration (its broker, database and topics stay the demo's)."))] = None,
 ) -> None:
     """End-to-end demo on embedded defaults: broker, SQLite, /metrics, scripted incidents."""
     from monitor.demo.run import DemoOptions, run_demo
@@ -258,8 +262,14 @@ def demo(
         workdir=workdir,
         live=live and sys.stdout.isatty(),
         seed=seed,
+        metrics_port=metrics_port,
+        config_file=config,
     )
-    result = run_demo(options)
+    try:
+        result = run_demo(options)
+    except ConfigError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
     raise typer.Exit(0 if result.all_detected else 1)
 
 

@@ -64,3 +64,43 @@ def test_short_demo_detects_each_incident_with_its_action(tmp_path: Path) -> Non
     live, offline = verdicts(result.drift_events), verdicts(replayed.drift_events)
     print(f"live-only {sorted(live - offline)}\nreplay-only {sorted(offline - live)}")
     assert live == offline
+
+
+def test_demo_config_file_merges_and_the_demo_prints_what_differs(tmp_path: Path) -> None:
+    """``demo --config FILE`` (issue 13, part 2): the file's keys replace the demo's, its broker,
+    database and topics stay the demo's; the console shows the settings that differ from the
+    defaults (the 30-bucket window, accuracy_gap warning at 0.005, ...); a bad file names itself."""
+    import socket
+
+    import pytest
+
+    from monitor.demo.run import _metrics_port, demo_config, print_config, with_file
+    from monitor.errors import ConfigError
+
+    base = demo_config("127.0.0.1:1", "sqlite:///x.db", 9731)
+    f = tmp_path / "tune.yaml"
+    f.write_text("stats:\n  window_buckets: 45\nkafka:\n  bootstrap_servers: elsewhere:9092\n"
+                 "alerts:\n  rules:\n    input.psi: {warning: 0.25, critical: 0.4}\n")
+    merged = with_file(base, f)
+    assert merged["stats"]["window_buckets"] == 45 and merged["stats"]["evaluate_every_s"] == 30
+    assert merged["kafka"]["bootstrap_servers"] == "127.0.0.1:1" and merged["database"] == base["database"]
+    assert merged["alerts"]["rules"]["input.psi"] == {"warning": 0.25, "critical": 0.4}
+    assert "quality.accuracy_gap" in merged["alerts"]["rules"]  # the demo's other rules stay
+    out = tmp_path / "console.txt"
+    console = Console(file=out.open("w"), width=200)
+    print_config(base, console)
+    console.file.close()
+    text = out.read_text()
+    assert "stats.window_buckets: 30" in text and "alerts.rules.quality.accuracy_gap.warning: 0.005" in text
+    assert "database" not in text
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("alerts:\n  rules:\n    input.pssi: {warning: 1, critical: 2}\n")
+    with pytest.raises(ConfigError, match=str(bad)):
+        with_file(base, bad)
+    with socket.socket() as held:  # the documented port busy: a free one instead, said on the console
+        held.bind(("127.0.0.1", 0))
+        busy = held.getsockname()[1]
+        console = Console(file=(tmp_path / "c2.txt").open("w"), width=200)
+        got = _metrics_port(busy, console)
+        console.file.close()
+    assert got != busy and f"port {busy} is in use" in (tmp_path / "c2.txt").read_text()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import yaml
 from kafka import KafkaProducer
 from rich.console import Console
 from rich.live import Live
@@ -29,6 +31,7 @@ from monitor.demo.traffic import Incident, TrafficGenerator
 from monitor.demo.view import render
 from monitor.embedded.ports import free_port
 from monitor.embedded.tansu import TansuBroker
+from monitor.metrics.server import DEFAULT_PORT as DEFAULT_METRICS_PORT
 from monitor.pipeline import EventClock, fired_epoch
 
 _encode = msgspec.json.Encoder().encode
@@ -44,8 +47,12 @@ class DemoOptions:
     workdir: Path = Path("slicewatch-demo")
     live: bool = True
     seed: int = 7
-    metrics_port: int | None = None
+    metrics_port: int | None = DEFAULT_METRICS_PORT
+    """The documented port by default; a busy one falls back to a free port (said on the console);
+    None: a free port (tests)."""
     drain_s: float = 20.0
+    config_file: Path | None = None
+    """A YAML file merged over the demo's configuration (its broker, database and topics stay the demo's)."""
 
 
 @dataclass
@@ -130,6 +137,57 @@ def demo_config(bootstrap: str, database_url: str, metrics_port: int) -> dict[st
     }
 
 
+def _metrics_port(wanted: int | None, console: Console) -> int:
+    if wanted is None:
+        return free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", wanted))
+            return wanted
+        except OSError:
+            port = free_port()
+            console.print(f"port {wanted} is in use: metrics on port {port} instead (--metrics-port to choose)")
+            return port
+
+
+def with_file(config: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``config`` with the YAML file at ``path`` merged over it: a key the file names replaces the
+    demo's, nested mappings merge, a rule replaces the demo's rule of its name; the broker, database
+    and topics stay the demo's own. Validation errors (unknown keys, rule names) name the file."""
+    from monitor.config import load_settings, merge
+
+    load_settings(path, environ={})  # the file alone must be valid: its errors name it
+    tree = yaml.safe_load(path.read_text()) or {}
+    out = merge(config, tree)
+    for name, rule in ((tree.get("alerts") or {}).get("rules") or {}).items():
+        out["alerts"]["rules"][name] = rule  # a rule the file names replaces the demo's (as in any config)
+    out["kafka"] = {**out["kafka"], "bootstrap_servers": config["kafka"]["bootstrap_servers"],
+                    "topics": config["kafka"]["topics"]}
+    out["database"] = config["database"]
+    return out
+
+
+def print_config(config: dict[str, Any], console: Console) -> None:
+    """The settings the demo runs with where they differ from the defaults (so a reader knows why,
+    e.g., ``quality.accuracy_gap`` warns at half a point)."""
+    from monitor.config import Settings
+
+    ours = Settings.model_validate(config).model_dump(mode="json")
+    base = Settings.model_validate({"database": config["database"]}).model_dump(mode="json")
+    lines = [f"  {path}: {value}" for path, value in _differences(ours, base)
+             if not path.startswith(("database.", "kafka.bootstrap", "kafka.topics"))]
+    console.print("configuration (where it differs from the defaults):\n" + "\n".join(lines))
+
+
+def _differences(a: Any, b: Any, path: str = "") -> list[tuple[str, Any]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in a:
+            out += _differences(a[k], b.get(k), f"{path}.{k}" if path else str(k))
+        return out
+    return [] if a == b else [(path, a)]
+
+
 def match(incident: Incident, events: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The first firing drift event at or after the incident's onset that detects it as expected:
     the right model, signal and action (and, for the tail drift, the ``tokens_in`` feature)."""
@@ -185,8 +243,11 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
         database_url = f"sqlite:///{options.workdir.resolve() / 'slicewatch-demo.db'}"
     else:
         database_url = options.database_url
-    port = options.metrics_port if options.metrics_port is not None else free_port()
+    port = _metrics_port(options.metrics_port, console)
     config = demo_config(bootstrap, database_url, port)
+    if options.config_file is not None:
+        config = with_file(config, options.config_file)
+    print_config(config, console)
     result = DemoResult(metrics_url=f"http://127.0.0.1:{port}/metrics")
     events_lock = threading.Lock()
 
