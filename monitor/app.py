@@ -360,6 +360,9 @@ def build_monitor(
         target_lookback_s=settings.alerts.promotion_watch_s,
         incidents=incidents,
         event_version=settings.alerts.drift_event_version,
+        # profiles built while running (`slicewatch reference build`) are picked up within a minute
+        reference_hashes=(lambda: profile_store.latest_hashes(db)) if source == "kafka" else None,
+        load_reference=lambda m: profile_store.latest_profile(db, m),
     )
     consumer = (
         _build_consumer(settings, repository, pipeline, registry, clock, event_clock) if source == "kafka" else None

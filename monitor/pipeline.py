@@ -54,6 +54,9 @@ class StatsEngine(Protocol):
 
 TARGET_REFRESH_S = 60.0
 """How often a young promotion's rollback target outcomes are read again."""
+REFERENCE_REFRESH_S = 60.0
+"""How often the store is asked for reference profiles newer than the engine's (``reference build``
+while the monitor runs: picked up within this, no restart)."""
 
 TargetOutcomes = Callable[[str, str, float, float], tuple[int, int]]
 """``(model_id, slice, since, until) -> (correct, labelled)`` of ``model_id``'s predictions (``inference_log``)."""
@@ -170,6 +173,8 @@ class Pipeline:
         target_lookback_s: float = 3600.0,
         incidents: IncidentTracker | None = None,
         event_version: int = 2,
+        reference_hashes: Callable[[], Mapping[str, str]] | None = None,
+        load_reference: Callable[[str], Any] | None = None,
     ) -> None:
         if evaluate_every_s <= 0:
             raise ValueError("evaluate_every_s must be > 0")
@@ -203,6 +208,9 @@ class Pipeline:
         self.event_version = event_version
         self.push_up: bool | None = None  # the last Alertmanager push: ok, failed, none yet
         self.target_lookback_s = float(target_lookback_s)
+        self.reference_hashes = reference_hashes
+        self.load_reference = load_reference
+        self._references_checked_at: float | None = None
         # promotions whose target's outcomes are (re)read, with the time of the last read
         self._targets_due: dict[str, tuple[PromotionEvent, float | None]] = {}
         for p in promotions:
@@ -327,6 +335,40 @@ class Pipeline:
             self._floors = {m: s for m, s in self._floors.items() if s > self.label_seq}
         return len(ready)
 
+    def refresh_references(self, now: float) -> int:
+        """Every ``REFERENCE_REFRESH_S``: the store's newest profile of each model (its content
+        hash), and where it differs from the engine's, that profile loaded and set (its window starts
+        afresh: the bins changed). A profile this monitor built itself is already the engine's (same
+        hash). Returns how many were picked up; a failed read is tried at the next refresh."""
+        if self.reference_hashes is None or self.load_reference is None:
+            return 0
+        if self._references_checked_at is not None and now - self._references_checked_at < REFERENCE_REFRESH_S:
+            return 0
+        self._references_checked_at = now
+        try:
+            newest = self.reference_hashes()
+        except StoreError as e:
+            log.warning("could not check for new reference profiles: %s", e)
+            return 0
+        picked = 0
+        for model_id, content_hash in sorted(newest.items()):
+            with self._lock:
+                held = self.engine.reference(model_id)
+            if held is not None and held.content_hash == content_hash:
+                continue
+            try:
+                profile = self.load_reference(model_id)
+            except StoreError as e:
+                log.warning("could not load the new reference profile of %s: %s", model_id, e)
+                continue
+            if profile is None or profile.content_hash != content_hash:
+                continue  # replaced again meanwhile: the next refresh takes the newest
+            with self._lock:
+                self.engine.set_reference(model_id, profile)
+            log.info("reference profile %s (v%s) of %s picked up from the store", profile.id, profile.version, model_id)
+            picked += 1
+        return picked
+
     def load_targets(self, now: float) -> int:
         """Read the rollback targets' labelled outcomes per slice (``inference_log``, the target's
         predictions over ``target_lookback_s`` before the promotion) and hand them to the engine:
@@ -368,6 +410,7 @@ class Pipeline:
         """Evaluate if an evaluation is due at ``now``; returns the snapshot when one ran. Called
         from one thread (the evaluating one)."""
         self.save_profiles()
+        self.refresh_references(now)
         self.load_targets(now)
         self.pull_labels(now)  # the label changes logged since the last call
         with self._lock:

@@ -291,3 +291,43 @@ def test_run_migrates_only_when_told(tmp_path: Path) -> None:
 
     monitor = build_monitor(load_settings(cfg, environ=env), migrate=False, serve_metrics=False)
     monitor.close()  # a current database is accepted without --migrate
+
+
+def test_a_reference_built_while_running_is_picked_up_without_a_restart(tmp_path: Path) -> None:
+    """Issue 13, part 2: a profile stored by `reference build` while the monitor runs replaces the
+    engine's within REFERENCE_REFRESH_S (the store is asked for the newest content hashes); the
+    monitor's own profile (same hash) is not set again, so its window is not reset."""
+    from monitor.app import build_monitor
+    from monitor.pipeline import REFERENCE_REFRESH_S
+    from monitor.stats.columns import records_from_events
+    from monitor.stats.profile_builder import build_profile_from_records
+    from tests.stats_fixtures import StreamSpec, make_batch
+
+    db = tmp_path / "r.db"
+    env = _env(db)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("kafka:\n  bootstrap_servers: 127.0.0.1:1\n")
+    settings = load_settings(cfg, environ=env)
+    rng = np.random.default_rng(5)
+    events, _ = make_batch(rng, StreamSpec(model_id="m1"), 800, 0.0, 600.0)
+    first = build_profile_from_records("m1", records_from_events(events)["m1"], created_at=600.0)
+    engine = make_engine(f"sqlite:///{db}")
+    upgrade(f"sqlite:///{db}")
+    profile_store.save_profile(engine, first)
+    monitor = build_monitor(settings, migrate=False, serve_metrics=False)
+    try:
+        pipeline, drift = monitor.pipeline, monitor.drift
+        assert drift.reference("m1").content_hash == first.content_hash
+        assert pipeline.refresh_references(1000.0) == 0  # the same profile: nothing to pick up
+        events2, _ = make_batch(rng, StreamSpec(model_id="m1", n_numeric=4), 800, 600.0, 1200.0)
+        second = build_profile_from_records("m1", records_from_events(events2)["m1"], created_at=1200.0)
+        assert second.content_hash != first.content_hash
+        profile_store.save_profile(engine, second)  # what `slicewatch reference build` does
+        assert pipeline.refresh_references(1000.0 + REFERENCE_REFRESH_S / 2) == 0  # not due yet
+        assert drift.reference("m1").content_hash == first.content_hash
+        assert pipeline.refresh_references(1000.0 + REFERENCE_REFRESH_S) == 1
+        assert drift.reference("m1").content_hash == second.content_hash
+        assert pipeline.refresh_references(1000.0 + 2 * REFERENCE_REFRESH_S) == 0
+    finally:
+        monitor.close()
+        engine.dispose()
