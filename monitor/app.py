@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
@@ -32,7 +33,7 @@ from monitor.alerts.incidents import IncidentTracker
 from monitor.alerts.sinks.alertmanager import AlertmanagerSink
 from monitor.alerts.sinks.kafka import KafkaDriftPublisher
 from monitor.alerts.state import AlertEvaluator
-from monitor.config import Settings
+from monitor.config import Settings, load_settings, merge
 from monitor.drift.engine import DriftEngine
 from monitor.errors import ConfigError, StoreError
 from monitor.ingest.consumer import IngestConsumer
@@ -458,6 +459,36 @@ def demo_monitor(config: Mapping[str, Any], *, event_clock: EventClock, sinks: S
     except ValidationError as e:
         raise ConfigError(f"demo configuration: {e}") from e
     return build_monitor(settings, sinks=sinks, event_clock=event_clock, create_topics=True)
+
+
+def demo_config_with_file(config: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The demo's configuration tree with the YAML file at ``path`` merged over it: a key the file
+    names replaces the demo's, nested mappings merge, a rule replaces the demo's rule of its name;
+    the broker, database and topics stay the demo's own. The file alone must be valid (its errors
+    name it)."""
+    load_settings(path, environ={})
+    tree = yaml.safe_load(path.read_text()) or {}
+    out = merge(config, tree)
+    for name, rule in ((tree.get("alerts") or {}).get("rules") or {}).items():
+        out["alerts"]["rules"][name] = rule
+    out["kafka"] = {**out["kafka"], "bootstrap_servers": config["kafka"]["bootstrap_servers"],
+                    "topics": config["kafka"]["topics"]}
+    out["database"] = config["database"]
+    return out
+
+
+def config_differences(config: Mapping[str, Any], skip: Sequence[str] = ()) -> list[str]:
+    """``path: value`` of every setting of the configuration tree that differs from the default
+    (except paths starting with one of ``skip``), e.g. ``alerts.rules.quality.accuracy_gap.warning: 0.005``."""
+    ours = Settings.model_validate(config).model_dump(mode="json")
+    base = Settings.model_validate({"database": config.get("database", {})}).model_dump(mode="json")
+
+    def walk(a: Any, b: Any, path: str) -> list[str]:
+        if isinstance(a, dict) and isinstance(b, dict):
+            return [line for k in a for line in walk(a[k], b.get(k), f"{path}.{k}" if path else str(k))]
+        return [] if a == b else [f"{path}: {a}"]
+
+    return [line for line in walk(ours, base, "") if not line.startswith(tuple(skip))]
 
 
 def metrics_registry(settings: Settings) -> CollectorRegistry:

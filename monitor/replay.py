@@ -22,7 +22,6 @@ import msgspec
 import polars as pl
 from rich.console import Console
 from rich.progress import Progress
-from rich.table import Table
 
 from monitor.alerts.drift_event import incidents_of
 from monitor.alerts.rules import Rule
@@ -32,6 +31,7 @@ from monitor.ingest.writer import BatchStore
 from monitor.pipeline import Pipeline, fired_epoch
 from monitor.snapshot import Snapshot
 from monitor.stats.errors import StatsError
+from monitor.tables import narrow_table
 
 _KIND_ORDER = {"promotion": 0, "inference": 1, "feedback": 2}
 
@@ -106,16 +106,13 @@ class ReplaySummary:
         )
         incidents = incidents_of(self.drift_events)
         console.print(f"{len(incidents)} incidents")
-        table = Table(title="incidents (each as of its latest drift event)")
-        for col in ("opened", "state", "model_id", "signal", "slice", "statistic", "severity", "action",
-                    "rollback_target", "members", "events"):
-            table.add_column(col, no_wrap=col in ("model_id", "action"))
-        for i in incidents:
-            table.add_row(
-                str(i.get("fired_at")), i["state"], i["model_id"], i["signal"], i["slice"],
-                f"{i['feature']}/{i['statistic']}", i["severity"], i["action"], str(i.get("rollback_target") or ""),
-                str(len(i["members"])), str(i["events"]),
-            )
+        cols = ["opened", "state", "model_id", "signal", "slice", "statistic", "severity", "action",
+                "rollback_target", "members", "events"]
+        rows = [[str(i.get("fired_at")), i["state"], i["model_id"], i["signal"], i["slice"],
+                 f"{i['feature']}/{i['statistic']}", i["severity"], i["action"], str(i.get("rollback_target") or ""),
+                 str(len(i["members"])), str(i["events"])] for i in incidents]
+        table = narrow_table("incidents (each as of its latest drift event)", cols,
+                             keys={"model_id", "rollback_target"}, rows=rows)
         console.print(table)
         for p in self.plots:
             console.print(f"plot: {p}")

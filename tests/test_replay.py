@@ -165,3 +165,22 @@ def test_cli_exits_1_naming_a_wrong_file_and_prints_json(tmp_path: Path) -> None
     empty.write_text("")
     none = runner.invoke(app, ["replay", "--inference", str(empty), "--out", str(tmp_path / "e.jsonl")])
     assert none.exit_code == 1 and "error: nothing was replayed" in none.output
+
+
+def test_the_summary_stays_readable_at_80_columns_and_in_a_pipe(replayed) -> None:
+    """Issue 13, part 2: model ids and rollback targets are never cut (``intent-clf@v41`` and
+    ``intent-clf@v42`` stay apart), nothing is shortened to an ellipsis, and the column names are whole."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    _, _, summary, _ = replayed
+    out = StringIO()
+    summary.print(Console(file=out, width=80))  # what a pipe gets
+    text = out.getvalue()
+    assert "…" not in text
+    for i in incidents_of(summary.drift_events):
+        assert i["model_id"] in text
+        if i.get("rollback_target"):
+            assert i["rollback_target"] in text
+    assert INTENT_NEW in text and INTENT_OLD in text

@@ -20,11 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import yaml
 from kafka import KafkaProducer
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
 
 from monitor.alerts.drift_event import incidents_of
 from monitor.demo.traffic import Incident, TrafficGenerator
@@ -33,6 +31,7 @@ from monitor.embedded.ports import free_port
 from monitor.embedded.tansu import TansuBroker
 from monitor.metrics.server import DEFAULT_PORT as DEFAULT_METRICS_PORT
 from monitor.pipeline import EventClock, fired_epoch
+from monitor.tables import narrow_table
 
 _encode = msgspec.json.Encoder().encode
 
@@ -150,44 +149,6 @@ def _metrics_port(wanted: int | None, console: Console) -> int:
             return port
 
 
-def with_file(config: dict[str, Any], path: Path) -> dict[str, Any]:
-    """``config`` with the YAML file at ``path`` merged over it: a key the file names replaces the
-    demo's, nested mappings merge, a rule replaces the demo's rule of its name; the broker, database
-    and topics stay the demo's own. Validation errors (unknown keys, rule names) name the file."""
-    from monitor.config import load_settings, merge
-
-    load_settings(path, environ={})  # the file alone must be valid: its errors name it
-    tree = yaml.safe_load(path.read_text()) or {}
-    out = merge(config, tree)
-    for name, rule in ((tree.get("alerts") or {}).get("rules") or {}).items():
-        out["alerts"]["rules"][name] = rule  # a rule the file names replaces the demo's (as in any config)
-    out["kafka"] = {**out["kafka"], "bootstrap_servers": config["kafka"]["bootstrap_servers"],
-                    "topics": config["kafka"]["topics"]}
-    out["database"] = config["database"]
-    return out
-
-
-def print_config(config: dict[str, Any], console: Console) -> None:
-    """The settings the demo runs with where they differ from the defaults (so a reader knows why,
-    e.g., ``quality.accuracy_gap`` warns at half a point)."""
-    from monitor.config import Settings
-
-    ours = Settings.model_validate(config).model_dump(mode="json")
-    base = Settings.model_validate({"database": config["database"]}).model_dump(mode="json")
-    lines = [f"  {path}: {value}" for path, value in _differences(ours, base)
-             if not path.startswith(("database.", "kafka.bootstrap", "kafka.topics"))]
-    console.print("configuration (where it differs from the defaults):\n" + "\n".join(lines))
-
-
-def _differences(a: Any, b: Any, path: str = "") -> list[tuple[str, Any]]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in a:
-            out += _differences(a[k], b.get(k), f"{path}.{k}" if path else str(k))
-        return out
-    return [] if a == b else [(path, a)]
-
-
 def match(incident: Incident, events: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The first firing drift event at or after the incident's onset that detects it as expected:
     the right model, signal and action (and, for the tail drift, the ``tokens_in`` feature)."""
@@ -227,7 +188,7 @@ def _producer_loop(
 
 
 def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult:
-    from monitor.app import Sinks, demo_monitor
+    from monitor.app import Sinks, config_differences, demo_config_with_file, demo_monitor
 
     console = console or Console(width=None if options.live else 160)
     broker: TansuBroker | None = None
@@ -246,8 +207,9 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
     port = _metrics_port(options.metrics_port, console)
     config = demo_config(bootstrap, database_url, port)
     if options.config_file is not None:
-        config = with_file(config, options.config_file)
-    print_config(config, console)
+        config = demo_config_with_file(config, options.config_file)
+    console.print("configuration (where it differs from the defaults):\n" + "\n".join(
+        f"  {line}" for line in config_differences(config, skip=("database.", "kafka.bootstrap", "kafka.topics"))))
     result = DemoResult(metrics_url=f"http://127.0.0.1:{port}/metrics")
     events_lock = threading.Lock()
 
@@ -337,23 +299,23 @@ def _drain(monitor: Any, clock: EventClock, end: float, drain_s: float, live_upd
 
 
 def _summary(console: Console, result: DemoResult, start: float) -> None:
-    table = Table(title="scripted incidents")
-    for col in ("incident", "model", "began (min)", "detected (min)", "delay (min)", "signal", "statistic",
-                "action", "rollback target", "suspected causes"):
-        table.add_column(col, no_wrap=col in ("incident", "model", "statistic", "action", "rollback target"))
+    rows = []
     for d in result.detections:
         began = (d.incident.starts_at - start) / 60
         if d.event is None:
-            table.add_row(d.incident.name, d.incident.model_id, f"{began:.1f}", "[red]not detected[/]",
-                          "", "", "", "", "", "")
+            rows.append([d.incident.name, d.incident.model_id, f"{began:.1f}", "not detected", "", "", "", "", "", ""])
             continue
         detected = (fired_epoch(d.event) - start) / 60
         causes = ", ".join(c["field"] for c in d.event["suspected_causes"])
-        table.add_row(
+        rows.append([
             d.incident.name, d.incident.model_id, f"{began:.1f}", f"{detected:.1f}", f"{detected - began:.1f}",
             d.event["signal"], f"{d.event['feature']}/{d.event['statistic']}", ",".join(d.event["actions"]),
             d.event["rollback_target"] or "", causes,
-        )
+        ])
+    table = narrow_table("scripted incidents", ["incident", "model", "began (min)", "detected (min)", "delay (min)",
+                                                "signal", "statistic", "action", "rollback target",
+                                                "suspected causes"],
+                         keys={"model", "rollback target"}, rows=rows)
     console.print(table)
     incidents = incidents_of(result.drift_events)
     console.print(
