@@ -66,11 +66,14 @@ def sample_alert(state: str = "firing", now: float = NOW, model_id: str = "m1") 
 
 def full_registry() -> tuple[CollectorRegistry, MonitorCollector, ConsumerMetrics]:
     """ConsumerMetrics (helper A's) + our collector, filled so every family has samples."""
-    registry = CollectorRegistry()
+    from monitor.app import metrics_registry
+    from monitor.config import Settings
+
+    registry = metrics_registry(Settings())  # build info, thresholds, process metrics: as `run` serves
     consumer = ConsumerMetrics(registry)
     collector = MonitorCollector(max_models=10)
     registry.register(collector)
-    collector.update(sample_snapshot(), [sample_alert()])
+    collector.update(sample_snapshot(), [sample_alert()], promoted={"intent-clf@v42": 1_700_000_000.0})
     return registry, collector, consumer
 
 
