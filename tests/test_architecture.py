@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1] / "monitor"
 BASE = {"errors", "events", "records", "snapshot"}  # plain data and the exception root
 ALL = {
     "alerts", "alerts.sinks", "app", "cli", "config", "demo", "detect", "drift", "embedded", "ingest",
-    "metrics", "pipeline", "reference", "replay", "stats", "store", "takeover",
+    "metrics", "pipeline", "reference", "replay", "stats", "store", "takeover", "api", "tables",
 } | BASE
 COMMANDS = {"cli", "demo"}
 
@@ -34,7 +34,9 @@ ALLOWED: dict[str, set[str]] = {
     "metrics": BASE | {"alerts"},  # edge: the scrape-time collector
     "pipeline": BASE | {"alerts", "store"},
     "takeover": BASE | {"stats", "drift", "pipeline", "store"},
-    "replay": BASE | {"alerts", "ingest", "pipeline", "stats"},  # source: recorded files -> the pipeline
+    "replay": BASE | {"alerts", "ingest", "pipeline", "stats", "tables"},  # source: recorded files -> the pipeline
+    "api": BASE | {"alerts", "drift", "stats"},  # compare(frames) for batch jobs and notebooks: no I/O
+    "tables": set(),  # rich tables for terminals and pipes
     "reference": BASE | {"stats", "store"},  # edge: reference files and logged rows -> a stored profile
     "app": ALL - COMMANDS,  # the composition root: the only module (with cli) that reads settings
     "demo": ALL - {"cli", "config"},  # a command over the root: its configuration is a plain mapping
