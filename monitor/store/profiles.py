@@ -100,21 +100,25 @@ def latest_profile(engine: Engine, model_id: str) -> ReferenceProfile | None:
     return None if row is None else _from_row(row)
 
 
-def latest_hashes(engine: Engine) -> dict[str, str]:
-    """The content hash of every model's newest profile (a small query: what changed is loaded
-    by :func:`latest_profile`)."""
+def _newest(*columns: Any) -> Any:
+    """``columns`` of every model's newest profile (the highest version)."""
     newest = (
         select(reference_profile.c.model_id, func.max(reference_profile.c.version).label("version"))
         .group_by(reference_profile.c.model_id)
         .subquery()
     )
     c = reference_profile.c
-    query = select(c.model_id, c.content_hash).join(
+    return select(c.model_id, *columns).join(
         newest, (c.model_id == newest.c.model_id) & (c.version == newest.c.version)
     )
+
+
+def latest_hashes(engine: Engine) -> dict[str, str]:
+    """The content hash of every model's newest profile (a small query: what changed is loaded
+    by :func:`latest_profile`)."""
     try:
         with engine.connect() as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(_newest(reference_profile.c.content_hash)).all()
     except DBAPIError as e:
         raise _wrap("reading the reference profile versions", e) from e
     return {str(r.model_id): str(r.content_hash) for r in rows}
@@ -122,18 +126,9 @@ def latest_hashes(engine: Engine) -> dict[str, str]:
 
 def latest_profiles(engine: Engine) -> dict[str, ReferenceProfile]:
     """The newest profile of every model that has one."""
-    newest = (
-        select(reference_profile.c.model_id, func.max(reference_profile.c.version).label("version"))
-        .group_by(reference_profile.c.model_id)
-        .subquery()
-    )
-    c = reference_profile.c
-    query = select(c.model_id, c.body).join(
-        newest, (c.model_id == newest.c.model_id) & (c.version == newest.c.version)
-    )
     try:
         with engine.connect() as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(_newest(reference_profile.c.body)).all()
     except DBAPIError as e:
         raise _wrap("loading reference profiles", e) from e
     return {str(r.model_id): _from_row(r) for r in rows}
