@@ -98,10 +98,18 @@ def _epoch(text: str) -> float:
 
 
 @app.command("check-config")
-def check_config(path: Path) -> None:
+def check_config(
+    path: Annotated[Path | None, typer.Argument(help="The file (as --config; kept for older scripts).",
+                                                show_default=False)] = None,
+    config: ConfigOpt = None,
+) -> None:
     """Validate a configuration file plus the SLICEWATCH__* environment overrides."""
-    settings = _settings(path)
-    typer.echo(f"ok: {path} is valid ({len(settings.alerts.rules)} alert rules, "
+    if (path is None) == (config is None):
+        typer.echo("error: give the file as --config FILE", err=True)
+        raise typer.Exit(2)
+    file = config or path
+    settings = _settings(file)
+    typer.echo(f"ok: {file} is valid ({len(settings.alerts.rules)} alert rules, "
                f"{sum(len(v) for v in settings.stats.protected_slices.values())} protected slice values)")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -331,3 +332,35 @@ def test_a_reference_built_while_running_is_picked_up_without_a_restart(tmp_path
     finally:
         monitor.close()
         engine.dispose()
+
+
+def test_every_option_has_help_and_config_is_one_flag_everywhere() -> None:
+    """Issue 13, part 2: help text on every option of every command, and every command that reads
+    a configuration takes it as ``--config`` (``check-config`` also keeps its old positional form)."""
+    import typer.main  # typer 0.29 vendors click: duck-typed below
+
+    root = typer.main.get_command(app)
+
+    def commands(group: Any, prefix: str = "") -> list[tuple[str, Any]]:
+        out = []
+        for name, cmd in group.commands.items():
+            if hasattr(cmd, "commands"):
+                out += commands(cmd, f"{prefix}{name} ")
+            else:
+                out.append((prefix + name, cmd))
+        return out
+
+    found = commands(root)
+    assert {"run", "demo", "replay", "check-config", "db upgrade", "reference build"} <= {n for n, _ in found}
+    for name, cmd in found:
+        for param in cmd.params:
+            if param.param_type_name == "option" and param.name != "help":
+                assert param.help, f"{name} --{param.name} has no help text"
+        takes = {p.name for p in cmd.params}
+        if name in ("run", "demo", "replay", "check-config", "db upgrade", "reference build"):
+            assert "config" in takes, name
+            flags = next(p for p in cmd.params if p.name == "config").opts
+            assert "--config" in flags, (name, flags)
+    ok = runner.invoke(app, ["check-config", "--config", "deploy/config/slicewatch.yaml"])
+    assert ok.exit_code == 0 and ok.output.startswith("ok:")
+    assert runner.invoke(app, ["check-config"]).exit_code == 2
