@@ -102,3 +102,18 @@ def test_demo_config_file_merges_and_the_demo_prints_what_differs(tmp_path: Path
         got = _metrics_port(busy, console)
         console.file.close()
     assert got != busy and f"port {busy} is in use" in (tmp_path / "c2.txt").read_text()
+
+
+def test_the_live_view_keeps_model_ids_whole_at_80_columns() -> None:
+    from io import StringIO
+
+    from monitor.demo.view import render
+    from monitor.snapshot import SignalValue, Snapshot
+
+    models = ("intent-classifier@v41", "intent-classifier@v42")
+    values = tuple(SignalValue(m, "all", "input", "tokens_in", "psi", 0.31, 900) for m in models)
+    frame = render(Snapshot(600.0, 0.0, 600.0, values, models=models), {}, [], {"input.psi": 0.2}, "demo")
+    out = StringIO()
+    Console(file=out, width=80).print(frame)
+    for m in models:
+        assert m in out.getvalue()

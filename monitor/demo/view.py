@@ -44,6 +44,11 @@ def _cell(v: SignalValue | None, threshold: float | None) -> Text:
     return Text(label, style="green" if threshold is not None else "")
 
 
+def _widest(snapshot: Snapshot | None) -> int:
+    """The longest model id of the snapshot: model columns are never narrower."""
+    return max((len(m) for m in (snapshot.models if snapshot is not None else ())), default=5)
+
+
 def render(
     snapshot: Snapshot | None,
     alerts: Mapping[str, AlertState],
@@ -53,8 +58,8 @@ def render(
 ) -> Group:
     """One frame of the live view."""
     signals = Table(title="signals (current window; red = over the warning threshold)", expand=True)
-    signals.add_column("model")
-    signals.add_column("slice")
+    signals.add_column("model", no_wrap=True, min_width=_widest(snapshot))  # v41 and v42 stay apart
+    signals.add_column("slice", overflow="fold")
     signals.add_column("n", justify="right")
     for signal, stat, _ in COLUMNS:
         signals.add_column(f"{signal.replace('label_coverage', 'label')} {stat}", justify="right")
@@ -77,7 +82,8 @@ def render(
     active = Table(title="alerts", expand=True)
     for col in ("state", "severity", "model", "slice", "signal", "feature/statistic", "value", "action",
                 "rollback target"):
-        active.add_column(col)
+        key = col in ("model", "rollback target")
+        active.add_column(col, no_wrap=key, overflow="fold", min_width=_widest(snapshot) if key else None)
     for a in sorted(alerts.values(), key=lambda a: (a.state != "firing", a.model_id, a.slice)):
         style = {"firing": "bold red", "pending": "yellow", "resolved": "green"}.get(a.state, "")
         active.add_row(
@@ -88,7 +94,8 @@ def render(
     log = Table(title="incidents (latest)", expand=True)
     for col in ("state", "model", "signal", "slice", "statistic", "action", "rollback target", "members",
                 "suspected causes"):
-        log.add_column(col)
+        key = col in ("model", "rollback target")
+        log.add_column(col, no_wrap=key, overflow="fold", min_width=_widest(snapshot) if key else None)
     for e in incidents_of(drift_events)[-8:]:
         causes = ", ".join(f"{c['field']}: {c['from']}->{c['to']}" for c in e.get("suspected_causes", []))
         log.add_row(e["state"], e["model_id"], e["signal"], e["slice"], f"{e['feature']}/{e['statistic']}",
