@@ -152,6 +152,7 @@ class AlertEvaluator:
         if not 0 < alpha < 1:
             raise ValueError("alpha must be in (0, 1)")
         self.rules = dict(rules)
+        self._by_pair = {tuple(name.split(".", 1)): rule for name, rule in self.rules.items()}
         self.promotion_watch_s = promotion_watch_s
         self.lineage_lookback_s = lineage_lookback_s
         self.resolved_resend_s = resolved_resend_s
@@ -203,9 +204,9 @@ class AlertEvaluator:
         # one alert per (model, slice, signal, feature, statistic), whatever the windows: the
         # verdict of each window with enough samples; the most severe one speaks for the alert
         candidates: dict[str, tuple[dict[str, str], Rule, list[tuple[SignalValue, Severity | None]]]] = {}
-        rules, keys = self.rules, self._keys
+        by_pair, keys = self._by_pair, self._keys
         for v in snapshot.values:
-            rule = rules.get(f"{v.signal}.{v.statistic}")
+            rule = by_pair.get((v.signal, v.statistic))  # no string built per value
             if rule is None:
                 continue
             key = (v.model_id, v.slice, v.signal, v.feature, v.statistic)
