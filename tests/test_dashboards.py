@@ -196,5 +196,7 @@ def test_the_fleet_links_to_the_model_and_slice_views() -> None:
     assert len(linked) >= 5
     for p in linked:
         for link in p["fieldConfig"]["defaults"]["links"]:
-            target = re.match(r"^/d/([\w-]+)\?var-model_id=\$\{__field\.labels\.model_id\}", link["url"])
+            # a series' label (time series) or a table row's field (tables)
+            target = re.match(r"^/d/([\w-]+)\?var-model_id=\$\{__(?:field\.labels|data\.fields)\.model_id\}",
+                              link["url"])
             assert target is not None and target.group(1) in uids, link["url"]
