@@ -287,8 +287,6 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-_merge = merge
-
 
 def _env_variables(environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:
     """The ``SLICEWATCH__*`` variables by the settings path they set."""
@@ -357,7 +355,7 @@ def load_settings(path: Path | str | None = None, environ: Mapping[str, str] | N
             raise ConfigError(f"configuration file {path} must hold a mapping at the top level")
         data = loaded or {}
     env = dict(os.environ if environ is None else environ)
-    data = _merge(data, _env_overrides(env))
+    data = merge(data, _env_overrides(env))
     try:
         settings = Settings.model_validate(data)
     except ValidationError as e:

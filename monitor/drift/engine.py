@@ -625,8 +625,10 @@ class DriftEngine:
         without computing them (an idle model costs nothing)."""
         key = (window, window.version, profile, math.floor(now / self.bucket_seconds))
         held = self._evaluated.get(model_id)
-        if held is not None and held[0][0] is window and held[0][2] is profile and held[0][1::2] == key[1::2]:
-            return list(held[1])
+        if held is not None:
+            (w, version, p, bucket), values = held
+            if w is window and p is profile and version == window.version and bucket == key[3]:
+                return list(values)
         lengths = (*self.short_windows, self.window_buckets)
         labels = self._labels(window)
         out: list[SignalValue] = []
