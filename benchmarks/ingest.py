@@ -31,19 +31,20 @@ from monitor.embedded.tansu import TansuBroker
 from monitor.ingest.consumer import IngestConsumer
 from monitor.ingest.metrics import ConsumerMetrics
 from monitor.ingest.topics import ensure_topics
-from monitor.store.base import metadata
 from monitor.store.engine import make_engine
+from monitor.store.migrate import upgrade
+from monitor.store.partitions import days_around, ensure_partitions
 from monitor.store.repository import Repository
-from monitor.store.tables import dead_letter, inference_log, label_change, model_version, pending_label
 
 TOPIC, FEEDBACK, PROMOTIONS = "bench-inference", "bench-feedback", "bench-promotions"
 PARTITIONS = 3
+START = 1_763_000_000.0  # served_at of the first event (2025-11-13); 200,000 events span 34 min
 
 
 def events(n: int, seed: int = 1) -> list[tuple[bytes, bytes]]:
     rng = random.Random(seed)
     models = ["fraud-clf@2026-10-01", "fraud-clf@2026-11-02", "support-llm@lora-17"]
-    start = 1_763_000_000.0
+    start = START
     out = []
     for i in range(n):
         model = models[i % 3]
@@ -109,8 +110,10 @@ def end_to_end(bootstrap: str, pg: PostgresServer, n: int) -> float:
                          autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = f"postgresql+psycopg://slicewatch@127.0.0.1:{pg.port}/{name}"
+    upgrade(url)  # the monitor's schema: inference_log partitioned by day, inference_request
     engine = make_engine(url)
-    metadata.create_all(engine, tables=[inference_log, model_version, dead_letter, pending_label, label_change])
+    with engine.begin() as conn:  # the events' day has its partition, as live traffic's day has
+        ensure_partitions(conn, days_around(START, 0, 1))
     registry = CollectorRegistry()
     assigned = threading.Event()
     started: list[float] = []

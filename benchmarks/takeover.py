@@ -35,8 +35,8 @@ from monitor.embedded.postgres import PostgresServer
 from monitor.events import FeedbackEvent, InferenceEvent
 from monitor.pipeline import Pipeline
 from monitor.records import Origin
-from monitor.store.base import metadata
 from monitor.store.engine import make_engine
+from monitor.store.migrate import upgrade
 from monitor.store.repository import Repository
 from monitor.store.window_state import WindowStateStore
 from monitor.takeover import Takeover
@@ -82,8 +82,8 @@ def main() -> None:
     args = ap.parse_args()
     server = PostgresServer().start()
     try:
+        upgrade(server.url)  # the monitor's schema (inference_log partitioned by day on PostgreSQL)
         engine = make_engine(server.url)
-        metadata.create_all(engine)
         repo = Repository(engine)
         rng = random.Random(1)
         now = 1_800_000_000.0

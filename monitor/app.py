@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from kafka import TopicPartition
+from kafka import KafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from sqlalchemy import Engine
@@ -36,23 +36,29 @@ from monitor.alerts.state import AlertEvaluator
 from monitor.config import Settings, load_settings, merge
 from monitor.drift.engine import DriftEngine
 from monitor.errors import ConfigError, StoreError
+from monitor.events import EventKind
 from monitor.ingest.consumer import IngestConsumer
 from monitor.ingest.metrics import ConsumerMetrics
+from monitor.ingest.redrive import RedrivePlan, plan_redrive, send_redrive
 from monitor.ingest.topics import ensure_topics
 from monitor.metrics.collector import MonitorCollector, RuleThresholds
 from monitor.metrics.health import CachedCheck, Check, Health
 from monitor.metrics.server import MetricsServer
 from monitor.pipeline import EventClock, Pipeline
-from monitor.records import LoggedLabelChange, WriteResult
+from monitor.records import DeadLetterGroup, LoggedLabelChange, StoredDeadLetter, WriteResult
 from monitor.reference import ProfileOptions, build_reference
 from monitor.replay import Recorder, ReplaySummary, load_events, run_replay
 from monitor.stats.profile import ReferenceProfile
 from monitor.store import alerts as alert_store
+from monitor.store import dead_letters as dead_letter_rows
+from monitor.store import erasure
 from monitor.store import incidents as incident_store
 from monitor.store import profiles as profile_store
 from monitor.store.engine import database_problem, make_engine
+from monitor.store.erasure import ErasureReceipt
 from monitor.store.migrate import require_current, upgrade
 from monitor.store.repository import Repository
+from monitor.store.retention import RetentionPolicy, RetentionReport, maintain
 from monitor.store.window_state import WindowStateStore
 from monitor.takeover import Takeover
 
@@ -131,6 +137,23 @@ def open_database(settings: Settings, url: str | None = None, *, migrate: bool =
     )
 
 
+def retention_policy(settings: Settings, *, max_batches: int | None = None) -> RetentionPolicy:
+    """The configured retention; ``keep_s`` covers what a takeover (two windows), late events and the
+    rollback-target reads (the promotion watch and its lookback) can still ask of ``inference_log``."""
+    r, s, a = settings.retention, settings.stats, settings.alerts
+    window_s = s.bucket_seconds * s.window_buckets
+    keep_s = max(2 * window_s + s.allowed_lateness_s, 2 * a.promotion_watch_s + a.lineage_lookback_s, 86400.0)
+    return RetentionPolicy(
+        inference_log_days=r.inference_log_days,
+        dead_letter_days=r.dead_letter_days,
+        drift_event_days=r.drift_event_days,
+        resolved_alert_days=r.resolved_alert_days,
+        keep_s=keep_s,
+        batch_rows=r.batch_rows,
+        max_batches=max_batches,
+    )
+
+
 def profile_options(settings: Settings) -> ProfileOptions:
     s = settings.stats
     return ProfileOptions(
@@ -158,6 +181,9 @@ class Monitor:
     resolved_resend_s: float
     evaluate_every_s: float
     checkpoint_every_s: float
+    retention: RetentionPolicy | None = None  # None: no data upkeep (replay, the demo)
+    retention_every_s: float = 3600.0
+    partitions_ahead_days: int = 3
 
     def rebuild(self, assigned: Iterable[TopicPartition]) -> None:
         """After a partition (re)assignment (called by the consumer's loop, not inside the rebalance
@@ -206,6 +232,24 @@ class Monitor:
         except (StoreError, SQLAlchemyError) as e:
             log.warning("window checkpoint failed (%s)", type(e).__name__)
 
+    def upkeep(self, now: float) -> None:
+        """The data upkeep: daily partitions ahead, then a bounded retention pass (logged when it
+        removed anything); a failure is logged and tried again at the next pass."""
+        if self.retention is None:
+            return
+        try:
+            created, report = maintain(self.db, self.retention, now, ahead_days=self.partitions_ahead_days)
+        except (StoreError, SQLAlchemyError) as e:
+            log.warning("data upkeep failed (%s); next try in %.0f s", type(e).__name__, self.retention_every_s)
+            return
+        if created:
+            log.info("created partitions %s", ", ".join(created))
+        removed = {k: v for k, v in report.deleted.items() if v}
+        if removed or report.dropped_partitions:
+            dropped = ", ".join(report.dropped_partitions) or "none"
+            rows = ", ".join(f"{v} {k} rows" for k, v in removed.items()) or "no rows"
+            log.info("retention removed %s; dropped partitions: %s", rows, dropped)
+
     def close(self) -> None:
         """Release what :func:`build_monitor` opened and :meth:`run` does not close (replay)."""
         if self.metrics_server is not None:
@@ -239,8 +283,16 @@ class Monitor:
             stop.wait()
             stopped_at.append(time.monotonic())
 
+        def upkeep_loop() -> None:
+            wait = 0.0
+            while not stop.wait(wait):
+                self.upkeep(self.clock())
+                wait = self.retention_every_s
+
         evaluator = threading.Thread(target=evaluate_loop, name="slicewatch-evaluate", daemon=True)
         evaluator.start()
+        if self.retention is not None and self.retention_every_s > 0:
+            threading.Thread(target=upkeep_loop, name="slicewatch-upkeep", daemon=True).start()
         threading.Thread(target=note_stop, name="slicewatch-stop", daemon=True).start()
         try:
             self.consumer.run(stop)
@@ -396,6 +448,10 @@ def build_monitor(
         resolved_resend_s=settings.alerts.resolved_resend_s,
         evaluate_every_s=settings.stats.evaluate_every_s,
         checkpoint_every_s=settings.stats.checkpoint_every_s,
+        # the data upkeep runs on wall time only (not in replay, nor in the demo's event time)
+        retention=retention_policy(settings, max_batches=50) if source == "kafka" and event_clock is None else None,
+        retention_every_s=settings.retention.every_s,
+        partitions_ahead_days=settings.retention.partitions_ahead_days,
     )
     if consumer is not None:
         consumer.on_assigned = monitor.rebuild
@@ -565,5 +621,76 @@ def reference(
     try:
         return build_reference(db, model_id, profile_options(settings), from_file=from_file, since=since,
                                until=until, now=now)
+    finally:
+        db.dispose()
+
+
+# ---- data lifecycle commands (``db retention``, ``erase``, ``dlq``) -------------------------------
+
+
+def data_retention(settings: Settings, now: float, *, dry_run: bool) -> tuple[list[str], RetentionReport]:
+    """``slicewatch db retention``: partitions ahead and one retention pass run to the end."""
+    db = open_database(settings, migrate=False)
+    try:
+        return maintain(db, retention_policy(settings), now, ahead_days=settings.retention.partitions_ahead_days,
+                        dry_run=dry_run)
+    finally:
+        db.dispose()
+
+
+def erase_rows(
+    settings: Settings, now: float, *, request_ids: Sequence[str] = (), subject_ref: str | None = None
+) -> ErasureReceipt:
+    """``slicewatch erase``: delete the rows of the request ids or of the subject; the receipt."""
+    db = open_database(settings, migrate=False)
+    try:
+        return erasure.erase(db, now, request_ids=request_ids, subject_ref=subject_ref)
+    finally:
+        db.dispose()
+
+
+def dead_letter_report(
+    settings: Settings, *, ids: Sequence[int] = (), error_class: str | None = None, stage: str | None = None,
+    topic: str | None = None, limit: int | None = None,
+) -> tuple[list[DeadLetterGroup], list[StoredDeadLetter]]:
+    """``slicewatch dlq list|show``: the groups, and the dead letters the filters select."""
+    db = open_database(settings, migrate=False)
+    try:
+        with db.connect() as conn:
+            return dead_letter_rows.dead_letter_groups(conn), dead_letter_rows.dead_letters_where(
+                conn, ids=ids, error_class=error_class, stage=stage, topic=topic, limit=limit
+            )
+    finally:
+        db.dispose()
+
+
+def redrive_dead_letters(
+    settings: Settings, now: float, *, ids: Sequence[int] = (), error_class: str | None = None,
+    stage: str | None = None, topic: str | None = None, again: bool = False, dry_run: bool = False,
+    limit: int = 10_000,
+) -> RedrivePlan:
+    """``slicewatch dlq redrive``: send the selected dead letters that decode now back to their
+    topics, then mark them re-driven (see :mod:`monitor.ingest.redrive`)."""
+    k = settings.kafka
+    kinds: dict[str, EventKind] = {k.topics.inference: "inference", k.topics.feedback: "feedback",
+                                   k.topics.promotions: "promotion"}
+    db = open_database(settings, migrate=False)
+    try:
+        with db.connect() as conn:
+            letters = dead_letter_rows.dead_letters_where(
+                conn, ids=ids, error_class=error_class, stage=stage, topic=topic, include_redriven=again, limit=limit
+            )
+        plan = plan_redrive(letters, kinds, settings.ingest.max_event_bytes)
+        if dry_run or not plan.ready:
+            return plan
+        producer = KafkaProducer(bootstrap_servers=k.bootstrap_servers, client_id=f"{k.client_id}-redrive",
+                                 acks="all", **k.security.client_kwargs())
+        try:
+            send_redrive(producer, plan.ready)
+        finally:
+            producer.close(timeout=5)
+        with db.begin() as conn:
+            dead_letter_rows.mark_redriven(conn, [d.id for d in plan.ready], now)
+        return plan
     finally:
         db.dispose()

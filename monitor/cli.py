@@ -1,27 +1,33 @@
-"""The ``slicewatch`` command line: run, demo, replay, check-config, db upgrade, reference build."""
+"""The ``slicewatch`` command line: run, demo, replay, check-config, db upgrade|retention, reference
+build, erase, dlq list|show|redrive."""
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
 import threading
-from datetime import datetime
+import time
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from monitor.config import Settings, load_settings
+from monitor.config import RetentionSettings, Settings, load_settings
 from monitor.errors import ConfigError, SlicewatchError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Slicewatch: streaming drift monitor.")
 db_app = typer.Typer(no_args_is_help=True, help="Database migrations.")
 reference_app = typer.Typer(no_args_is_help=True, help="Reference profiles.")
+dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: inspect by reason, re-drive the fixed ones.")
 app.add_typer(db_app, name="db")
 app.add_typer(reference_app, name="reference")
+app.add_typer(dlq_app, name="dlq")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML configuration file.")]
+FormatOpt = Annotated[str, typer.Option("--format", help="'table' (people) or 'json' (scripts).")]
 
 
 def version_text() -> str:
@@ -127,7 +133,216 @@ def db_upgrade(
     except SlicewatchError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e
-    typer.echo("database is at the newest migration")
+    from monitor.store.engine import make_engine
+    from monitor.store.partitions import days_around, ensure_partitions
+
+    retention = RetentionSettings() if database_url else _settings(config).retention
+    ahead = retention.partitions_ahead_days
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            created = ensure_partitions(conn, days_around(time.time(), 1, ahead))
+    finally:
+        engine.dispose()
+    made = f"; created partitions {', '.join(created)}" if created else ""
+    typer.echo(f"database is at the newest migration{made}")
+
+
+def _check_format(output_format: str) -> None:
+    if output_format not in ("table", "json"):
+        typer.echo("error: --format must be 'table' or 'json'", err=True)
+        raise typer.Exit(2)
+
+
+def _fail(e: Exception) -> typer.Exit:
+    typer.echo(f"error: {e}", err=True)
+    return typer.Exit(1)
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@db_app.command("retention")
+def db_retention(
+    config: ConfigOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would go; remove nothing.")] = False,
+    output_format: FormatOpt = "table",
+) -> None:
+    """Create the partitions ahead and remove the rows past their retention (retention.* settings)."""
+    from monitor.app import data_retention
+
+    _check_format(output_format)
+    settings = _settings(config)
+    try:
+        created, report = data_retention(settings, time.time(), dry_run=dry_run)
+    except SlicewatchError as e:
+        raise _fail(e) from e
+    if output_format == "json":
+        typer.echo(json.dumps({**report.as_dict(), "created_partitions": created}, sort_keys=True))
+        return
+    verb = "would remove" if dry_run else "removed"
+    for table, n in report.deleted.items():
+        cut = report.cutoffs.get(table if table != "inference_request" else "inference_log")
+        typer.echo(f"{table:<18} {verb} {n:>10} rows (served or stored before {_when(cut)})")
+    if report.dropped_partitions:
+        verb = "would drop" if dry_run else "dropped"
+        typer.echo(f"{'partitions':<18} {verb} {', '.join(report.dropped_partitions)}")
+    if created:
+        typer.echo(f"{'partitions':<18} created {', '.join(created)}")
+    if report.held_since is not None:
+        typer.echo(f"rows served since {_when(report.held_since)} are held (a reference build in progress)")
+
+
+@app.command()
+def erase(
+    request_ids: Annotated[Path | None, typer.Option(
+        "--request-ids", help="File of request ids, one per line ('-': standard input).")] = None,
+    subject: Annotated[str | None, typer.Option(
+        "--subject", help="A subject_ref: erase every row of the person it stands for.")] = None,
+    config: ConfigOpt = None,
+    output_format: FormatOpt = "table",
+) -> None:
+    """Erase the stored rows of some requests or of one person, and print the erasure receipt."""
+    from monitor.app import erase_rows
+
+    _check_format(output_format)
+    if (request_ids is None) == (subject is None):
+        typer.echo("error: give exactly one of --request-ids FILE or --subject REF", err=True)
+        raise typer.Exit(2)
+    ids: list[str] = []
+    if request_ids is not None:
+        try:
+            text = sys.stdin.read() if str(request_ids) == "-" else request_ids.read_text()
+        except OSError as e:
+            typer.echo(f"error: cannot read {request_ids}: {e.strerror}", err=True)
+            raise typer.Exit(2) from e
+        ids = [line.strip() for line in text.splitlines() if line.strip()]
+        if not ids:
+            typer.echo(f"error: {request_ids} holds no request ids", err=True)
+            raise typer.Exit(2)
+    settings = _settings(config)
+    try:
+        receipt = erase_rows(settings, time.time(), request_ids=ids, subject_ref=subject)
+    except SlicewatchError as e:
+        raise _fail(e) from e
+    if output_format == "json":
+        typer.echo(json.dumps(receipt.as_dict(), sort_keys=True))
+        return
+    typer.echo(f"erasure receipt {receipt.id} at {_when(receipt.erased_at)}: {receipt.inference_rows} inference rows, "
+               f"{receipt.pending_labels} waiting labels, {receipt.label_changes} label changes, "
+               f"{receipt.dead_letters} dead-letter values")
+    typer.echo(f"request sha256 {receipt.request_sha256} (salt {receipt.salt})")
+
+
+@dlq_app.command("list")
+def dlq_list(
+    config: ConfigOpt = None,
+    error_class: Annotated[str | None, typer.Option(help="Only this error class: list its dead letters.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many dead letters with --error-class.", min=1)] = 50,
+    output_format: FormatOpt = "table",
+) -> None:
+    """Dead letters by source topic, stage and error class (with --error-class: the letters themselves)."""
+    from monitor.app import dead_letter_report
+
+    _check_format(output_format)
+    settings = _settings(config)
+    try:
+        groups, letters = dead_letter_report(settings, error_class=error_class, limit=limit)
+    except SlicewatchError as e:
+        raise _fail(e) from e
+    if error_class is None:
+        if output_format == "json":
+            typer.echo(json.dumps([g.__dict__ for g in groups], sort_keys=True))
+            return
+        typer.echo(f"{'count':>7} {'redriven':>8}  {'topic':<24} {'stage':<8} {'error class':<20} last received")
+        for g in groups:
+            typer.echo(f"{g.count:>7} {g.redriven:>8}  {g.topic:<24} {g.stage:<8} {g.error_class:<20} "
+                       f"{_when(g.last_received_at)}")
+            typer.echo(f"{'':>18}e.g. {g.example_reason}")
+        return
+    _print_letters(letters, output_format, with_value=False)
+
+
+def _print_letters(letters: list[Any], output_format: str, *, with_value: bool) -> None:
+    if output_format == "json":
+        rows = []
+        for d in letters:
+            r = d.record
+            row = {"id": d.id, "topic": r.topic, "partition": r.partition, "offset": r.offset, "stage": r.stage,
+                   "error_class": r.error_class, "reason": r.reason, "value_size": r.value_size,
+                   "received_at": _when(r.received_at), "published_at": _when(d.published_at),
+                   "redriven_at": _when(d.redriven_at)}
+            if with_value:
+                row["value"] = None if r.value is None else r.value.decode("utf-8", "backslashreplace")
+            rows.append(row)
+        typer.echo(json.dumps(rows, sort_keys=True))
+        return
+    for d in letters:
+        r = d.record
+        typer.echo(f"#{d.id} {r.topic}/{r.partition}@{r.offset} {r.stage}/{r.error_class} {r.value_size} bytes, "
+                   f"received {_when(r.received_at)}, re-driven {_when(d.redriven_at)}")
+        typer.echo(f"    {r.reason}")
+        if with_value:
+            typer.echo("    value: " + ("(erased)" if r.value is None else r.value.decode("utf-8", "backslashreplace")))
+
+
+@dlq_app.command("show")
+def dlq_show(
+    ids: Annotated[list[int], typer.Argument(help="Dead-letter ids (from `dlq list --error-class`).")],
+    config: ConfigOpt = None,
+    value: Annotated[bool, typer.Option("--value", help="Also print the raw value (it may hold user data).")] = False,
+    output_format: FormatOpt = "table",
+) -> None:
+    """One or more dead letters: source, reason, times; the raw value only with --value."""
+    from monitor.app import dead_letter_report
+
+    _check_format(output_format)
+    settings = _settings(config)
+    try:
+        _, letters = dead_letter_report(settings, ids=ids)
+    except SlicewatchError as e:
+        raise _fail(e) from e
+    missing = sorted(set(ids) - {d.id for d in letters})
+    _print_letters(letters, output_format, with_value=value)
+    if missing:
+        typer.echo(f"error: no dead letter {', '.join(map(str, missing))}", err=True)
+        raise typer.Exit(1)
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    config: ConfigOpt = None,
+    ids: Annotated[list[int] | None, typer.Option("--id", help="Only these dead letters (repeatable).")] = None,
+    error_class: Annotated[str | None, typer.Option(help="Only dead letters of this error class.")] = None,
+    stage: Annotated[str | None, typer.Option(help="Only dead letters of this stage.")] = None,
+    topic: Annotated[str | None, typer.Option(help="Only dead letters from this source topic.")] = None,
+    again: Annotated[bool, typer.Option("--again", help="Also those re-driven before.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be sent; send nothing.")] = False,
+    output_format: FormatOpt = "table",
+) -> None:
+    """Send the selected dead letters that this version's decoder accepts back to their topics."""
+    from monitor.app import redrive_dead_letters
+
+    _check_format(output_format)
+    settings = _settings(config)
+    try:
+        plan = redrive_dead_letters(settings, time.time(), ids=ids or (), error_class=error_class, stage=stage,
+                                    topic=topic, again=again, dry_run=dry_run)
+    except SlicewatchError as e:
+        raise _fail(e) from e
+    except Exception as e:  # a Kafka error: nothing was marked, run it again
+        typer.echo(f"error: re-drive failed ({type(e).__name__}); nothing was marked re-driven, run it again",
+                   err=True)
+        raise typer.Exit(1) from e
+    if output_format == "json":
+        typer.echo(json.dumps({"dry_run": dry_run, "sent": [d.id for d in plan.ready],
+                               "skipped": {str(k): v for k, v in plan.skipped.items()}}, sort_keys=True))
+        return
+    typer.echo(f"{'would send' if dry_run else 'sent'} {len(plan.ready)} dead letters back to their topics"
+               + (f": {', '.join(str(d.id) for d in plan.ready[:20])}" if plan.ready else ""))
+    for i, why in list(plan.skipped.items())[:50]:
+        typer.echo(f"  #{i} not sent: {why}")
 
 
 @app.command()
@@ -218,8 +433,6 @@ def replay(
 
     Exits 1 when nothing was replayed or a file had more than --max-rejected-share of its events
     rejected (naming the file and its most common reason)."""
-    import json
-
     from monitor.app import replay as run_replay
 
     if output_format not in ("table", "json"):

@@ -249,6 +249,23 @@ class MetricsSettings(_Section):
     """Export client_python's ``*_created`` series of counters (off: they double the counter series)."""
 
 
+class RetentionSettings(_Section):
+    """How long rows are kept (days; null: forever). See ``monitor.store.retention``."""
+
+    inference_log_days: float | None = Field(30.0, gt=0)
+    """``inference_log`` rows (and on PostgreSQL its daily partitions); never less than the window needs."""
+    dead_letter_days: float | None = Field(30.0, gt=0)
+    drift_event_days: float | None = Field(90.0, gt=0)
+    resolved_alert_days: float | None = Field(90.0, gt=0)
+    """Resolved alerts and incidents."""
+    every_s: float = Field(3600.0, ge=0)
+    """How often the running monitor makes the partitions ahead and applies retention (0: never;
+    then ``slicewatch db retention`` from cron)."""
+    partitions_ahead_days: int = Field(3, ge=1, le=60)
+    batch_rows: int = Field(10_000, ge=100)
+    """Rows deleted per transaction."""
+
+
 class Settings(_Section):
     kafka: KafkaSettings = KafkaSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -256,6 +273,7 @@ class Settings(_Section):
     stats: StatsSettings = StatsSettings()
     alerts: AlertSettings = AlertSettings()
     metrics: MetricsSettings = MetricsSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @model_validator(mode="after")
     def _retry_bounds(self) -> Settings:

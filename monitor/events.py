@@ -16,6 +16,7 @@ SCHEMA_VERSION = 1
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+SubjectRef = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0.0)]
@@ -58,6 +59,9 @@ class InferenceEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
     latency_ms: NonNegative | None = None
     tokens_in: Count | None = None
     tokens_out: Count | None = None
+    subject_ref: SubjectRef | None = None
+    """A pseudonymous key of the person the request was for (never a name or an e-mail address):
+    ``slicewatch erase --subject REF`` deletes every row that carries it."""
 
 
 class FeedbackEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

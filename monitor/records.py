@@ -124,3 +124,27 @@ class BatchOutcome:
     duplicate_inferences: int = 0
     stale_labels: int = 0
     duplicate_promotions: int = 0
+
+
+@dataclass(frozen=True)
+class DeadLetterGroup:
+    """Dead letters of one source topic, stage and error class: how many, when, how many re-driven."""
+
+    topic: str
+    stage: str
+    error_class: str
+    count: int
+    redriven: int
+    first_received_at: float
+    last_received_at: float
+    example_reason: str
+
+
+@dataclass(frozen=True)
+class StoredDeadLetter:
+    """A stored dead letter with its row id and re-drive time (``record.value`` None once erased)."""
+
+    id: int
+    record: DeadLetterRecord
+    published_at: float | None
+    redriven_at: float | None

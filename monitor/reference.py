@@ -15,6 +15,7 @@ from monitor.stats.errors import ProfileError
 from monitor.stats.profile import ReferenceProfile
 from monitor.stats.profile_builder import build_profile, build_profile_from_log
 from monitor.store import profiles as profile_store
+from monitor.store import retention
 from monitor.store.repository import Repository
 
 
@@ -60,7 +61,9 @@ def build_reference(
         profile = build_profile(load_reference_file(from_file), model_id, **kwargs)
     else:
         assert since is not None and until is not None
-        rows = Repository(db).load_rows([model_id], since, until)
+        # retention keeps the rows being read (a hold) until they are
+        with retention.hold(db, f"reference build {model_id}", since, kwargs["created_at"]):
+            rows = Repository(db).load_rows([model_id], since, until)
         if not rows:
             raise ProfileError(f"no rows of {model_id} in inference_log in that time range")
         profile = build_profile_from_log(rows, model_id, **kwargs)

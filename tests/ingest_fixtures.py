@@ -194,23 +194,7 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
 
 
 def create_ingest_schema(url: str) -> None:
-    """The ingestion and label-log tables only (migrations are tested in test_store_repository.py)."""
-    from monitor.store.base import metadata
-    from monitor.store.engine import make_engine
-    from monitor.store.tables import (
-        dead_letter,
-        inference_log,
-        label_change,
-        model_version,
-        pending_label,
-        window_checkpoint,
-    )
+    """The schema the monitor runs on (the migrations: on PostgreSQL, a partitioned ``inference_log``)."""
+    from monitor.store.migrate import upgrade
 
-    engine = make_engine(url)
-    try:
-        metadata.create_all(
-            engine,
-            tables=[inference_log, model_version, dead_letter, pending_label, label_change, window_checkpoint],
-        )
-    finally:
-        engine.dispose()
+    upgrade(url)

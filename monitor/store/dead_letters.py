@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
-from monitor.records import DeadLetterRecord
+from monitor.records import DeadLetterGroup, DeadLetterRecord, StoredDeadLetter
 from monitor.store.sql import insert
 from monitor.store.tables import dead_letter
 from monitor.store.times import to_datetime, to_epoch
@@ -88,3 +88,59 @@ def _dead_letter_record(r: Any) -> DeadLetterRecord:
         reason=r.reason,
         received_at=to_epoch(r.received_at) or 0.0,
     )
+
+
+# ---- inspection and re-drive (``slicewatch dlq``) -------------------------------------------------
+
+
+def dead_letter_groups(conn: Connection) -> list[DeadLetterGroup]:
+    """The dead letters grouped by source topic, stage and error class, most numerous first."""
+    c = dead_letter.c
+    rows = conn.execute(
+        select(
+            c.topic, c.stage, c.error_class, func.count(), func.count(c.redriven_at),
+            func.min(c.received_at), func.max(c.received_at), func.min(c.reason),
+        ).group_by(c.topic, c.stage, c.error_class)
+    ).all()
+    groups = [
+        DeadLetterGroup(r[0], r[1], r[2], int(r[3]), int(r[4]), to_epoch(r[5]) or 0.0, to_epoch(r[6]) or 0.0, r[7])
+        for r in rows
+    ]
+    return sorted(groups, key=lambda g: (-g.count, g.topic, g.stage, g.error_class))
+
+
+def dead_letters_where(
+    conn: Connection,
+    *,
+    ids: Sequence[int] = (),
+    error_class: str | None = None,
+    stage: str | None = None,
+    topic: str | None = None,
+    include_redriven: bool = True,
+    limit: int | None = None,
+) -> list[StoredDeadLetter]:
+    """Stored dead letters matching every filter given, in arrival order."""
+    c = dead_letter.c
+    query = select(dead_letter).order_by(c.id)
+    if ids:
+        query = query.where(c.id.in_(list(ids)))
+    if error_class is not None:
+        query = query.where(c.error_class == error_class)
+    if stage is not None:
+        query = query.where(c.stage == stage)
+    if topic is not None:
+        query = query.where(c.topic == topic)
+    if not include_redriven:
+        query = query.where(c.redriven_at.is_(None))
+    if limit is not None:
+        query = query.limit(limit)
+    return [
+        StoredDeadLetter(int(r.id), _dead_letter_record(r), to_epoch(r.published_at), to_epoch(r.redriven_at))
+        for r in conn.execute(query)
+    ]
+
+
+def mark_redriven(conn: Connection, ids: Sequence[int], at: float) -> None:
+    """Record that these dead letters were sent back to their source topics."""
+    if ids:
+        conn.execute(update(dead_letter).where(dead_letter.c.id.in_(list(ids))).values(redriven_at=to_datetime(at)))

@@ -1,5 +1,7 @@
 """PostgreSQL fast path for inference rows: COPY the decoded events as JSON lines into a session
-temp table, then one ``INSERT ... SELECT ... ON CONFLICT (request_id) DO NOTHING RETURNING``.
+temp table, then one statement: the request ids go into ``inference_request`` (``ON CONFLICT
+(request_id) DO NOTHING RETURNING``), and the rows of the ids it accepted into the partitioned
+``inference_log`` (whose key must hold ``served_at``, so it cannot see a request id twice itself).
 
 Why: a multi-row ``INSERT ... VALUES`` spends most of its time in Python (building per-column
 parameters, the driver parsing a huge statement). Here Python only re-encodes each validated event
@@ -27,14 +29,20 @@ _CREATE = (
     "(input_hash text, topic text, partition integer, \"offset\" bigint, v jsonb) ON COMMIT DELETE ROWS"
 )
 _INSERT = f"""
+WITH fresh AS (
+    INSERT INTO inference_request (request_id, served_at)
+    SELECT v->>'request_id', (v->>'served_at')::timestamptz FROM {STAGE}
+    ON CONFLICT (request_id) DO NOTHING
+    RETURNING request_id
+)
 INSERT INTO inference_log (request_id, model_id, input_hash, input_features, output, confidence,
-    served_at, slice, lineage, latency_ms, tokens_in, tokens_out, topic, partition, "offset", ingested_at)
+    served_at, slice, lineage, latency_ms, tokens_in, tokens_out, topic, partition, "offset", ingested_at,
+    subject_ref)
 SELECT v->>'request_id', v->>'model_id', input_hash, v->'input_features', v->>'output',
     (v->>'confidence')::float8, (v->>'served_at')::timestamptz, COALESCE(v->'slice', '{{}}'::jsonb),
     v->'lineage', (v->>'latency_ms')::float8, (v->>'tokens_in')::bigint, (v->>'tokens_out')::bigint,
-    topic, partition, "offset", %(now)s
-FROM {STAGE}
-ON CONFLICT (request_id) DO NOTHING
+    topic, partition, "offset", %(now)s, v->>'subject_ref'
+FROM {STAGE} JOIN fresh ON fresh.request_id = {STAGE}.v->>'request_id'
 RETURNING request_id
 """
 

@@ -3,7 +3,9 @@ and the window-state tables ``label_change`` and ``window_checkpoint``.
 
 Times are timezone-aware ``DateTime`` (``timestamptz`` on PostgreSQL; UTC ISO text on SQLite).
 ``migrations/versions/0001_ingest.py`` creates the first four, ``0004_window_checkpoint.py`` the
-last two and the ``(partition, offset)`` index of ``inference_log``.
+last two and the ``(partition, offset)`` index of ``inference_log``; ``0006_data_lifecycle.py``
+partitions ``inference_log`` on PostgreSQL and adds ``inference_request``, ``erasure_receipt``,
+``retention_hold``, ``subject_ref`` and ``dead_letter.redriven_at``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from monitor.store.base import JSONType, metadata
@@ -54,8 +57,23 @@ inference_log = Table(
     Column("partition", Integer),
     Column("offset", BigInteger),
     Column("ingested_at", DateTime(timezone=True), nullable=False),
+    Column("subject_ref", String(256)),
     Index("ix_inference_log_model_id_served_at", "model_id", "served_at"),
     Index("ix_inference_log_partition_offset", "partition", "offset"),
+    Index("ix_inference_log_subject_ref", "subject_ref", postgresql_where=text("subject_ref IS NOT NULL"),
+          sqlite_where=text("subject_ref IS NOT NULL")),
+)
+# On PostgreSQL ``inference_log`` is range-partitioned by ``served_at`` (``partitions``; migration
+# 0006), so its primary key must hold the partition key: ``(request_id, served_at)``. A request id
+# stays unique across partitions through this narrow table, which the write inserts into first
+# (``ON CONFLICT DO NOTHING``): only the ids it accepted are inserted into ``inference_log``.
+# SQLite keeps one ``inference_log`` keyed by ``request_id`` and has no such table.
+inference_request = Table(
+    "inference_request",
+    metadata,
+    Column("request_id", String(512), primary_key=True),
+    Column("served_at", DateTime(timezone=True), nullable=False),
+    Index("ix_inference_request_served_at", "served_at"),
 )
 
 model_version = Table(
@@ -84,6 +102,7 @@ dead_letter = Table(
     Column("reason", Text, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("published_at", DateTime(timezone=True)),
+    Column("redriven_at", DateTime(timezone=True)),
     UniqueConstraint("topic", "partition", "offset", name="uq_dead_letter_source"),
 )
 
@@ -132,4 +151,31 @@ window_checkpoint = Table(
     Column("label_seq", BigInteger, nullable=False),
     Column("format", Integer, nullable=False),
     Column("state", LargeBinary, nullable=False),
+)
+
+# What an erasure did, without what it erased: counts, when, and a salted SHA-256 of the request
+# (the sorted request ids, or the subject reference) that whoever holds the request can recompute.
+erasure_receipt = Table(
+    "erasure_receipt",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("erased_at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("salt", String(32), nullable=False),
+    Column("request_sha256", String(64), nullable=False),
+    Column("inference_rows", BigInteger, nullable=False),
+    Column("pending_labels", BigInteger, nullable=False),
+    Column("label_changes", BigInteger, nullable=False),
+    Column("dead_letters", BigInteger, nullable=False),
+)
+
+# Rows a job still reads (``reference build --from-log``): retention keeps every row served at or
+# after ``since`` while the hold has not expired (a crashed job's hold lapses at ``expires_at``).
+retention_hold = Table(
+    "retention_hold",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("purpose", String(256), nullable=False),
+    Column("since", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
 )

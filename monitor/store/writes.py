@@ -111,6 +111,7 @@ def _inference_row(ev: InferenceEvent, origin: Origin | None, now: datetime) -> 
         "partition": origin.partition if origin else None,
         "offset": origin.offset if origin else None,
         "ingested_at": now,
+        "subject_ref": ev.subject_ref,
     }
 
 
