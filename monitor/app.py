@@ -449,7 +449,7 @@ def build_monitor(
         evaluate_every_s=settings.stats.evaluate_every_s,
         checkpoint_every_s=settings.stats.checkpoint_every_s,
         # the data upkeep runs on wall time only (not in replay, nor in the demo's event time)
-        retention=retention_policy(settings, max_batches=50) if source == "kafka" and event_clock is None else None,
+        retention=retention_policy(settings) if source == "kafka" and event_clock is None else None,
         retention_every_s=settings.retention.every_s,
         partitions_ahead_days=settings.retention.partitions_ahead_days,
     )

@@ -168,6 +168,7 @@ inference_dicts = st.fixed_dictionaries(
         "latency_ms": st.none() | st.floats(min_value=0.0, max_value=1e9),
         "tokens_in": st.none() | st.integers(0, INT64_MAX),
         "tokens_out": st.none() | st.integers(0, INT64_MAX),
+        "subject_ref": st.none() | st.text(min_size=1, max_size=40),
     },
 )
 

@@ -116,7 +116,8 @@ def ensure_partitions(conn: Connection, days: Iterable[date]) -> list[str]:
 
 
 def drop_partitions_before(conn: Connection, cutoff: datetime, *, dry_run: bool = False) -> list[str]:
-    """Drop the daily partitions whose every row was served before ``cutoff``; returns their names."""
+    """The daily partitions whose every row was served before ``cutoff``, oldest first (dropped
+    unless ``dry_run``)."""
     if not is_partitioned(conn):
         return []
     _lock(conn)
@@ -124,5 +125,13 @@ def drop_partitions_before(conn: Connection, cutoff: datetime, *, dry_run: bool 
                if day_start(day + timedelta(days=1)) <= cutoff]
     if not dry_run:
         for name in expired:
-            conn.execute(text(f"DROP TABLE {name}"))
+            drop_partition(conn, name)
     return expired
+
+
+def drop_partition(conn: Connection, name: str) -> None:
+    """Drop one daily partition (its rows go with it)."""
+    if partition_day(name) is None:
+        raise ValueError(f"{name} is not a daily partition of {PARENT}")
+    _lock(conn)
+    conn.execute(text(f"DROP TABLE IF EXISTS {name}"))

@@ -30,8 +30,8 @@ _CREATE = (
 )
 _INSERT = f"""
 WITH fresh AS (
-    INSERT INTO inference_request (request_id, served_at)
-    SELECT v->>'request_id', (v->>'served_at')::timestamptz FROM {STAGE}
+    INSERT INTO inference_request (request_id)
+    SELECT v->>'request_id' FROM {STAGE}
     ON CONFLICT (request_id) DO NOTHING
     RETURNING request_id
 )

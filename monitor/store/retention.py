@@ -1,8 +1,9 @@
 """Retention: how long each table keeps its rows, and the passes that remove the expired ones.
 
-``inference_log`` on PostgreSQL loses whole daily partitions (``partitions``), plus the expired rows
-of its default partition and of ``inference_request`` in bounded batches; on SQLite its rows are
-deleted in bounded batches (one short transaction each, so ingestion never waits long). The other
+``inference_log`` on PostgreSQL loses whole daily partitions (``partitions``) after their request
+ids left ``inference_request``, and the expired rows of its default partition with their ids, in
+bounded batches; on SQLite its rows are deleted in bounded batches (one short transaction each, so
+ingestion never waits long). The other
 tables (``dead_letter`` once published, ``drift_event`` once published, resolved ``drift_alert`` and
 ``drift_incident``) lose rows in the same bounded batches.
 
@@ -165,24 +166,79 @@ def _expire_inference_log(
     engine: Engine, policy: RetentionPolicy, cut: float, dry_run: bool, report: RetentionReport
 ) -> None:
     at = to_datetime(cut)
-    rows = 0
     with engine.begin() as conn:
         partitioned = partitions.is_partitioned(conn)
-        if partitioned:
-            expired = partitions.drop_partitions_before(conn, at, dry_run=True)
-            rows = sum(int(conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one()) for name in expired)
-            if not dry_run:
-                partitions.drop_partitions_before(conn, at)
-            report.dropped_partitions = expired
-    if partitioned:
-        default = _default_partition()
-        rows += _delete_batched(engine, default, default.c.served_at < at, policy, dry_run)
-        report.deleted["inference_request"] = _delete_batched(
-            engine, inference_request, inference_request.c.served_at < at, policy, dry_run
+        expired = partitions.drop_partitions_before(conn, at, dry_run=True) if partitioned else []
+    if not partitioned:
+        report.deleted["inference_log"] = _delete_batched(
+            engine, inference_log, inference_log.c.served_at < at, policy, dry_run
         )
+        return
+    rows = keys = 0
+    for name in expired:
+        # the partition's request ids leave inference_request first (in key order, batch by batch);
+        # a pass cut short leaves the partition for the next one, which finds fewer keys to delete
+        with engine.connect() as conn:
+            n = int(conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one())
+        if not dry_run:
+            done, k = _delete_keys_of(engine, name, policy)
+            keys += k
+            if not done:
+                break
+            with engine.begin() as conn:
+                partitions.drop_partition(conn, name)
+        else:
+            keys += n
+        rows += n
+        report.dropped_partitions.append(name)
+    default = _default_partition()
+    if dry_run:
+        n = _delete_batched(engine, default, default.c.served_at < at, policy, dry_run=True)
+        rows, keys = rows + n, keys + n
     else:
-        rows = _delete_batched(engine, inference_log, inference_log.c.served_at < at, policy, dry_run)
+        n = _delete_default_batched(engine, at, policy)
+        rows, keys = rows + n, keys + n
     report.deleted["inference_log"] = rows
+    report.deleted["inference_request"] = keys
+
+
+def _delete_keys_of(engine: Engine, partition: str, policy: RetentionPolicy) -> tuple[bool, int]:
+    """Delete from ``inference_request`` the ids of ``partition``'s rows, ``batch_rows`` per
+    transaction; (all done, keys deleted)."""
+    last, total, batches = "", 0, 0
+    while policy.max_batches is None or batches < policy.max_batches:
+        with engine.begin() as conn:
+            ids = list(conn.execute(text(
+                f"SELECT request_id FROM {partition} WHERE request_id > :last ORDER BY request_id LIMIT :n"
+            ), {"last": last, "n": policy.batch_rows}).scalars())
+            if not ids:
+                return True, total
+            total += int(conn.execute(
+                delete(inference_request).where(inference_request.c.request_id.in_(ids))
+            ).rowcount or 0)
+        last = ids[-1]
+        batches += 1
+    return False, total
+
+
+def _delete_default_batched(engine: Engine, at: datetime, policy: RetentionPolicy) -> int:
+    """Delete the default partition's rows served before ``at`` with their ``inference_request``
+    keys, ``batch_rows`` per transaction; the rows deleted."""
+    total, batches = 0, 0
+    while policy.max_batches is None or batches < policy.max_batches:
+        with engine.begin() as conn:
+            gone = list(conn.execute(text(
+                f"DELETE FROM {partitions.DEFAULT} WHERE (request_id, served_at) IN ("
+                f"SELECT request_id, served_at FROM {partitions.DEFAULT} WHERE served_at < :at LIMIT :n) "
+                "RETURNING request_id"
+            ), {"at": at, "n": policy.batch_rows}).scalars())
+            if gone:
+                conn.execute(delete(inference_request).where(inference_request.c.request_id.in_(gone)))
+        total += len(gone)
+        batches += 1
+        if len(gone) < policy.batch_rows:
+            break
+    return total
 
 
 def _default_partition() -> Table:

@@ -65,15 +65,14 @@ inference_log = Table(
 )
 # On PostgreSQL ``inference_log`` is range-partitioned by ``served_at`` (``partitions``; migration
 # 0006), so its primary key must hold the partition key: ``(request_id, served_at)``. A request id
-# stays unique across partitions through this narrow table, which the write inserts into first
+# stays unique across partitions through this one-column table, which the write inserts into first
 # (``ON CONFLICT DO NOTHING``): only the ids it accepted are inserted into ``inference_log``.
+# Retention deletes the keys of a partition's rows before it drops the partition.
 # SQLite keeps one ``inference_log`` keyed by ``request_id`` and has no such table.
 inference_request = Table(
     "inference_request",
     metadata,
     Column("request_id", String(512), primary_key=True),
-    Column("served_at", DateTime(timezone=True), nullable=False),
-    Index("ix_inference_request_served_at", "served_at"),
 )
 
 model_version = Table(

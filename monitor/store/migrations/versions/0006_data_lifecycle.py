@@ -81,17 +81,14 @@ def _partition_inference_log() -> None:
     op.create_table(
         "inference_request",
         sa.Column("request_id", sa.String(512), nullable=False),
-        sa.Column("served_at", TZ, nullable=False),
         sa.PrimaryKeyConstraint("request_id", name="pk_inference_request"),
     )
-    op.create_index("ix_inference_request_served_at", "inference_request", ["served_at"])
     days = {r[0] for r in bind.execute(sa.text(
         "SELECT DISTINCT (served_at AT TIME ZONE 'UTC')::date FROM inference_log_unpartitioned"
     ))}
     ensure_partitions(bind, days | set(days_around(time.time(), 1, 3)))
     op.execute(f"INSERT INTO inference_log ({_COLUMNS}) SELECT {_COLUMNS} FROM inference_log_unpartitioned")
-    op.execute("INSERT INTO inference_request (request_id, served_at) "
-               "SELECT request_id, served_at FROM inference_log_unpartitioned")
+    op.execute("INSERT INTO inference_request (request_id) SELECT request_id FROM inference_log_unpartitioned")
     op.execute("DROP TABLE inference_log_unpartitioned")
     op.execute("ANALYZE inference_log")
 
