@@ -106,11 +106,11 @@ def fill(engine: Engine, batches: Iterator[tuple[list[dict[str, Any]], list[dict
     return events, wire
 
 
-def pg_sizes(engine: Engine) -> dict[str, int]:
+def pg_sizes(engine: Engine, vacuum: str = "VACUUM ANALYZE") -> dict[str, int]:
     """Heap (+ TOAST) and index bytes of inference_log's partitions, and of the other row tables."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(vacuum))
     with engine.connect() as conn:
-        conn.execute(text("COMMIT"))
-        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
         parts = conn.execute(text(
             "SELECT coalesce(sum(pg_table_size(i.inhrelid)), 0), coalesce(sum(pg_indexes_size(i.inhrelid)), 0) "
             "FROM pg_inherits i WHERE i.inhparent = 'inference_log'::regclass"
@@ -134,7 +134,11 @@ def measure_pg(server: PostgresServer, workload: str, n: int) -> dict[str, Any]:
         with engine.begin() as conn:
             ensure_partitions(conn, days_around(START, 0, 2))
         events, wire = fill(engine, (demo_events if workload == "demo" else llm_events)(n))
-        return {"events": events, "wire": wire, **pg_sizes(engine)}
+        sizes = pg_sizes(engine)
+        full = pg_sizes(engine, "VACUUM FULL")  # the label updates' free space given back
+        compact = full["log_table"] + full["log_indexes"] + full["inference_request_table"] \
+            + full["inference_request_indexes"]
+        return {"events": events, "wire": wire, **sizes, "compact": compact}
     finally:
         engine.dispose()
 
@@ -147,8 +151,8 @@ def measure_sqlite(workload: str, n: int) -> dict[str, Any]:
         engine = make_engine(url)
         try:
             events, wire = fill(engine, (demo_events if workload == "demo" else llm_events)(n))
-            with engine.connect() as conn:
-                conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM"))
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("VACUUM"))
         finally:
             engine.dispose()
         return {"events": events, "wire": wire, "file": path.stat().st_size}
@@ -180,16 +184,17 @@ def main() -> None:
             }
             # the label log is pruned after two windows (takeover): not part of the size per event kept
             per_event["pg"] = per_event["heap"] + per_event["index"] + per_event["key"]
+            per_event["compact"] = pg["compact"] / n
             rows.append((workload, n, per_event))
     finally:
         server.destroy()
     print(f"{args.events:,} events per workload; bytes per stored event (PostgreSQL after VACUUM ANALYZE):\n")
     print("| workload | JSON on the wire | inference_log heap+TOAST | its indexes | inference_request | "
-          "label log (pruned after 2 h) | PostgreSQL kept | SQLite file |")
-    print("|---|---|---|---|---|---|---|---|")
+          "label log (pruned after 2 h) | PostgreSQL kept | after VACUUM FULL | SQLite file |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for workload, _, p in rows:
         print(f"| {workload} | {p['wire']:,.0f} B | {p['heap']:,.0f} B | {p['index']:,.0f} B | {p['key']:,.0f} B | "
-              f"{p['labels']:,.0f} B | **{p['pg']:,.0f} B** | {p['sqlite']:,.0f} B |")
+              f"{p['labels']:,.0f} B | **{p['pg']:,.0f} B** | {p['compact']:,.0f} B | {p['sqlite']:,.0f} B |")
     print("\nPer million events and per 30 days at a steady rate (PostgreSQL total; with "
           "`retention.inference_log_days: 30` this is also the steady-state size):\n")
     print("| workload | per 10^6 events | " + " | ".join(f"30 days at {r:,} ev/s" for r in RATES) + " |")

@@ -78,3 +78,17 @@ def test_stats_benchmark_fleet_and_evaluate_timers_run():
     assert time_per_block(10, FIVE_SLICES, 2) > 0
     busy, tenth = time_fleet(5, 10, FIVE_SLICES, 2)
     assert busy > 0 and tenth > 0
+
+
+def test_sizing_workloads_are_written_through_the_monitor_and_measured(tmp_path, pg_server):
+    """``benchmarks/sizing.py`` on 600 events: every event lands (PostgreSQL partitions and SQLite),
+    and the sizes it reports are the database's own (no row is counted twice or missed)."""
+    from benchmarks.sizing import llm_events, measure_pg, measure_sqlite
+
+    pg = measure_pg(pg_server, "llm40", 600)
+    assert pg["events"] == 600 and pg["wire"] > 600 * 1000  # 40 features and 300 characters of output
+    assert pg["log_table"] > pg["wire"] * 0.5 and pg["log_indexes"] > 0 and pg["inference_request_table"] > 0
+    lite = measure_sqlite("demo", 600)
+    assert lite["events"] == 600 and lite["file"] > 600 * 300
+    first, labels = next(llm_events(10))
+    assert len(first) == 10 and len(first[0]["input_features"]) == 40 and len(labels) == 5
