@@ -333,3 +333,33 @@ def test_the_running_monitor_keeps_the_window_and_removes_the_rest(tmp_path: Pat
         assert "r0" not in caplog.text
     finally:
         monitor.close()
+
+
+def test_a_takeover_after_an_erasure_rebuilds_without_the_erased_rows(pg_url: str) -> None:
+    """The statistics rebuild (``Monitor.rebuild``, as after a partition assignment) reads the
+    window from the real PostgreSQL after an erasure: it neither fails nor counts an erased row."""
+    from kafka import TopicPartition
+
+    from monitor.app import build_monitor
+    from monitor.config import Settings
+
+    now = datetime.now(UTC).timestamp()
+    settings = Settings()
+    monitor = build_monitor(settings, source="files", database_url=pg_url, serve_metrics=False, clock=lambda: now)
+    try:
+        events = [_subject_event(i, "u1" if i % 4 == 0 else None) for i in range(40)]
+        events = [ev.__class__(**{**{f: getattr(ev, f) for f in ev.__struct_fields__},
+                                  "served_at": datetime.fromtimestamp(now - 600 + i, tz=UTC)})
+                  for i, ev in enumerate(events)]
+        topic = settings.kafka.topics.inference
+        monitor.repository.write([(e, Origin(topic, 0, i)) for i, e in enumerate(events)], ingested_at=now)
+        rows = monitor.repository.load_rows(None, now - 3600, now + 1)
+        monitor.drift.set_reference("m-v1", build_profile_from_log(rows, "m-v1", created_at=now))
+        monitor.rebuild([TopicPartition(topic, 0)])
+        assert monitor.drift._windows["m-v1"].event_count(now) == 40
+        receipt = erase(monitor.db, now, subject_ref="u1")
+        assert receipt.inference_rows == 10
+        monitor.rebuild([TopicPartition(topic, 0)])
+        assert monitor.drift._windows["m-v1"].event_count(now) == 30
+    finally:
+        monitor.close()
