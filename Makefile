@@ -4,7 +4,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test venv lint bench faults deps-newest lock clean
+.PHONY: demo test venv lint bench faults deps-newest lock clean image
 
 venv:
 	@scripts/bootstrap.sh dev
@@ -28,6 +28,10 @@ bench: venv
 # 5 seeds per case, 200,000-event backlog, then a summary table (FAULT_SEEDS / FAULTS_BACKLOG override)
 faults:
 	@scripts/faults.sh
+
+# the container image (Dockerfile) with podman, from a local debootstrap base: localhost/slicewatch:<version>
+image:
+	@scripts/image.sh
 
 # the newest versions pyproject.toml allows, unit tests against them (a CI step; reports, never hides)
 deps-newest:
