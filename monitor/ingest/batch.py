@@ -19,31 +19,11 @@ from prometheus_client import Counter as PromCounter
 
 from monitor.events import EventKind, FeedbackEvent, InferenceEvent, PromotionEvent
 from monitor.ingest.deadletter import dead_letter_record
-from monitor.ingest.decoder import FUTURE_EVENT, DecodeFailure, check_not_future, decode_record
+from monitor.ingest.decoder import FUTURE_EVENT, check_not_future
 from monitor.records import BatchOutcome, DeadLetterRecord, Origin
 
-AnyEvent = InferenceEvent | FeedbackEvent | PromotionEvent
 # (kind, key, value, max_bytes) -> event, raising DecodeFailure; see monitor.ingest.decoder.decode_record
-Decoder = Callable[[EventKind, bytes | None, bytes | None, int], AnyEvent]
-# (kind, keys, values, max_bytes) -> an event or the exception, per record; see decode_records
-ManyDecoder = Callable[[EventKind, Sequence[bytes | None], Sequence[bytes | None], int], Sequence[AnyEvent | Exception]]
-
-
-def one_at_a_time(decode: Decoder) -> ManyDecoder:
-    """A :data:`ManyDecoder` that calls a per-record ``decode`` (a custom decoder) for each record;
-    any exception it raises, a bug included, becomes that record's result."""
-
-    def many(kind: EventKind, keys: Sequence[bytes | None], values: Sequence[bytes | None],
-             max_bytes: int) -> list[AnyEvent | Exception]:
-        out: list[AnyEvent | Exception] = []
-        for key, value in zip(keys, values, strict=True):
-            try:
-                out.append(decode(kind, key, value, max_bytes))
-            except Exception as e:  # dead-lettered by decode_poll, never raised
-                out.append(e)
-        return out
-
-    return many
+Decoder = Callable[[EventKind, bytes | None, bytes | None, int], InferenceEvent | FeedbackEvent | PromotionEvent]
 
 
 @dataclass(slots=True)
@@ -83,7 +63,7 @@ def decode_poll(
     records: Mapping[TopicPartition, Sequence[Any]],
     *,
     kinds: Mapping[str, EventKind],
-    decode: ManyDecoder,
+    decode: Decoder,
     clock: Callable[[], float],
     max_event_bytes: int,
     max_future_s: float | None,
@@ -97,25 +77,15 @@ def decode_poll(
     now = clock()
     for tp, recs in records.items():
         kind = kinds.get(tp.topic)
-        batch.consumed[tp.topic] += len(recs)
-        if recs:
-            batch.starts[tp] = recs[0].offset
-            batch.offsets[tp] = recs[-1].offset + 1
-        if kind is None or not recs:  # not ours (a pattern subscription); skip without decoding
-            continue
-        keys, values = [r.key for r in recs], [r.value for r in recs]
-        try:
-            results: Sequence[AnyEvent | Exception] = decode(kind, keys, values, max_event_bytes)
-        except Exception:  # a decoder bug: again one record at a time, so only the culprit is dead-lettered
-            results = one_at_a_time(decode_record)(kind, keys, values, max_event_bytes)
-        for rec, result in zip(recs, results, strict=True):
-            failure: Exception | None = result if isinstance(result, Exception) else None
-            if failure is None and max_future_s is not None:
-                try:
-                    check_not_future(result, now, max_future_s)  # type: ignore[arg-type]
-                except DecodeFailure as e:
-                    failure = e
-            if failure is not None:  # DecodeFailure, or a decoder bug: dead-letter, never crash
+        for rec in recs:
+            batch.consumed[tp.topic] += 1
+            if kind is None:  # not ours (a pattern subscription); skip without decoding
+                continue
+            try:
+                event = decode(kind, rec.key, rec.value, max_event_bytes)
+                if max_future_s is not None:
+                    check_not_future(event, now, max_future_s)
+            except Exception as failure:  # DecodeFailure, or a decoder bug: dead-letter, never crash
                 batch.dead_letters.append(
                     dead_letter_record(
                         rec.topic, rec.partition, rec.offset, rec.key, rec.value,
@@ -128,6 +98,8 @@ def decode_poll(
                 if getattr(failure, "error_class", None) == FUTURE_EVENT:
                     future_events.labels(topic=tp.topic).inc()
                 continue
-            batch.items.append(Item(kind, result, Origin(rec.topic, rec.partition, rec.offset),  # type: ignore[arg-type]
-                                    rec.key, rec.value))
+            batch.items.append(Item(kind, event, Origin(rec.topic, rec.partition, rec.offset), rec.key, rec.value))
+        if recs:
+            batch.starts[tp] = recs[0].offset
+            batch.offsets[tp] = recs[-1].offset + 1
     return batch

@@ -32,9 +32,9 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from monitor.errors import StoreUnavailable
 from monitor.events import EventKind
 from monitor.ingest.backoff import Backoff
-from monitor.ingest.batch import Batch, Decoder, ManyDecoder, decode_poll, one_at_a_time, records_in
+from monitor.ingest.batch import Batch, Decoder, decode_poll, records_in
 from monitor.ingest.deadletter import DeadLetterPublisher
-from monitor.ingest.decoder import decode_records
+from monitor.ingest.decoder import decode_record
 from monitor.ingest.metrics import ConsumerMetrics
 from monitor.ingest.rebalance import (
     MembershipWatch,
@@ -139,9 +139,7 @@ class IngestConsumer:
         self.max_future_s = max_future_s
         self.on_assigned = on_assigned
         self.clock = clock
-        # a poll's records of one partition decoded together (decode_records); a custom per-record
-        # decoder is called one record at a time
-        self._decode_many: ManyDecoder = decode_records if decoder is None else one_at_a_time(decoder)
+        self._decode_record = decoder or decode_record
         self._backoff = Backoff(retry_initial_s, retry_max_s, retry_multiplier)
         self._kafka_backoff = Backoff(min(retry_initial_s, 1.0), min(retry_max_s, 5.0), retry_multiplier)
         self._consumer: KafkaConsumer | None = None
@@ -407,7 +405,7 @@ class IngestConsumer:
         return decode_poll(
             records,
             kinds=self.kinds,
-            decode=self._decode_many,
+            decode=self._decode_record,
             clock=self.clock,
             max_event_bytes=self.max_event_bytes,
             max_future_s=self.max_future_s,

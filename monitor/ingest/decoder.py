@@ -30,7 +30,7 @@ Examples:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, overload
 
@@ -120,6 +120,7 @@ def decode(kind: EventKind, raw: bytes | None, max_bytes: int) -> AnyEvent:
     entry = _KINDS.get(kind)
     if entry is None:
         raise ValueError(f"unknown event kind {kind!r}")
+    decoder, check = entry
     if max_bytes < 1:
         raise ValueError("max_bytes must be >= 1")
     if not raw:
@@ -127,8 +128,8 @@ def decode(kind: EventKind, raw: bytes | None, max_bytes: int) -> AnyEvent:
     if len(raw) > max_bytes:
         raise DecodeFailure("size", "oversized", f"value of {len(raw)} bytes exceeds the {max_bytes}-byte limit")
     try:
-        event = entry.decoder.decode(raw)
-        entry.check(event, getattr(entry.time_decoder.decode(raw), entry.time_field))
+        event = decoder.decode(raw)
+        check(raw, event)
     except msgspec.ValidationError as e:
         raise _schema_failure(raw, str(e)) from None
     except msgspec.DecodeError as e:
@@ -186,99 +187,13 @@ def decode_record(kind: EventKind, key: bytes | None, value: bytes | None, max_b
         schema/key_mismatch: Kafka key does not equal $.model_id
     """
     event = decode(kind, value, max_bytes)
-    _check_key(key, event)
-    return event
-
-
-def _check_key(key: bytes | None, event: AnyEvent) -> None:
     if key and not isinstance(event, FeedbackEvent):
         text = decode_key(key)
         if text is None:
             raise DecodeFailure("schema", "key_mismatch", "Kafka key is not valid UTF-8", "$.model_id")
         if text != event.model_id:
             raise DecodeFailure("schema", "key_mismatch", "Kafka key does not equal $.model_id", "$.model_id")
-
-
-# ---- many records at once ------------------------------------------------------------------------
-
-_JSON_SPACE: Final = b" \t\n\r"
-_SMALL: Final = 1  # a span this short is decoded record by record (a failing span halves down to it)
-
-
-def decode_records(
-    kind: EventKind, keys: Sequence[bytes | None], values: Sequence[bytes | None], max_bytes: int
-) -> list[AnyEvent | DecodeFailure]:
-    """:func:`decode_record` of every ``(key, value)``, with the same verdict and the same reason
-    for each, faster: the values that pass the size checks are joined into one JSON array and
-    decoded in three msgspec passes (the raw elements, the typed events, the time texts) instead of
-    two calls per record. The raw pass proves that element ``j`` is exactly value ``j`` (a value
-    that is not one whole JSON value cannot shift the others); a span that fails any pass is split
-    in two until the bad records are alone, and those are decoded one by one, which gives each its
-    precise reason. The checks msgspec cannot express run per event, the same functions as
-    :func:`decode`'s.
-
-    Examples:
-        >>> ok = (b'{"schema_version": 1, "model_id": "m", "promoted_at": "2026-11-01T10:00:00Z", '
-        ...       b'"rollback_target": null}')
-        >>> values = [ok] * 6 + [b'{"schema_version": 2}', b""]
-        >>> out = decode_records("promotion", [b"m"] * 8, values, 4096)
-        >>> [getattr(x, "error_class", type(x).__name__) for x in out[5:]]
-        ['PromotionEvent', 'unknown_schema_version', 'empty']
-    """
-    entry = _KINDS.get(kind)
-    if entry is None:
-        raise ValueError(f"unknown event kind {kind!r}")
-    out: list[AnyEvent | DecodeFailure | None] = [None] * len(values)
-    fast = []
-    for i, v in enumerate(values):
-        if v and len(v) <= max_bytes:
-            fast.append(i)
-        else:
-            out[i] = _one(kind, keys[i], v, max_bytes)
-    _span(entry, kind, keys, values, fast, max_bytes, out)
-    return out  # type: ignore[return-value]  # every slot is filled
-
-
-def _one(kind: EventKind, key: bytes | None, value: bytes | None, max_bytes: int) -> AnyEvent | DecodeFailure:
-    try:
-        return decode_record(kind, key, value, max_bytes)
-    except DecodeFailure as e:
-        return e
-
-
-def _span(
-    entry: _Kind, kind: EventKind, keys: Sequence[bytes | None], values: Sequence[bytes | None],
-    idxs: list[int], max_bytes: int, out: list[AnyEvent | DecodeFailure | None],
-) -> None:
-    if len(idxs) <= _SMALL:
-        for i in idxs:
-            out[i] = _one(kind, keys[i], values[i], max_bytes)
-        return
-    parts = [values[i] for i in idxs]
-    joined = b"[" + b",".join(parts) + b"]"  # type: ignore[arg-type]  # the size check let no None through
-    try:
-        raws = _RAW_LIST.decode(joined)
-        if len(raws) != len(parts) or any(
-            bytes(r) != p.strip(_JSON_SPACE) for r, p in zip(raws, parts, strict=True)  # type: ignore[union-attr]
-        ):
-            raise msgspec.DecodeError("element boundaries do not match the records")
-        events = entry.many.decode(joined)
-        times = entry.many_times.decode(joined)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeDecodeError):
-        half = len(idxs) // 2
-        _span(entry, kind, keys, values, idxs[:half], max_bytes, out)
-        _span(entry, kind, keys, values, idxs[half:], max_bytes, out)
-        return
-    field, check = entry.time_field, entry.check
-    for j, i in enumerate(idxs):
-        event = events[j]
-        try:
-            check(event, getattr(times[j], field))
-            _check_key(keys[i], event)
-        except DecodeFailure as e:
-            out[i] = e
-        else:
-            out[i] = event
+    return event
 
 
 # The rules msgspec's types cannot express, one function per kind. msgspec also accepts
@@ -286,7 +201,7 @@ def _span(
 # one-field decode) and matched against the schema's RFC 3339 pattern.
 
 
-def _check_inference(event: InferenceEvent, time_text: str) -> None:
+def _check_inference(raw: bytes, event: InferenceEvent) -> None:
     if event.request_id.isspace():
         raise _blank("$.request_id")
     if event.model_id.isspace():
@@ -294,27 +209,27 @@ def _check_inference(event: InferenceEvent, time_text: str) -> None:
     if (event.tokens_in or 0) > INT64_MAX or (event.tokens_out or 0) > INT64_MAX:
         path = "$.tokens_in" if (event.tokens_in or 0) > INT64_MAX else "$.tokens_out"
         raise DecodeFailure("schema", "out_of_range", f"{path} exceeds the 64-bit integer range", path)
-    if not _rfc3339(time_text):
+    if not _rfc3339(_INFERENCE_TIME.decode(raw).served_at):
         raise _not_rfc3339("$.served_at")
     _check_utc(event.served_at, "$.served_at")
 
 
-def _check_feedback(event: FeedbackEvent, time_text: str) -> None:
+def _check_feedback(raw: bytes, event: FeedbackEvent) -> None:
     if event.request_id.isspace():
         raise _blank("$.request_id")
     if event.was_correct is None and event.score is None:
         raise DecodeFailure("schema", "missing_label", "feedback has neither $.was_correct nor $.score")
-    if not _rfc3339(time_text):
+    if not _rfc3339(_FEEDBACK_TIME.decode(raw).observed_at):
         raise _not_rfc3339("$.observed_at")
     _check_utc(event.observed_at, "$.observed_at")
 
 
-def _check_promotion(event: PromotionEvent, time_text: str) -> None:
+def _check_promotion(raw: bytes, event: PromotionEvent) -> None:
     if event.model_id.isspace():
         raise _blank("$.model_id")
     if event.rollback_target is not None and event.rollback_target.isspace():
         raise _blank("$.rollback_target")
-    if not _rfc3339(time_text):
+    if not _rfc3339(_PROMOTION_TIME.decode(raw).promoted_at):
         raise _not_rfc3339("$.promoted_at")
     _check_utc(event.promoted_at, "$.promoted_at")
 
@@ -371,28 +286,11 @@ def _not_rfc3339(path: str) -> DecodeFailure:
     return DecodeFailure("schema", "schema_violation", f"{path} is not an RFC 3339 date-time", path)
 
 
-class _Kind(msgspec.Struct, frozen=True):
-    """How one kind is decoded: the typed decoder, its time-text decoder and field, the checks
-    msgspec cannot express, and the same three over a JSON array (``decode_records``)."""
-
-    decoder: Any
-    time_decoder: Any
-    time_field: str
-    check: Callable[[Any, str], None]
-    many: Any
-    many_times: Any
-
-
-_KINDS: Final[dict[str, _Kind]] = {
-    name: _Kind(msgspec.json.Decoder(typ), msgspec.json.Decoder(times), field, check,
-                msgspec.json.Decoder(list[typ]), msgspec.json.Decoder(list[times]))  # type: ignore[valid-type]
-    for name, typ, times, field, check in (
-        ("inference", InferenceEvent, _InferenceTime, "served_at", _check_inference),
-        ("feedback", FeedbackEvent, _FeedbackTime, "observed_at", _check_feedback),
-        ("promotion", PromotionEvent, _PromotionTime, "promoted_at", _check_promotion),
-    )
+_KINDS: Final[dict[str, tuple[msgspec.json.Decoder[Any], Callable[[bytes, Any], None]]]] = {
+    "inference": (msgspec.json.Decoder(InferenceEvent), _check_inference),
+    "feedback": (msgspec.json.Decoder(FeedbackEvent), _check_feedback),
+    "promotion": (msgspec.json.Decoder(PromotionEvent), _check_promotion),
 }
-_RAW_LIST: Final = msgspec.json.Decoder(list[msgspec.Raw])
 
 
 def _json_failure(message: str) -> DecodeFailure:
