@@ -409,7 +409,7 @@ def build_monitor(
         promotions=repository.promotions(),
         label_feed=label_feed if source == "kafka" else None,
         label_seq=window_state.newest_label_seq(),
-        target_outcomes=lambda m, sl, since, until: alert_store.slice_outcomes(db, m, sl, since, until),
+        target_outcomes=lambda m, slices, since, until: alert_store.slices_outcomes(db, m, slices, since, until),
         target_lookback_s=settings.alerts.promotion_watch_s,
         incidents=incidents,
         event_version=settings.alerts.drift_event_version,

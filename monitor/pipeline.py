@@ -58,8 +58,9 @@ REFERENCE_REFRESH_S = 60.0
 """How often the store is asked for reference profiles newer than the engine's (``reference build``
 while the monitor runs: picked up within this, no restart)."""
 
-TargetOutcomes = Callable[[str, str, float, float], tuple[int, int]]
-"""``(model_id, slice, since, until) -> (correct, labelled)`` of ``model_id``'s predictions (``inference_log``)."""
+TargetOutcomes = Callable[[str, Sequence[str], float, float], Mapping[str, tuple[int, int]]]
+"""``(model_id, slices, since, until) -> {slice: (correct, labelled)}`` of ``model_id``'s predictions
+(``inference_log``, every slice in one read)."""
 
 
 class Publisher(Protocol):
@@ -382,10 +383,9 @@ class Pipeline:
             assert self.target_outcomes is not None and p.rollback_target
             until = p.promoted_at.timestamp()
             try:
-                outcomes = {
-                    label: self.target_outcomes(p.rollback_target, label, until - self.target_lookback_s, until)
-                    for label in self.engine.slice_labels
-                }
+                outcomes = self.target_outcomes(
+                    p.rollback_target, list(self.engine.slice_labels), until - self.target_lookback_s, until
+                )
             except StoreError as e:
                 log.warning("could not read the rollback target's outcomes: %s", e)
                 return done

@@ -170,6 +170,14 @@ def test_slice_accuracy_matches_python_oracle(engine: Engine) -> None:
     assert store.slice_accuracy(engine, "m1", "domain=nowhere", 0, 10_000) is None
     assert store.slice_accuracy(engine, "m3", "all", 0, 10_000) is None
     assert store.slice_outcomes(engine, "m3", "all", 0, 10_000) == (0, 0)
+    # every slice in one scan: the same counts as the oracle for each
+    labels = ["all", "domain=tax", "domain=retail", "domain=nowhere"]
+    many = store.slices_outcomes(engine, "m1", labels, 1_000, 1_399)
+    for label, domain in zip(labels, [None, "tax", "retail", "nowhere"], strict=True):
+        picked = picked_rows("m1", domain, 1_000, 1_399)
+        assert many[label] == (sum(picked), len(picked))
+    with pytest.raises(ValueError):
+        store.slices_outcomes(engine, "m1", ["domain"], 0, 1)
 
 
 def test_one_batch_is_published_in_its_own_order(engine: Engine) -> None:
