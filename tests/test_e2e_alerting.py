@@ -184,9 +184,12 @@ class E2E:
 
 @pytest.fixture
 def running_monitor(
-    broker: TansuBroker, pg_url: str, topic_prefix: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    broker: TansuBroker, pg_url: str, topic_prefix: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> Iterator[E2E]:
     monkeypatch.setenv("SLICEWATCH_DATABASE_URL", pg_url)
+    # INFO from the first line: the group assignment can come before the test body runs
+    caplog.set_level(logging.INFO, logger="monitor")
     # Alertmanager's port must be known before the monitor is built, Prometheus needs the monitor's.
     with Webhook() as hook, Alertmanager(tmp_path / "am", hook.url) as am:
         settings = settings_for(broker, topic_prefix, pg_url, am.url)
