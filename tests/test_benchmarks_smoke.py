@@ -4,6 +4,7 @@ a 10-minute window instead of 1 hour, 5 events/s, 30 minutes of stream, a 1 sd s
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from benchmarks.detection import SCENARIOS, Planned, Row, relevant, run_stream, without_adwin_rule
 from monitor.config import Settings
@@ -80,6 +81,7 @@ def test_stats_benchmark_fleet_and_evaluate_timers_run():
     assert busy > 0 and tenth > 0
 
 
+@pytest.mark.integration
 def test_sizing_workloads_are_written_through_the_monitor_and_measured(tmp_path, pg_server):
     """``benchmarks/sizing.py`` on 600 events: every event lands (PostgreSQL partitions and SQLite),
     and the sizes it reports are the database's own (no row is counted twice or missed)."""

@@ -31,7 +31,7 @@ def served(days_ago: float, i: int = 0) -> float:
     return NOW - days_ago * DAY + i
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
+@pytest.fixture(params=[pytest.param("postgresql", marks=pytest.mark.integration), "sqlite"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     url = request.getfixturevalue("pg_url") if request.param == "postgresql" else f"sqlite:///{tmp_path}/s.db"
     upgrade(url)
@@ -59,6 +59,7 @@ def request_ids(engine: Engine) -> set[str]:
 # ---------------------------------------------------------------------------- partitions
 
 
+@pytest.mark.integration
 def test_pg_inference_log_is_partitioned_and_a_request_id_is_stored_once(pg_url: str) -> None:
     upgrade(pg_url)
     eng = make_engine(pg_url)
@@ -90,6 +91,7 @@ def test_pg_inference_log_is_partitioned_and_a_request_id_is_stored_once(pg_url:
         eng.dispose()
 
 
+@pytest.mark.integration
 def test_migration_converts_an_existing_table_and_downgrades(pg_url: str) -> None:
     upgrade(pg_url, "0005_incidents")
     eng = make_engine(pg_url)
@@ -174,6 +176,7 @@ def test_retention_of_dead_letters_and_drift_events(engine: Engine) -> None:
     assert count(engine, "drift_event") == 2
 
 
+@pytest.mark.integration
 def test_maintain_makes_the_partitions_ahead(pg_url: str) -> None:
     upgrade(pg_url)
     eng = make_engine(pg_url)
@@ -335,6 +338,7 @@ def test_the_running_monitor_keeps_the_window_and_removes_the_rest(tmp_path: Pat
         monitor.close()
 
 
+@pytest.mark.integration
 def test_a_takeover_after_an_erasure_rebuilds_without_the_erased_rows(pg_url: str) -> None:
     """The statistics rebuild (``Monitor.rebuild``, as after a partition assignment) reads the
     window from the real PostgreSQL after an erasure: it neither fails nor counts an erased row."""

@@ -7,6 +7,7 @@ import json
 import uuid
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 from typer.testing import CliRunner
@@ -29,6 +30,7 @@ from tests.ingest_fixtures import (
     wait_for,
 )
 
+pytestmark = pytest.mark.integration
 runner = CliRunner()
 
 

@@ -31,6 +31,7 @@ def test_the_manifests_run_the_image_the_dockerfile_builds() -> None:
     assert dockerfile.rstrip().splitlines()[-1].strip().startswith("&& test")  # the check stage is last
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(2400)
 def test_the_image_builds_and_checks_itself() -> None:
     proc = subprocess.run(["scripts/image.sh", TAG], cwd=ROOT, capture_output=True, text=True, timeout=2400)
