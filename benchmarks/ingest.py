@@ -7,33 +7,37 @@ Repeated ``--repeat`` times; prints medians and the ratio (target >= 0.80).
 
     .venv/bin/python -m benchmarks.ingest --events 200000 --repeat 3
 
-Timing of (b) starts when the group assignment arrives (the join handshake, ~3 s on Tansu, is
-not throughput) and ends when the last row is committed to PostgreSQL.
+As issue 12 asks, PostgreSQL is pinned to one core and this process (the consumer and the raw
+consume) to the other, with the broker (``--no-pin`` turns that off; one core: nothing is pinned).
+Beside the rates it prints CPU time per event: this process's for (a) and (b), PostgreSQL's and the
+broker's. Timing of (b) starts when the group assignment arrives (the join handshake, ~3 s on
+Tansu, is not throughput) and ends when the last row is committed to PostgreSQL.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import psycopg
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from benchmarks.servers import fresh_database, pin, tree_cpu_seconds
 from monitor.embedded.postgres import PostgresServer
 from monitor.embedded.tansu import TansuBroker
 from monitor.ingest.consumer import IngestConsumer
 from monitor.ingest.metrics import ConsumerMetrics
 from monitor.ingest.topics import ensure_topics
 from monitor.store.engine import make_engine
-from monitor.store.migrate import upgrade
-from monitor.store.partitions import days_around, ensure_partitions
 from monitor.store.repository import Repository
 
 TOPIC, FEEDBACK, PROMOTIONS = "bench-inference", "bench-feedback", "bench-promotions"
@@ -86,6 +90,31 @@ def produce(bootstrap: str, records: list[tuple[bytes, bytes]]) -> float:
     return elapsed
 
 
+@dataclass
+class Servers:
+    broker: TansuBroker
+    pg: PostgresServer
+
+    def cpu(self) -> tuple[float, float, float]:
+        """CPU seconds so far: this process, PostgreSQL's processes, the broker's."""
+        assert self.pg._proc is not None and self.broker._proc is not None
+        return time.process_time(), tree_cpu_seconds(self.pg._proc.pid), tree_cpu_seconds(self.broker._proc.pid)
+
+
+@dataclass
+class Run:
+    rate: float  # events/s
+    cpu_us: tuple[float, float, float]  # per event: this process, PostgreSQL, the broker
+
+
+def measured(servers: Servers, n: int, fn: Callable[[], float]) -> Run:
+    before = servers.cpu()
+    rate = fn()
+    after = servers.cpu()
+    us = tuple((a - b) / n * 1e6 for a, b in zip(after, before, strict=True))
+    return Run(rate, (us[0], us[1], us[2]))
+
+
 def raw_consume(bootstrap: str, n: int) -> float:
     """Events/s of a bare kafka-python consumer reading all partitions from the beginning."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
@@ -105,15 +134,7 @@ def raw_consume(bootstrap: str, n: int) -> float:
 
 def end_to_end(bootstrap: str, pg: PostgresServer, n: int) -> float:
     """Events/s from Kafka into a fresh PostgreSQL database through IngestConsumer."""
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(host="127.0.0.1", port=pg.port, user="slicewatch", dbname="postgres",
-                         autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://slicewatch@127.0.0.1:{pg.port}/{name}"
-    upgrade(url)  # the monitor's schema: inference_log partitioned by day, inference_request
-    engine = make_engine(url)
-    with engine.begin() as conn:  # the events' day has its partition, as live traffic's day has
-        ensure_partitions(conn, days_around(START, 0, 1))
+    engine = make_engine(fresh_database(pg, START))
     registry = CollectorRegistry()
     assigned = threading.Event()
     started: list[float] = []
@@ -151,6 +172,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-pin", action="store_true", help="leave every process on every core")
     args = parser.parse_args()
     records = events(args.events)
     with TansuBroker() as broker, PostgresServer() as pg:
@@ -159,15 +181,32 @@ def main() -> None:
         took = produce(broker.bootstrap_servers, records)
         size = sum(len(v) for _, v in records) / len(records)
         print(f"produced {args.events} events ({size:.0f} B avg) in {took:.1f} s")
-        raw_rates, e2e_rates = [], []
+        servers = Servers(broker, pg)
+        cores = sorted(os.sched_getaffinity(0))
+        if not args.no_pin and len(cores) >= 2:
+            assert pg._proc is not None and broker._proc is not None
+            pin(pg._proc.pid, cores[:1])
+            pin(broker._proc.pid, cores[1:2])
+            pin(os.getpid(), cores[1:2])
+            print(f"pinned: PostgreSQL to core {cores[0]}; the broker and this process to core {cores[1]}")
+        raw_runs, e2e_runs = [], []
         for i in range(args.repeat):
-            raw_rates.append(raw_consume(broker.bootstrap_servers, args.events))
-            e2e_rates.append(end_to_end(broker.bootstrap_servers, pg, args.events))
-            print(f"run {i + 1}: raw consume {raw_rates[-1]:,.0f} ev/s   "
-                  f"end to end {e2e_rates[-1]:,.0f} ev/s   ratio {e2e_rates[-1] / raw_rates[-1]:.2f}")
-        raw_m, e2e_m = statistics.median(raw_rates), statistics.median(e2e_rates)
-        print(f"median raw kafka-python consume: {raw_m:,.0f} events/s")
-        print(f"median end to end Kafka -> PostgreSQL: {e2e_m:,.0f} events/s")
+            raw_runs.append(measured(servers, args.events, lambda: raw_consume(broker.bootstrap_servers, args.events)))
+            e2e_runs.append(
+                measured(servers, args.events, lambda: end_to_end(broker.bootstrap_servers, pg, args.events)))
+            raw, e2e = raw_runs[-1], e2e_runs[-1]
+            print(f"run {i + 1}: raw consume {raw.rate:,.0f} ev/s   end to end {e2e.rate:,.0f} ev/s   "
+                  f"ratio {e2e.rate / raw.rate:.2f}")
+            print(f"       CPU us/event   raw: this process {raw.cpu_us[0]:.1f}, broker {raw.cpu_us[2]:.1f}   "
+                  f"end to end: this process {e2e.cpu_us[0]:.1f}, PostgreSQL {e2e.cpu_us[1]:.1f}, "
+                  f"broker {e2e.cpu_us[2]:.1f}")
+        raw_m = statistics.median(r.rate for r in raw_runs)
+        e2e_m = statistics.median(r.rate for r in e2e_runs)
+        print(f"median raw kafka-python consume: {raw_m:,.0f} events/s "
+              f"({statistics.median(r.cpu_us[0] for r in raw_runs):.1f} us CPU per event)")
+        print(f"median end to end Kafka -> PostgreSQL: {e2e_m:,.0f} events/s "
+              f"(consumer {statistics.median(r.cpu_us[0] for r in e2e_runs):.1f} us, "
+              f"PostgreSQL {statistics.median(r.cpu_us[1] for r in e2e_runs):.1f} us CPU per event)")
         print(f"ratio end to end / raw: {e2e_m / raw_m:.2f} (target >= 0.80)")
 
 

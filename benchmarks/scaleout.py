@@ -25,20 +25,18 @@ import threading
 import time
 import uuid
 
-import psycopg
 from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 
 from benchmarks.ingest import START, events
+from benchmarks.servers import fresh_database
 from monitor.embedded.postgres import PostgresServer
 from monitor.embedded.tansu import TansuBroker
 from monitor.ingest.consumer import IngestConsumer
 from monitor.ingest.metrics import ConsumerMetrics
 from monitor.ingest.topics import ensure_topics
 from monitor.store.engine import make_engine
-from monitor.store.migrate import upgrade
-from monitor.store.partitions import days_around, ensure_partitions
 from monitor.store.repository import Repository
 
 TOPIC, FEEDBACK, PROMOTIONS = "scale-inference", "scale-feedback", "scale-promotions"
@@ -60,23 +58,9 @@ def worker(bootstrap: str, url: str, group: str) -> None:
     engine.dispose()
 
 
-def fresh_database(pg: PostgresServer) -> str:
-    name = f"scale_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(host="127.0.0.1", port=pg.port, user="slicewatch", dbname="postgres",
-                         autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://slicewatch@127.0.0.1:{pg.port}/{name}"
-    upgrade(url)
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        ensure_partitions(conn, days_around(START, 0, 1))
-    engine.dispose()
-    return url
-
-
 def run_group(bootstrap: str, pg: PostgresServer, processes: int, n: int) -> tuple[float, float]:
     """(events/s between the first and the last batch written, wall seconds from start to the last row)."""
-    url = fresh_database(pg)
+    url = fresh_database(pg, START, prefix="scale")
     group = f"scale-{uuid.uuid4().hex[:6]}"
     started = time.perf_counter()
     procs = [

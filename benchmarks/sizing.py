@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,16 +24,15 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 import msgspec
-import psycopg
 from sqlalchemy import Engine, text
 
+from benchmarks.servers import fresh_database
 from monitor.demo.traffic import TrafficGenerator
 from monitor.embedded.postgres import PostgresServer
 from monitor.events import FeedbackEvent, InferenceEvent
 from monitor.records import Origin
 from monitor.store.engine import make_engine
 from monitor.store.migrate import upgrade
-from monitor.store.partitions import days_around, ensure_partitions
 from monitor.store.repository import Repository
 
 START = 1_780_000_000.0  # 2026-05-28
@@ -123,16 +121,8 @@ def pg_sizes(engine: Engine, vacuum: str = "VACUUM ANALYZE") -> dict[str, int]:
 
 
 def measure_pg(server: PostgresServer, workload: str, n: int) -> dict[str, Any]:
-    name = f"size_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(host="127.0.0.1", port=server.port, user="slicewatch", dbname="postgres",
-                         autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://slicewatch@127.0.0.1:{server.port}/{name}"
-    upgrade(url)
-    engine = make_engine(url)
+    engine = make_engine(fresh_database(server, START, days=2, prefix="size"))
     try:
-        with engine.begin() as conn:
-            ensure_partitions(conn, days_around(START, 0, 2))
         events, wire = fill(engine, (demo_events if workload == "demo" else llm_events)(n))
         sizes = pg_sizes(engine)
         full = pg_sizes(engine, "VACUUM FULL")  # the label updates' free space given back

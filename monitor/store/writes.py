@@ -70,7 +70,7 @@ def _write_inferences(
     if not unique:
         return {}
     if conn.dialect.name == "postgresql":
-        new_ids = copy_inferences(conn, [(ev, origin, input_hash(ev.input_features)) for ev, origin in unique], now)
+        new_ids = copy_inferences(conn, unique, now)
     else:
         stmt = (
             insert(conn, inference_log)
