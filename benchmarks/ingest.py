@@ -32,6 +32,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from benchmarks.servers import fresh_database, pin, tree_cpu_seconds
+from monitor.app import tune_gc
+from monitor.config import IngestSettings
 from monitor.embedded.postgres import PostgresServer
 from monitor.embedded.tansu import TansuBroker
 from monitor.ingest.consumer import IngestConsumer
@@ -173,8 +175,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-pin", action="store_true", help="leave every process on every core")
+    parser.add_argument("--gc-gen0-threshold", type=int, default=IngestSettings().gc_gen0_threshold,
+                        help="as `slicewatch run` sets it (ingest.gc_gen0_threshold; 0: Python's defaults)")
     args = parser.parse_args()
     records = events(args.events)
+    tune_gc(args.gc_gen0_threshold)
     with TansuBroker() as broker, PostgresServer() as pg:
         ensure_topics(broker.bootstrap_servers, [TOPIC, FEEDBACK, PROMOTIONS], partitions=PARTITIONS)
         ensure_topics(broker.bootstrap_servers, [f"{t}.dlq" for t in (TOPIC, FEEDBACK, PROMOTIONS)])

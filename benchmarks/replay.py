@@ -163,7 +163,12 @@ def main() -> None:
     ap.add_argument("--no-evidently", action="store_true")
     ap.add_argument("--write-dir", type=Path, default=None, help="keep the stream and the drift events here")
     ap.add_argument("--profile", type=Path, default=None, help="cProfile the first repetition into this file")
+    ap.add_argument("--gc-gen0-threshold", type=int, default=settings().ingest.gc_gen0_threshold,
+                    help="as `slicewatch replay` sets it (ingest.gc_gen0_threshold; 0: Python's defaults)")
     args = ap.parse_args()
+    from monitor.app import tune_gc
+
+    tune_gc(args.gc_gen0_threshold)  # as `slicewatch replay` does
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
         d = args.write_dir or Path(tmp)
         d.mkdir(parents=True, exist_ok=True)

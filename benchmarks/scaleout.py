@@ -31,6 +31,8 @@ from sqlalchemy import text
 
 from benchmarks.ingest import START, events
 from benchmarks.servers import fresh_database
+from monitor.app import tune_gc
+from monitor.config import IngestSettings
 from monitor.embedded.postgres import PostgresServer
 from monitor.embedded.tansu import TansuBroker
 from monitor.ingest.consumer import IngestConsumer
@@ -53,6 +55,7 @@ def worker(bootstrap: str, url: str, group: str) -> None:
         promotions_topic=PROMOTIONS, repository=Repository(engine), metrics=ConsumerMetrics(CollectorRegistry()),
         max_poll_records=5000, poll_timeout_ms=200, session_timeout_ms=10000, heartbeat_interval_ms=1000,
     )
+    tune_gc(IngestSettings().gc_gen0_threshold)  # as `slicewatch run` does
     print("ready", flush=True)
     consumer.run(stop)
     engine.dispose()

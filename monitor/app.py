@@ -13,6 +13,7 @@ poll -> store -> stats -> detect -> alerts -> commit:
 
 from __future__ import annotations
 
+import gc
 import logging
 import tempfile
 import threading
@@ -572,6 +573,17 @@ def metrics_registry(settings: Settings) -> CollectorRegistry:
     Info("slicewatch_build", "The running Slicewatch version.", registry=registry).info({"version": installed})
     registry.register(RuleThresholds(settings.alerts.rules))
     return registry
+
+
+def tune_gc(gen0_threshold: int) -> None:
+    """The process's garbage collector for a long run (``ingest.gc_gen0_threshold``; 0: untouched):
+    what start-up made is frozen out of every later collection, and the young generation is
+    collected after ``gen0_threshold`` new container objects instead of 700. Called by the command
+    that owns the process (``slicewatch run``, ``replay``), never by a library constructor."""
+    if gen0_threshold <= 0:
+        return
+    gc.freeze()
+    gc.set_threshold(gen0_threshold, 10, 10)
 
 
 def replay(

@@ -355,7 +355,7 @@ def run(
     log_format: Annotated[str, typer.Option(help="'text' or 'json' (one JSON object per line).")] = "text",
 ) -> None:
     """Run the monitor: consumer group, statistics, alerts and /metrics."""
-    from monitor.app import build_monitor
+    from monitor.app import build_monitor, tune_gc
 
     if log_format not in ("text", "json"):
         typer.echo("error: --log-format must be 'text' or 'json'", err=True)
@@ -367,6 +367,7 @@ def run(
     except SlicewatchError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e
+    tune_gc(settings.ingest.gc_gen0_threshold)
     k = settings.kafka
     log = logging.getLogger("monitor.cli")
     log.info("consuming %s as group %s from %s", ", ".join([k.topics.inference, k.topics.feedback,
@@ -434,11 +435,13 @@ def replay(
     Exits 1 when nothing was replayed or a file had more than --max-rejected-share of its events
     rejected (naming the file and its most common reason)."""
     from monitor.app import replay as run_replay
+    from monitor.app import tune_gc
 
     if output_format not in ("table", "json"):
         typer.echo("error: --format must be 'table' or 'json'", err=True)
         raise typer.Exit(2)
     settings = _settings(config)
+    tune_gc(settings.ingest.gc_gen0_threshold)
     try:
         summary = run_replay(settings, inference, feedback, promotions, out, plot_dir=plot,
                              progress=output_format == "table" and sys.stderr.isatty())

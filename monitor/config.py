@@ -143,6 +143,11 @@ class IngestSettings(_Section):
     """Events stamped further ahead of the wall clock at ingest are dead-lettered (``future_event``)."""
     pending_label_ttl_s: float = Field(7 * 86400.0, gt=0)
     """A label whose prediction has not arrived after this long is dead-lettered (``unknown_request``)."""
+    gc_gen0_threshold: int = Field(20_000, ge=0)
+    """``slicewatch run`` and ``replay`` freeze the objects made at start (``gc.freeze``) and run
+    Python's young-generation collection after this many new container objects instead of 700: a
+    decoded batch makes about ten per event, so at 700 the collector ran every ~70 events and cost
+    a quarter of the consumer's CPU (``benchmarks/README.md``). 0 keeps Python's defaults."""
 
 
 class StatsSettings(_Section):

@@ -6,6 +6,7 @@ tests that need the broker take ``broker`` and create uniquely named topics.
 
 from __future__ import annotations
 
+import gc
 import uuid
 from collections.abc import Iterator
 
@@ -17,6 +18,16 @@ from monitor.embedded.tansu import TansuBroker
 from monitor.store.engine import make_engine
 from monitor.store.repository import Repository
 from tests.ingest_fixtures import create_ingest_schema
+
+
+@pytest.fixture(autouse=True)
+def python_gc() -> Iterator[None]:
+    """Python's collector as it was before each test: a test that runs ``slicewatch run`` or
+    ``replay`` in-process gets the command's ``tune_gc`` (frozen start-up, a higher threshold)."""
+    before = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*before)
 
 
 @pytest.fixture(scope="session")

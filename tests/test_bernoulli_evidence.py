@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from scipy import integrate
 from scipy.stats import beta as beta_dist
 
-from monitor.stats.bernoulli_evidence import BarTest, log_e_value
+from monitor.stats.bernoulli_evidence import BarTest, beta_logcdf, log_e_value
 
 RUNS, LOOKS, ALPHA = 10_000, 400, 0.01
 
@@ -99,3 +99,16 @@ def test_a_ten_point_drop_is_found_within_a_few_hundred_labels():
     hit = (log_e >= -math.log(ALPHA))
     first = np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, LOOKS + 1)
     assert np.median(first) <= 200 and hit.any(axis=1).mean() >= 0.95
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(1e-6, 1 - 1e-6), st.floats(0.01, 1e5), st.floats(0.01, 1e5))
+def test_beta_logcdf_equals_scipys(x: float, a: float, b: float) -> None:
+    """Both tails keep their digits: deep in the lower tail (log near -1e4) and near 0 above the
+    mean (log near -1e-12), equal to ``scipy.stats.beta.logcdf`` to 1e-12 relative."""
+    want = float(beta_dist.logcdf(x, a, b))
+    got = float(beta_logcdf(x, a, b))
+    if math.isinf(want):
+        assert got == want
+    else:
+        assert got == pytest.approx(want, rel=1e-12, abs=1e-300)

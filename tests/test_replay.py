@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 from pathlib import Path
@@ -184,3 +185,23 @@ def test_the_summary_stays_readable_at_80_columns_and_in_a_pipe(replayed) -> Non
         if i.get("rollback_target"):
             assert i["rollback_target"] in text
     assert INTENT_NEW in text and INTENT_OLD in text
+
+
+def test_replay_command_tunes_the_collector_from_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``slicewatch replay`` (like ``run``) applies ``ingest.gc_gen0_threshold``: start-up frozen,
+    the young generation collected after that many objects; 0 leaves Python's defaults."""
+    from typer.testing import CliRunner
+
+    from monitor.app import tune_gc
+    from monitor.cli import app
+
+    gc.set_threshold(700, 10, 10)
+    tune_gc(0)
+    assert gc.get_threshold() == (700, 10, 10) and gc.get_freeze_count() == 0
+    inf, fb, pr, _ = write_traffic(tmp_path / "in", minutes=6, rate=1)
+    monkeypatch.setenv("SLICEWATCH__INGEST__GC_GEN0_THRESHOLD", "4321")
+    done = CliRunner().invoke(app, ["replay", "--inference", str(inf), "--feedback", str(fb), "--promotions",
+                                    str(pr), "--out", str(tmp_path / "o.jsonl"), "--format", "json"])
+    assert done.exit_code == 0, done.output
+    assert gc.get_threshold() == (4321, 10, 10)
+    assert gc.get_freeze_count() > 0

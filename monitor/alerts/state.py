@@ -226,7 +226,9 @@ class AlertEvaluator:
                 known = keys[key] = (fingerprint(labels), labels)
             fp, labels = known
             seen.add(fp)
-            entry = candidates.setdefault(fp, (dict(labels), rule, []))
+            entry = candidates.get(fp)
+            if entry is None:  # not setdefault: its default (a dict copy) would be built for every value
+                entry = candidates[fp] = (dict(labels), rule, [])
             if v.sufficient and v.sample_count >= rule.min_samples:
                 entry[2].append((v, rule.verdict(v, self.alpha)))
         for fp, (labels, rule, verdicts) in candidates.items():

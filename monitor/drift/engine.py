@@ -711,12 +711,6 @@ class DriftEngine:
 DELAY_QUANTILES = (("delay_p50", 0.5), ("delay_p90", 0.9), ("delay_p99", 0.99))
 
 
-def _hypothesis(v: SignalValue) -> tuple[object, ...]:
-    """What one p-value tests: a feature's distribution statistics share their chi-square test."""
-    test = "distribution" if v.statistic in DISTRIBUTION_STATISTICS else v.statistic
-    return (v.window_s, v.slice, v.signal, v.feature, test)
-
-
 def _adjusted(out: list[SignalValue], correction: Correction, main_s: float) -> list[SignalValue]:
     """``p_value_adjusted`` on every tested value. The hypotheses of the model's evaluation
     (windows x slices x features x tests, each counted once) form one family per signal (input,
@@ -730,25 +724,31 @@ def _adjusted(out: list[SignalValue], correction: Correction, main_s: float) -> 
     hour. Its raw p-values enter the correction multiplied by ``k`` (5 min of 60: 12), so each
     window's false alarms per hour stay at the main window's."""
     families: dict[str, dict[tuple[object, ...], float]] = {}
+    keys: list[tuple[object, ...] | None] = []  # what each p-value tests; a feature's distribution
+    # statistics share their chi-square test
     for v in out:
         p = v.p_value
-        if p is not None:
-            family = families.get(v.signal)
-            if family is None:
-                family = families[v.signal] = {}
-            key = _hypothesis(v)
-            if key not in family:
-                looks = main_s / v.window_s if v.window_s else 1.0
-                family[key] = min(1.0, p * max(1.0, looks))
+        if p is None:
+            keys.append(None)
+            continue
+        test = "distribution" if v.statistic in DISTRIBUTION_STATISTICS else v.statistic
+        key: tuple[object, ...] = (v.window_s, v.slice, v.signal, v.feature, test)
+        keys.append(key)
+        family = families.get(v.signal)
+        if family is None:
+            family = families[v.signal] = {}
+        if key not in family:
+            looks = main_s / v.window_s if v.window_s else 1.0
+            family[key] = min(1.0, p * max(1.0, looks))
     g = len(families)
     adjusted: dict[tuple[object, ...], float] = {}
     for first in families.values():
-        keys = list(first)
-        for k, p in zip(keys, adjust_p_values([first[k] for k in keys], correction), strict=True):
+        ks = list(first)
+        for k, p in zip(ks, adjust_p_values([first[k] for k in ks], correction), strict=True):
             adjusted[k] = min(1.0, p * g)
-    for v in out:  # values this evaluation has just made (see SignalValue)
-        if v.p_value is not None:
-            v.p_value_adjusted = adjusted[_hypothesis(v)]
+    for v, made in zip(out, keys, strict=True):  # values this evaluation has just made (see SignalValue)
+        if made is not None:
+            v.p_value_adjusted = adjusted[made]
     return out
 
 
