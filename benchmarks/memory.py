@@ -21,6 +21,8 @@ import sys
 import time
 from datetime import UTC, datetime
 
+from monitor.config import IngestSettings
+
 MODELS = ("m-a", "m-b", "m-c", "m-d")
 SLICES = {"language": ["es", "ja"], "domain": ["regulatory"]}
 
@@ -35,9 +37,10 @@ def _status() -> dict[str, int]:
     return out
 
 
-def child(events: int, batch: int, batch_seconds: float, every: int) -> None:
+def child(events: int, batch: int, batch_seconds: float, every: int, gc_gen0_threshold: int) -> None:
     import numpy as np
 
+    from monitor.app import tune_gc
     from monitor.drift import DriftEngine
     from monitor.events import InferenceEvent
     from monitor.records import Label, LabelChange
@@ -58,6 +61,7 @@ def child(events: int, batch: int, batch_seconds: float, every: int) -> None:
     correct = (rng.random(pool) < 0.9).tolist()
 
     engine = DriftEngine(protected_slices=SLICES, auto_reference_events=5000)
+    tune_gc(gc_gen0_threshold)  # as `slicewatch run` does
     fed = 0
     b = 0
     t_feed = 0.0
@@ -100,16 +104,19 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=5000)
     ap.add_argument("--batch-seconds", type=float, default=30.0)
     ap.add_argument("--every", type=int, default=1_000_000, help="sample every N events")
+    ap.add_argument("--gc-gen0-threshold", type=int, default=IngestSettings().gc_gen0_threshold,
+                    help="as `slicewatch run` sets it (ingest.gc_gen0_threshold; 0: Python's defaults)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.events, args.batch, args.batch_seconds, args.every)
+        child(args.events, args.batch, args.batch_seconds, args.every, args.gc_gen0_threshold)
         return
     window_events = 3600 / args.batch_seconds * args.batch
     print(f"{args.events:,} events in batches of {args.batch:,}, {args.batch_seconds:g} s of event time per batch: "
           f"the 1 h window holds {window_events:,.0f} events; observe + evaluate per batch\n")
     cmd = [sys.executable, "-m", "benchmarks.memory", "--child", "--events", str(args.events), "--batch",
-           str(args.batch), "--batch-seconds", str(args.batch_seconds), "--every", str(args.every)]
+           str(args.batch), "--batch-seconds", str(args.batch_seconds), "--every", str(args.every),
+           "--gc-gen0-threshold", str(args.gc_gen0_threshold)]
     samples = []
     print("| events | peak RSS (VmHWM) MiB | RSS MiB | engine state counters | elapsed s | events/s so far |")
     print("|---|---|---|---|---|---|")
