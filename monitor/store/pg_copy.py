@@ -83,11 +83,6 @@ def _json(doc: bytes) -> str:
     return doc.decode().replace("\\", "\\\\")
 
 
-def features_hash(encoded_features: bytes) -> str:
-    """SHA-256 of the key-sorted JSON of the input features (``writes.input_hash``'s value)."""
-    return _sha256(encoded_features).hexdigest()
-
-
 def copy_line(ev: InferenceEvent, origin: Origin | None, ingested_at: str) -> str:
     """One row of ``COLUMNS`` in ``COPY`` text format, newline included."""
     features = _sorted.encode(ev.input_features)
