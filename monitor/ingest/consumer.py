@@ -33,6 +33,7 @@ from monitor.errors import StoreUnavailable
 from monitor.events import EventKind
 from monitor.ingest.backoff import Backoff
 from monitor.ingest.batch import Batch, Decoder, decode_poll, records_in
+from monitor.ingest.commit_retry import CommitRetry
 from monitor.ingest.deadletter import DeadLetterPublisher
 from monitor.ingest.decoder import decode_record
 from monitor.ingest.metrics import ConsumerMetrics
@@ -146,6 +147,8 @@ class IngestConsumer:
         self._queue: deque[Batch] = deque()  # decoded, not yet committed; the head is being written
         self._paused = False
         self._stalled = False  # the head's write has run longer than write_stall_s
+        self._commit_retry = CommitRetry()  # written, but the commit failed (see commit_retry)
+        self._commit_retry_at = 0.0  # monotonic: not before, so a rebalance is not hammered
         self._rebalanced = RebalanceFlag()  # set by the rebalance callbacks, taken by the consuming thread
         self._membership = MembershipWatch()
         self._rebuild_due = False  # the on_assigned hook runs once the membership is stable again
@@ -301,6 +304,7 @@ class IngestConsumer:
             return
         if not self._queue and not self._paused:
             self._dead_letters.maintain_pending_labels()
+            self._retry_commits()
         if len(self._queue) < 2 and not self._paused:
             self._poll(50 if self._queue else self.poll_timeout_ms)
         if not self._queue:
@@ -484,6 +488,25 @@ class IngestConsumer:
             self._consumer.commit(mine)
         except Exception as e:  # rows are idempotent: a redelivery after a failed commit is harmless
             self._kafka_error("commit", e)
+            self._commit_retry.failed({tp: m.offset for tp, m in mine.items()})
+            return
+        self._commit_retry.succeeded({tp: m.offset for tp, m in mine.items()})
+
+    def _retry_commits(self) -> None:
+        """Commit again, once the queue is empty and the group stable, the written offsets whose
+        commit failed (a commit racing a rebalance); at most once a second."""
+        if not self._commit_retry.pending or self._consumer is None or time.monotonic() < self._commit_retry_at:
+            return
+        self._commit_retry_at = time.monotonic() + 1.0
+        consumer = self._consumer
+        if not membership_stable(consumer):
+            return
+        try:
+            due = self._commit_retry.due(set(consumer.assignment()), consumer.committed)
+        except Exception as e:
+            self._kafka_error("committed-offset fetch", e)
+            return
+        self._commit(due)
 
     def _finish_in_flight(self, wait_s: float) -> None:
         """Complete the head if its write has finished (waiting at most ``wait_s`` for it). A write
