@@ -33,7 +33,7 @@ from pathlib import Path
 
 from kafka.structs import TopicPartition
 
-from monitor.app import Monitor, build_monitor
+from monitor.app import Monitor, build_monitor, tune_gc
 from monitor.ingest.consumer import IngestConsumer
 from tests.faults.harness import monitor_settings
 from tests.ingest_fixtures import FAST_GROUP
@@ -114,6 +114,7 @@ def main(argv: list[str]) -> int:
         client_id=args.client_id,
     )
     monitor = build_monitor(settings, serve_metrics=False)  # before --hold: joining is what a case times
+    tune_gc(settings.ingest.gc_gen0_threshold)  # as `slicewatch run` does
     if args.hold:
         print("loaded", flush=True)
         if not sys.stdin.readline() or stop.is_set():
