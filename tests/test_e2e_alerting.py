@@ -188,7 +188,8 @@ def running_monitor(
     caplog: pytest.LogCaptureFixture,
 ) -> Iterator[E2E]:
     monkeypatch.setenv("SLICEWATCH_DATABASE_URL", pg_url)
-    # INFO from the first line: the group assignment can come before the test body runs
+    # INFO from the first line: the group assignment can come before the test body runs (pytest
+    # keeps those records apart, as the setup phase's: caplog.get_records("setup"))
     caplog.set_level(logging.INFO, logger="monitor")
     # Alertmanager's port must be known before the monitor is built, Prometheus needs the monitor's.
     with Webhook() as hook, Alertmanager(tmp_path / "am", hook.url) as am:
@@ -397,7 +398,9 @@ def test_promotion_regression_pages_and_publishes_rollback(
         assert not [a for d in hook.deliveries for a in d.body.get("alerts", []) if a["labels"].get("model_id") == V1]
         # what `run` tells the operator at INFO: the assignment, each drift event published (ids and
         # names, never a request id or a feature value)
-        infos = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO and r.name.startswith("monitor")]
+        # the monitor starts in the fixture: what it logged before the test body is the setup phase's
+        records = caplog.get_records("setup") + caplog.get_records("call")
+        infos = [r.getMessage() for r in records if r.levelno >= logging.INFO and r.name.startswith("monitor")]
         assert any(m.startswith(f"group {settings.kafka.group_id}: assigned ") and f"{topics.inference}[" in m
                    for m in infos), infos
         published = [m for m in infos if m.startswith("drift event ") and " published: " in m]
