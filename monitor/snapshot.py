@@ -85,3 +85,8 @@ class Snapshot:
 
     def for_model(self, model_id: str) -> tuple[SignalValue, ...]:
         return tuple(v for v in self.values if v.model_id == model_id)
+
+    def value_models(self) -> set[str]:
+        """The model ids of :attr:`values` (one pass; a cohort member may have values without being
+        one of :attr:`models`)."""
+        return {v.model_id for v in self.values}

@@ -152,7 +152,12 @@ class AlertEvaluator:
         if not 0 < alpha < 1:
             raise ValueError("alpha must be in (0, 1)")
         self.rules = dict(rules)
-        self._by_pair = {tuple(name.split(".", 1)): rule for name, rule in self.rules.items()}
+        # statistic -> signal -> rule: most values have no rule, and one dict miss on the
+        # statistic rejects them without building a key
+        self._by_statistic: dict[str, dict[str, Rule]] = {}
+        for name, rule in self.rules.items():
+            signal, statistic = name.split(".", 1)
+            self._by_statistic.setdefault(statistic, {})[signal] = rule
         self.promotion_watch_s = promotion_watch_s
         self.lineage_lookback_s = lineage_lookback_s
         self.resolved_resend_s = resolved_resend_s
@@ -204,9 +209,12 @@ class AlertEvaluator:
         # one alert per (model, slice, signal, feature, statistic), whatever the windows: the
         # verdict of each window with enough samples; the most severe one speaks for the alert
         candidates: dict[str, tuple[dict[str, str], Rule, list[tuple[SignalValue, Severity | None]]]] = {}
-        by_pair, keys = self._by_pair, self._keys
+        by_statistic, keys = self._by_statistic, self._keys
         for v in snapshot.values:
-            rule = by_pair.get((v.signal, v.statistic))  # no string built per value
+            of_statistic = by_statistic.get(v.statistic)
+            if of_statistic is None:
+                continue
+            rule = of_statistic.get(v.signal)
             if rule is None:
                 continue
             key = (v.model_id, v.slice, v.signal, v.feature, v.statistic)
@@ -247,7 +255,7 @@ class AlertEvaluator:
                 t = self._no_breach(fp, prev, rule, now, v, snapshot)
             if t is not None:
                 transitions.append(t)
-        present = {*snapshot.models, *(v.model_id for v in snapshot.values)}
+        present = {*snapshot.models, *snapshot.value_models()}
         for fp, prev in list(self._states.items()):
             if fp in seen or prev.model_id not in present:
                 continue  # a model this evaluation knows nothing about is no verdict

@@ -182,7 +182,8 @@ class MonitorCollector(Collector):
         return self._exported
 
     def _choose(self, snapshot: Snapshot, states: Sequence[AlertState]) -> frozenset[str]:
-        """The ``max_models`` model ids to export: alerting first, then by window samples, then name."""
+        """The ``max_models`` model ids to export (more than that are known): alerting first, then
+        by window samples, then name."""
         activity: dict[str, int] = dict.fromkeys(snapshot.models, 0)
         for v in snapshot.values:
             activity[v.model_id] = max(activity.get(v.model_id, 0), v.sample_count)
@@ -201,12 +202,14 @@ class MonitorCollector(Collector):
         recently resolved) after an evaluation; ``push_up``: the last Alertmanager push's outcome;
         ``promoted``: each model's last promotion time (exported for the exported models only)."""
         states = tuple(alerts.values() if isinstance(alerts, Mapping) else alerts)
-        keep = self._choose(snapshot, states)
-        seen = {*snapshot.models, *(v.model_id for v in snapshot.values), *(a.model_id for a in states)}
+        seen = {*snapshot.models, *snapshot.value_models(), *(a.model_id for a in states)}
+        # the usual case, every model fits: no ranking, and the values are kept as they are
+        keep = frozenset(seen) if len(seen) <= self.max_models else self._choose(snapshot, states)
         self._exported = keep
         self._view = _View(
             evaluated_at=snapshot.evaluated_at,
-            values=tuple(v for v in snapshot.values if v.model_id in keep),
+            values=snapshot.values if len(keep) == len(seen) else tuple(
+                v for v in snapshot.values if v.model_id in keep),
             alerts=tuple(a for a in states if a.model_id in keep and a.state in STATE_VALUE),
             late_events_total=snapshot.late_events_total,
             overflow=len(seen - keep),

@@ -1,7 +1,8 @@
 """Idempotent batch writes of decoded events: one :func:`write_batch` call in one transaction.
 
 Inference rows are inserted with ``ON CONFLICT (request_id) DO NOTHING ... RETURNING request_id``
-(on PostgreSQL through ``COPY`` into a staging table, see ``pg_copy``), so a redelivered batch
+(on PostgreSQL through ``COPY``, see ``pg_copy``; on SQLite one multi-row statement, see
+``sqlite_insert``), so a redelivered batch
 changes nothing and only rows that were really new flow on to the statistics. Promotions and dead
 letters are likewise inserted once; labels go through the label join (``label_join``).
 """
@@ -22,7 +23,8 @@ from monitor.store.dead_letters import write_dead_letters
 from monitor.store.label_join import join_labels
 from monitor.store.pg_copy import copy_inferences
 from monitor.store.sql import insert
-from monitor.store.tables import inference_log, model_version
+from monitor.store.sqlite_insert import insert_inferences
+from monitor.store.tables import model_version
 from monitor.store.times import to_datetime
 
 
@@ -72,12 +74,7 @@ def _write_inferences(
     if conn.dialect.name == "postgresql":
         new_ids = copy_inferences(conn, unique, now)
     else:
-        stmt = (
-            insert(conn, inference_log)
-            .on_conflict_do_nothing(index_elements=["request_id"])
-            .returning(inference_log.c.request_id)
-        )
-        new_ids = {r[0] for r in conn.execute(stmt, [_inference_row(ev, o, now) for ev, o in unique])}
+        new_ids = insert_inferences(conn, unique, now)
     out.duplicate_inferences += len(unique) - len(new_ids)
     out.result.existing_inferences = [
         (ev, origin.partition, origin.offset)
@@ -91,28 +88,6 @@ def _write_inferences(
         None if (o := where[rid]) is None else (o.partition, o.offset) for rid in new
     ]
     return new
-
-
-def _inference_row(ev: InferenceEvent, origin: Origin | None, now: datetime) -> dict[str, Any]:
-    return {
-        "request_id": ev.request_id,
-        "model_id": ev.model_id,
-        "input_hash": input_hash(ev.input_features),
-        "input_features": ev.input_features,
-        "output": ev.output,
-        "confidence": ev.confidence,
-        "served_at": ev.served_at.astimezone(UTC),
-        "slice": ev.slice,
-        "lineage": msgspec.to_builtins(ev.lineage) if ev.lineage is not None else None,
-        "latency_ms": ev.latency_ms,
-        "tokens_in": ev.tokens_in,
-        "tokens_out": ev.tokens_out,
-        "topic": origin.topic if origin else None,
-        "partition": origin.partition if origin else None,
-        "offset": origin.offset if origin else None,
-        "ingested_at": now,
-        "subject_ref": ev.subject_ref,
-    }
 
 
 def _write_promotions(conn: Connection, events: Sequence[PromotionEvent], now: datetime, out: BatchOutcome) -> None:
