@@ -43,6 +43,7 @@ from monitor.drift.signals import (
     ReferenceRows,
     SignalBuilder,
     SliceView,
+    Test,
     cohort_signals,
     configured_bar,
     resolve_bar,
@@ -632,6 +633,7 @@ class DriftEngine:
         lengths = (*self.short_windows, self.window_buckets)
         labels = self._labels(window)
         out: list[SignalValue] = []
+        tests: list[Test] = []
         all_totals = window.totals_over(now, lengths)
         references = self._references.get(model_id)
         if references is None or not references.fits(window.layout, profile):
@@ -654,9 +656,12 @@ class DriftEngine:
                 det = self._adwin.get((model_id, label)) if main else None
                 adwins.append((det.drop_within(start, end), det.estimate, det.n_seen) if det is not None else None)
             builder.window_signals(views, view_bars, adwins, references)
+            at = len(out)
+            tests.extend([(at + first, at + end, key, p) for first, end, key, p in builder.tests])
             out.extend(builder.out)
+        built = len(out)
         out.extend(self._cluster_values(model_id, labels, now))
-        out = _adjusted(out, self.correction, self.window_buckets * self.bucket_seconds)
+        out = _adjusted(out, self.correction, self.window_buckets * self.bucket_seconds, tests, built)
         self._evaluated[model_id] = (key, out)
         return list(out)
 
@@ -711,7 +716,9 @@ class DriftEngine:
 DELAY_QUANTILES = (("delay_p50", 0.5), ("delay_p90", 0.9), ("delay_p99", 0.99))
 
 
-def _adjusted(out: list[SignalValue], correction: Correction, main_s: float) -> list[SignalValue]:
+def _adjusted(
+    out: list[SignalValue], correction: Correction, main_s: float, tests: Sequence[Test] = (), known: int = 0
+) -> list[SignalValue]:
     """``p_value_adjusted`` on every tested value. The hypotheses of the model's evaluation
     (windows x slices x features x tests, each counted once) form one family per signal (input,
     output, quality); each family is corrected at ``alpha / G`` (G: the families with a test), i.e.
@@ -722,33 +729,43 @@ def _adjusted(out: list[SignalValue], correction: Correction, main_s: float) -> 
     Looks over time: evaluations repeat every few seconds, and a window ``k`` times shorter than the
     main one renews its data ``k`` times as often, so it gets ``k`` times the looks at fresh data per
     hour. Its raw p-values enter the correction multiplied by ``k`` (5 min of 60: 12), so each
-    window's false alarms per hour stay at the main window's."""
-    families: dict[str, dict[tuple[object, ...], float]] = {}
-    keys: list[tuple[object, ...] | None] = []  # what each p-value tests; a feature's distribution
-    # statistics share their chi-square test
-    for v in out:
-        p = v.p_value
-        if p is None:
-            keys.append(None)
-            continue
-        test = "distribution" if v.statistic in DISTRIBUTION_STATISTICS else v.statistic
-        key: tuple[object, ...] = (v.window_s, v.slice, v.signal, v.feature, test)
-        keys.append(key)
-        family = families.get(v.signal)
+    window's false alarms per hour stay at the main window's.
+
+    ``tests`` names the hypotheses of ``out[:known]`` as the signal builder recorded them (no key
+    is made per value); the values from ``known`` on are keyed here. A hypothesis met twice keeps
+    its first p-value."""
+    families: dict[object, dict[tuple[object, ...], float]] = {}
+    spans: list[tuple[int, int, tuple[object, ...]]] = []
+
+    def hypothesis(key: tuple[object, ...], p: float) -> None:
+        family = families.get(key[2])
         if family is None:
-            family = families[v.signal] = {}
+            family = families[key[2]] = {}
         if key not in family:
-            looks = main_s / v.window_s if v.window_s else 1.0
+            window_s = key[0]
+            looks = main_s / window_s if window_s else 1.0  # type: ignore[operator]
             family[key] = min(1.0, p * max(1.0, looks))
+
+    for first, end, key, p in tests:
+        hypothesis(key, p)
+        spans.append((first, end, key))
+    for i in range(known, len(out)):
+        v = out[i]
+        if v.p_value is not None:
+            test = "distribution" if v.statistic in DISTRIBUTION_STATISTICS else v.statistic
+            key = (v.window_s, v.slice, v.signal, v.feature, test)
+            hypothesis(key, v.p_value)
+            spans.append((i, i + 1, key))
     g = len(families)
     adjusted: dict[tuple[object, ...], float] = {}
-    for first in families.values():
-        ks = list(first)
-        for k, p in zip(ks, adjust_p_values([first[k] for k in ks], correction), strict=True):
+    for first_family in families.values():
+        ks = list(first_family)
+        for k, p in zip(ks, adjust_p_values([first_family[k] for k in ks], correction), strict=True):
             adjusted[k] = min(1.0, p * g)
-    for v, made in zip(out, keys, strict=True):  # values this evaluation has just made (see SignalValue)
-        if made is not None:
-            v.p_value_adjusted = adjusted[made]
+    for first, end, key in spans:  # values this evaluation has just made (see SignalValue)
+        q = adjusted[key]
+        for i in range(first, end):
+            out[i].p_value_adjusted = q
     return out
 
 

@@ -60,6 +60,9 @@ from monitor.stats.wilson import wilson_interval
 DISTRIBUTION_STATISTICS = frozenset({"psi", "js", "ks", "wasserstein", "chi2", "unseen_rate"})
 """Statistics of one feature's binned distribution: one hypothesis (their shared chi-square test)."""
 
+Test = tuple[int, int, tuple[object, ...], float]
+"""A hypothesis of a list of values: ``(first, end, key, p_value)`` (see ``SignalBuilder.tests``)."""
+
 QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 
 
@@ -158,6 +161,10 @@ class SignalBuilder:
         self.window_s = window_s
         self.tested_only = tested_only
         self.out: list[SignalValue] = []
+        self.tests: list[Test] = []
+        """The hypotheses of :attr:`out`, in order: ``(first, end, key, p_value)``, the values
+        ``out[first:end]`` sharing one test (a feature's distribution statistics share its chi-square
+        test) and its key ``(window_s, slice, signal, feature, test)``, for the p-value correction."""
 
     def _emit(
         self,
@@ -170,8 +177,13 @@ class SignalBuilder:
         p_value: float | None = None,
         baseline: float | None = None,
     ) -> None:
-        if self.tested_only and p_value is None:
-            return
+        if p_value is None:
+            if self.tested_only:
+                return
+        else:
+            test = "distribution" if statistic in DISTRIBUTION_STATISTICS else statistic
+            at = len(self.out)
+            self.tests.append((at, at + 1, (self.window_s, v.slice, signal, feature, test), p_value))
         self.out.append(SignalValue(  # positional: thousands per evaluation
             v.model_id, v.slice, signal, feature, statistic, float(value), int(n), n >= self.min_samples,
             p_value, None, baseline, self.profile.id, self.profile.content_hash, self.window_s,
@@ -189,7 +201,8 @@ class SignalBuilder:
         psi_, js_, ks_ = st.psi[row].tolist(), st.js[row].tolist(), st.ks[row].tolist()
         w_, chi2_, p_ = st.wasserstein[row].tolist(), st.chi2[row].tolist(), st.p_value[row].tolist()
         unseen_ = st.unseen_rate[row].tolist()
-        add, mk = self.out.append, SignalValue
+        out, tests = self.out, self.tests
+        add, mk = out.append, SignalValue
         m, sl, rid, rhash, ws, least = v.model_id, v.slice, self.profile.id, self.profile.content_hash, \
             self.window_s, self.min_samples
         tested_only = self.tested_only
@@ -216,6 +229,7 @@ class SignalBuilder:
                 continue
             n, p = int(present[j]), p_[j]
             enough = n >= least
+            first = len(out)
             add(mk(m, sl, signal, name, "psi", psi_[j], n, enough, p, None, None, rid, rhash, ws))
             add(mk(m, sl, signal, name, "js", js_[j], n, enough, p, None, None, rid, rhash, ws))
             if numeric:
@@ -225,6 +239,7 @@ class SignalBuilder:
                 add(mk(m, sl, signal, name, "chi2", chi2_[j], n, enough, p, None, None, rid, rhash, ws))
             if unseen:
                 add(mk(m, sl, signal, name, "unseen_rate", unseen_[j], n, enough, p, None, None, rid, rhash, ws))
+            tests.append((first, len(out), (ws, sl, signal, name, "distribution"), p))
 
     def window_signals(
         self,
