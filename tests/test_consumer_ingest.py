@@ -225,3 +225,20 @@ def test_row_the_database_rejects_is_dead_lettered(broker, topics: Topics, repo:
     assert (dl.stage, dl.error_class) == ("store", "store_rejected")
     assert dl.reason.startswith("rejected by the database") and "a\x00b" not in dl.reason
     assert {r["request_id"] for r in repo.load_rows(None, 0, 2e9)} == {f"r{i}" for i in range(10) if i != 5}
+
+
+def test_a_first_assignment_writes_its_first_poll_instead_of_reading_it_twice(  # type: ignore[no-untyped-def]
+    broker, topics: Topics, repo: Repository, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The poll that completes the group join returns records already: they are written, not
+    dropped and read again."""
+    n = 2000
+    produce(broker.bootstrap_servers,
+            [(topics.inference, f"m-{i % 3}".encode(), raw(inference_dict(i, model=f"m-{i % 3}"))) for i in range(n)])
+    reg = CollectorRegistry()
+    consumer = make_ingest_consumer(broker.bootstrap_servers, topics, repo, reg, f"g-{uuid.uuid4().hex[:6]}")
+    with caplog.at_level("INFO", logger="monitor.ingest.consumer"), running(consumer):
+        wait_for(lambda: sample(reg, "slicewatch_events_consumed_total", topic=topics.inference) >= n, 60, "all read")
+    assert _distinct_rows(repo) == (n, n)
+    assert any("assigned" in r.getMessage() for r in caplog.records)
+    assert not [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]

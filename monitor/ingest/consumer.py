@@ -41,7 +41,7 @@ from monitor.ingest.rebalance import (
     MembershipWatch,
     RebalanceFlag,
     RebalanceListener,
-    first_unwritten_offsets,
+    kept_and_rewound,
     membership_stable,
     run_assignment_hook,
 )
@@ -568,29 +568,35 @@ class IngestConsumer:
         """The assignment moved during the last poll (consuming thread, after ``poll`` returned).
 
         The batch whose write is in flight is finished and completed (its new rows reach the
-        statistics; offsets are committed for partitions still held). Every other record read but
-        not written - the queued batches and what this poll returned - is dropped, and each partition
-        still assigned is moved back to the first of them. kafka-python 3 keeps the position of a
-        partition retained across a rebalance, so without that seek the consumer would read on past
-        the dropped records and later commit beyond them (rows lost). Seeking back re-reads records
-        at worst (writes are idempotent); it never skips one: everything before the first dropped
-        offset was durably written. Then, once the group is stable again (a rebalance can span several
-        polls), the ``on_assigned`` hook rebuilds state, outside the callback and only once.
+        statistics; offsets are committed for partitions still held). This poll's records of a
+        partition still assigned with no record in a queued batch are kept as the next batch (a
+        first assignment's poll returns only such records). Every other record read but not
+        written - the queued batches and the rest of what this poll returned - is dropped, and each
+        partition still assigned is moved back to the first of them. kafka-python 3 keeps the
+        position of a partition retained across a rebalance, so without that seek the consumer
+        would read on past the dropped records and later commit beyond them (rows lost). Seeking
+        back re-reads records at worst (writes are idempotent); it never skips one: everything
+        before the first dropped offset was durably written. Then, once the group is stable again
+        (a rebalance can span several polls), the ``on_assigned`` hook rebuilds state, outside the
+        callback and only once.
         """
         assert self._consumer is not None
         self._finish_in_flight(self.poll_timeout_ms / 1000)
         in_flight = self._queue.popleft() if self._queue and self._queue[0].future is not None else None
-        held = first_unwritten_offsets(self._queue, records)
         assignment = set(self._consumer.assignment())
+        kept, held = kept_and_rewound(self._queue, records, assignment)
         rewound = 0
         for tp, offset in held.items():
             if tp in assignment:
                 self._safe_seek(tp, offset)
                 rewound += 1
-        dropped = records_in(self._queue) + sum(len(r) for r in records.values())
+        dropped = records_in(self._queue) + sum(len(r) for tp, r in records.items() if tp not in kept)
         self._queue.clear()
         if in_flight is not None:  # its write is still running: it stays, and completes when it ends
             self._queue.append(in_flight)
+        if kept:  # written after the takeover, as any batch read after the rebalance
+            self._queue.append(self._decode(kept))
+            self._update_lag(kept)
         if dropped:
             log.warning("rebalance: %d records read but not written are dropped; %d retained partitions "
                         "rewound to re-read them", dropped, rewound)

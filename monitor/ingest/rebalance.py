@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from concurrent.futures import wait as wait_futures
 from typing import Any
 
@@ -112,6 +112,31 @@ def first_unwritten_offsets(
         if recs:
             held[tp] = min(recs[0].offset, held.get(tp, recs[0].offset))
     return held
+
+
+def kept_and_rewound(
+    queued: Sequence[Batch], records: Mapping[TopicPartition, Sequence[Any]], assignment: Set[TopicPartition]
+) -> tuple[dict[TopicPartition, Sequence[Any]], dict[TopicPartition, int]]:
+    """What a rebalance does with the records read but not written: the batches ``queued`` and
+    what the poll that saw the rebalance returned (``records``).
+
+    Returns ``(kept, rewind)``. ``kept``: that poll's records of partitions still assigned of which
+    no queued batch holds a record. Nothing before them is unwritten (the consumer's position
+    follows them and no earlier record of theirs waits), so they are written as they are instead of
+    being read again; a first assignment's poll is all such records. ``rewind``: per partition, the
+    first offset of everything else (:func:`first_unwritten_offsets`), which is dropped and read
+    again from there.
+
+    >>> from kafka import TopicPartition as TP
+    >>> class R:
+    ...     def __init__(self, offset): self.offset = offset
+    >>> kept, rewind = kept_and_rewound([], {TP("t", 0): [R(5), R(6)], TP("t", 1): [R(9)]}, {TP("t", 0)})
+    >>> sorted(kept), rewind
+    ([TopicPartition(topic='t', partition=0)], {TopicPartition(topic='t', partition=1): 9})
+    """
+    waiting = first_unwritten_offsets(queued, {})
+    kept = {tp: recs for tp, recs in records.items() if recs and tp in assignment and tp not in waiting}
+    return kept, first_unwritten_offsets(queued, {tp: r for tp, r in records.items() if tp not in kept})
 
 
 def run_assignment_hook(
