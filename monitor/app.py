@@ -123,9 +123,12 @@ def build_incidents(settings: Settings) -> IncidentTracker:
     return IncidentTracker(a.incident_group_s, a.promotion_watch_s, resolved_keep_s=a.resolved_resend_s)
 
 
-def open_database(settings: Settings, url: str | None = None, *, migrate: bool = True) -> Engine:
+def open_database(
+    settings: Settings, url: str | None = None, *, migrate: bool = True, throwaway: bool = False
+) -> Engine:
     """Connect (``url``, default the configured one) with the configured timeouts, after migrating
-    it (``migrate``) or checking that it is at this version's schema (else ``StoreError``)."""
+    it (``migrate``) or checking that it is at this version's schema (else ``StoreError``);
+    ``throwaway``: a SQLite file deleted when the command ends (see ``make_engine``)."""
     url = url or settings.database.resolved_url()
     if migrate:
         upgrade(url)
@@ -135,6 +138,7 @@ def open_database(settings: Settings, url: str | None = None, *, migrate: bool =
         url,
         connect_timeout_s=settings.database.connect_timeout_s,
         statement_timeout_s=settings.database.statement_timeout_s,
+        throwaway=throwaway,
     )
 
 
@@ -327,6 +331,7 @@ def build_monitor(
     serve_metrics: bool = True,
     create_topics: bool = False,
     migrate: bool = True,
+    throwaway_store: bool = False,
 ) -> Monitor:
     """The one composition root: every command wires its monitor here, with its own source and sinks.
 
@@ -334,8 +339,9 @@ def build_monitor(
     event time the clock (demo); default: wall time (``clock``, for tests). ``migrate``: bring the
     database to this version's schema first (the demo, replay and tests, which own their database);
     ``slicewatch run`` passes False unless ``--migrate``, and then refuses a database at another
-    schema instead of racing other replicas' migrations."""
-    db = open_database(settings, database_url, migrate=migrate)
+    schema instead of racing other replicas' migrations. ``throwaway_store``: the database is
+    deleted when the command ends (replay's), so its writes are not synced."""
+    db = open_database(settings, database_url, migrate=migrate, throwaway=throwaway_store)
     repository = Repository(db)
     drift = build_drift(settings)
     stored = profile_store.latest_profiles(db)
@@ -609,6 +615,7 @@ def replay(
             sinks=Sinks(kafka=False, alertmanager=False, on_drift_event=recorder.on_drift_event,
                         on_snapshot=recorder.on_snapshot),
             serve_metrics=False,
+            throwaway_store=True,
         )
         try:
             run_replay(timeline, monitor.repository, monitor.pipeline, summary, progress=progress)

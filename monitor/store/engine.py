@@ -15,13 +15,18 @@ def _dumps(value: Any) -> str:
     return _encoder.encode(value).decode()
 
 
-def make_engine(url: str, *, connect_timeout_s: int = 5, statement_timeout_s: float = 30.0, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str, *, connect_timeout_s: int = 5, statement_timeout_s: float = 30.0, throwaway: bool = False, **kwargs: Any
+) -> Engine:
     """Create the engine for ``url`` (PostgreSQL via psycopg 3, or SQLite for the embedded default).
 
     On PostgreSQL every session gets ``statement_timeout`` and ``lock_timeout``, and a connection
     attempt gives up after ``connect_timeout_s``, so a slow or locked server turns into a retryable
     error instead of a stuck writer. (A server that is stopped mid-statement cannot enforce its own
     timeout: the consumer watches the write's duration itself, see ``monitor.ingest.consumer``.)
+
+    ``throwaway``: a SQLite file that is deleted when the command ends (``slicewatch replay``'s)
+    is written without syncing (``synchronous=OFF``); a crash loses nothing that outlives it.
 
     Examples:
         >>> make_engine("sqlite://").dialect.name
@@ -46,16 +51,20 @@ def make_engine(url: str, *, connect_timeout_s: int = 5, statement_timeout_s: fl
     options.update(kwargs)
     engine = create_engine(url, **options)
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_throwaway_pragmas if throwaway else _sqlite_pragmas)
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, synchronous: str = "NORMAL") -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA synchronous={synchronous}")
     cursor.close()
+
+
+def _sqlite_throwaway_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    _sqlite_pragmas(dbapi_connection, _record, "OFF")
 
 
 def database_problem(db: Engine) -> str | None:
