@@ -47,6 +47,7 @@ from monitor.drift.signals import (
     cohort_signals,
     configured_bar,
     resolve_bar,
+    views_statistics,
 )
 from monitor.drift.trend import TrendTracker
 from monitor.events import LINEAGE_FIELDS, InferenceEvent, Lineage
@@ -640,11 +641,13 @@ class DriftEngine:
             references = self._references[model_id] = ReferenceRows(window.layout, profile)
         bars = [resolve_bar(self.quality_bars, model_id, label, profile.slices.get(label), profile.labelled)
                 for label in labels]
+        windows = []
         for n_buckets, t in zip(lengths, all_totals, strict=True):
             main = n_buckets == self.window_buckets
             builder = SignalBuilder(window.layout, profile, self.min_samples, self.alpha,
                                     window_s=n_buckets * self.bucket_seconds, tested_only=not main)
-            views, view_bars, adwins = [], [], []
+            views: list[SliceView] = []
+            view_bars, adwins = [], []
             events = t.scalars[:, EVENTS].tolist()
             for s, label in enumerate(labels):
                 if events[s] == 0:
@@ -655,7 +658,15 @@ class DriftEngine:
                 view_bars.append(bars[s])
                 det = self._adwin.get((model_id, label)) if main else None
                 adwins.append((det.drop_within(start, end), det.estimate, det.n_seen) if det is not None else None)
-            builder.window_signals(views, view_bars, adwins, references)
+            windows.append((builder, views, view_bars, adwins))
+        # the distribution statistics of every window's slices in one call (rows are independent)
+        every = [v for _, views, _, _ in windows for v in views]
+        st = views_statistics(every, references) if every else None
+        row0 = 0
+        for builder, views, view_bars, adwins in windows:
+            if st is not None:
+                builder.window_signals(views, view_bars, adwins, references, (st, row0))
+            row0 += len(views)
             at = len(out)
             tests.extend([(at + first, at + end, key, p) for first, end, key, p in builder.tests])
             out.extend(builder.out)

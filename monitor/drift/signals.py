@@ -247,14 +247,15 @@ class SignalBuilder:
         bars: Sequence[tuple[QualityBar, tuple[int, int] | None]],
         adwins: Sequence[tuple[bool, float, int] | None],
         references: ReferenceRows,
+        stats: tuple[BlockStatistics, int] | None = None,
     ) -> None:
         """Signal values of every slice of one window: the distribution statistics of all slices and
-        blocks at once (:func:`block_statistics`), then each slice's values in order."""
+        blocks at once (:func:`block_statistics`), then each slice's values in order. ``stats``:
+        those statistics already computed (with other windows' rows: :func:`views_statistics`) and
+        the row of ``views[0]`` in them."""
         if not views:
             return
-        cur = np.stack([v.hist for v in views])
-        ref = np.stack([references.row(v.reference) for v in views])
-        st = block_statistics(ref, cur, references.geometry)
+        st, row0 = stats if stats is not None else (views_statistics(views, references), 0)
         quantiles: tuple[list[list[int]], list[list[list[float]]]] | None = None
         if not self.tested_only and self.layout.sketched:
             n, cols = segment_quantiles(np.stack([v.sketch for v in views]), references.sketch_starts,
@@ -263,10 +264,10 @@ class SignalBuilder:
         nf = len(self.layout.features)
         for i, (v, (bar, bar_counts), adwin) in enumerate(zip(views, bars, adwins, strict=True)):
             # per slice, in this order: inputs, their quantiles, output and confidence, quality, coverage
-            self._distributions(v, st, i, range(nf))
+            self._distributions(v, st, row0 + i, range(nf))
             if quantiles is not None:
                 self._quantiles(v, quantiles[0][i], quantiles[1][i], references.reference_p99(v.reference))
-            self._distributions(v, st, i, range(nf, nf + 2))
+            self._distributions(v, st, row0 + i, range(nf, nf + 2))
             self._rest(v, bar, adwin, bar_counts)
 
     def _quantiles(self, v: SliceView, totals: list[int], values: list[list[float]], ref_p99: list[float]) -> None:
@@ -369,6 +370,14 @@ class SignalBuilder:
             else:
                 continue
             self._emit(v, "label_coverage", feature, "coverage_delta", abs(cov - base), n, baseline=base)
+
+
+def views_statistics(views: Sequence[SliceView], references: ReferenceRows) -> BlockStatistics:
+    """:func:`block_statistics` of each view's histogram against its reference's, one row per view
+    (rows are independent, so the views of several windows can share one call)."""
+    cur = np.stack([v.hist for v in views])
+    ref = np.stack([references.row(v.reference) for v in views])
+    return block_statistics(ref, cur, references.geometry)
 
 
 def _below_bar_p(n: int, total: float, total_sq: float, bar: float) -> float:
