@@ -11,9 +11,11 @@ Prometheus label.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Literal
 
 AGGREGATE = "all"
+_MODEL_ID = attrgetter("model_id")
 
 Signal = Literal["input", "output", "quality", "label_coverage", "cohort"]
 
@@ -89,4 +91,4 @@ class Snapshot:
     def value_models(self) -> set[str]:
         """The model ids of :attr:`values` (one pass; a cohort member may have values without being
         one of :attr:`models`)."""
-        return {v.model_id for v in self.values}
+        return set(map(_MODEL_ID, self.values))

@@ -243,7 +243,12 @@ class AlertEvaluator:
             if not verdicts:
                 continue  # no window with a verdict: neither hold nor clear progresses
             prev = self._states.get(fp)
-            v, severity = max(verdicts, key=lambda vs: (SEVERITY_RANK[vs[1]], vs[0].window_s or 0.0))
+            if len(verdicts) == 1:
+                v, severity = verdicts[0]
+                if severity is None and prev is None:
+                    continue  # no breach and nothing to clear (as _no_breach would find)
+            else:
+                v, severity = max(verdicts, key=lambda vs: (SEVERITY_RANK[vs[1]], vs[0].window_s or 0.0))
             if severity is not None:
                 t = self._breach(fp, labels, prev, v, rule, severity, snapshot, promotions, accuracy, now)
             elif prev is not None and prev.state == "firing" and any(rule.holds(x) for x, _ in verdicts):

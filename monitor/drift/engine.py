@@ -757,8 +757,14 @@ def _adjusted(
             looks = main_s / window_s if window_s else 1.0  # type: ignore[operator]
             family[key] = min(1.0, p * max(1.0, looks))
 
-    for first, end, key, p in tests:
-        hypothesis(key, p)
+    for first, end, key, p in tests:  # hypothesis() inlined: hundreds per evaluation
+        family = families.get(key[2])
+        if family is None:
+            family = families[key[2]] = {}
+        if key not in family:
+            window_s = key[0]
+            looks = main_s / window_s if window_s else 1.0  # type: ignore[operator]
+            family[key] = min(1.0, p * max(1.0, looks))
         spans.append((first, end, key))
     for i in range(known, len(out)):
         v = out[i]
