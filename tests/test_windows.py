@@ -26,6 +26,7 @@ from monitor.stats.bins import FeatureSpec
 from monitor.stats.columns import EventColumns
 from monitor.stats.layout import EVENTS, Layout
 from monitor.stats.multiple_testing import adjust_p_values
+from monitor.stats.sketch import SketchSpec
 from monitor.stats.window import ModelWindow
 from tests.stats_fixtures import StreamSpec, make_batch
 
@@ -33,9 +34,18 @@ LAYOUT = Layout((FeatureSpec.numeric("x", [0.0, 1.0]),), FeatureSpec.categorical
                 FeatureSpec.numeric("confidence", [0.5]), ())
 
 
+# the same with x sketched (a batch adds sparse sketch cells) and two protected slices of "lang"
+SKETCHED = Layout((FeatureSpec.numeric("x", [0.0, 1.0], SketchSpec.from_values(np.array([-2.0, 0.01, 3.0]))),
+                   FeatureSpec.categorical("lang", ["es", "ja"])),
+                  FeatureSpec.categorical("output", ["a"]), FeatureSpec.numeric("confidence", [0.5]),
+                  (("lang", "es"), ("lang", "ja")))
+
+
 def columns(times: list[float], xs: list[float]) -> EventColumns:
     n = len(times)
-    return EventColumns(times, [{"x": x} for x in xs], ["a"] * n, [0.9] * n, [None] * n, [{}] * n, [None] * n)
+    langs = ["es", "ja", "en"]
+    return EventColumns(times, [{"x": x, "lang": langs[i % 3]} for i, x in enumerate(xs)], ["a"] * n, [0.9] * n,
+                        [None] * n, [{}] * n, [None] * n)
 
 
 @settings(max_examples=150, deadline=None)
@@ -78,11 +88,12 @@ def plain_sums(w: ModelWindow, now: float, n: int) -> tuple[np.ndarray, np.ndarr
     st.sampled_from(["batch", "labels", "read", "jump"]),
     st.lists(st.tuples(st.floats(-700, 700), st.floats(-2, 3)), max_size=30),
     st.floats(-50, 400),
-), min_size=1, max_size=40), st.lists(st.integers(1, 12), min_size=1, max_size=3, unique=True))
-def test_running_totals_equal_a_plain_sum_after_any_sequence(steps, lengths):
+), min_size=1, max_size=40), st.lists(st.integers(1, 12), min_size=1, max_size=3, unique=True),
+    st.sampled_from([LAYOUT, SKETCHED]))
+def test_running_totals_equal_a_plain_sum_after_any_sequence(steps, lengths, layout):
     from monitor.records import Label, LabelChange
 
-    w = ModelWindow(LAYOUT, 60.0, 12, 1e9, future_buckets=3)
+    w = ModelWindow(layout, 60.0, 12, 1e9, future_buckets=3)
     clock = 10_000.0
     for op, events, move in steps:
         clock += move * (20 if op == "jump" else 1)
@@ -97,6 +108,8 @@ def test_running_totals_equal_a_plain_sum_after_any_sequence(steps, lengths):
             hist, sketch, scalars = plain_sums(w, clock, n)
             assert t.hist.tolist() == hist.tolist() and t.scalars.tolist() == scalars.tolist()
             assert t.sketch.tolist() == sketch.tolist()
+            if layout.sketched:  # each finite x in one sketch cell of its slices (the dense histogram's count)
+                assert sketch.sum(axis=1).tolist() == hist[:, layout.block(0)][:, :-1].sum(axis=1).tolist()
 
 
 def engine(**kw) -> DriftEngine:
@@ -189,3 +202,14 @@ def test_one_alert_per_statistic_whatever_the_windows():
     calm = SignalValue("m", "all", "input", "x", "psi", 0.1, 400, p_value=1e-9, p_value_adjusted=1e-8, window_s=300.0)
     resolved = ev.evaluate(snapshot(quiet_main, calm), {}, 1030.0)
     assert [t.to_state for t in resolved] == ["resolved"]
+
+
+def test_one_batch_adds_a_sketch_cell_twice_when_two_buckets_hold_it():
+    """Equal values of one slice in two buckets of one batch: the running total counts both."""
+    w = ModelWindow(SKETCHED, 60.0, 12, 1e9, future_buckets=3)
+    w.totals_over(10_000.0, [5])  # a running total exists before the batch
+    w.observe(columns([9_950.0, 9_890.0, 9_891.0], [0.5, 0.5, 0.5]), arrival=10_000.0)
+    (t,) = w.totals_over(10_000.0, [5])
+    _, sketch, _ = plain_sums(w, 10_000.0, 5)
+    assert t.sketch.tolist() == sketch.tolist()
+    assert sorted(c for c in t.sketch[0].tolist() if c) == [3]  # the aggregate: one cell, three events

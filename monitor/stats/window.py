@@ -205,12 +205,13 @@ class ModelWindow:
         self.hist[ucombo] += dh
         self._enter(ucombo, "hist", dh)
         if sketch_idx.shape[1]:
+            # sparse: a sketch row is ~16,000 counters wide and a batch touches a few of them
             k = self.layout.sketch_size
             sk = sketch_idx[rexp]
-            keys = (inv[:, None] * k + sk)[sk >= 0]
-            dk = np.bincount(keys, minlength=u * k).reshape(u, k)
-            self.sketch[ucombo] += dk
-            self._enter(ucombo, "sketch", dk)
+            cells, counts = np.unique((inv[:, None] * k + sk)[sk >= 0], return_counts=True)
+            rows_at, cols = ucombo[cells // k], cells % k
+            self.sketch[rows_at, cols] += counts  # each (row, column) once: no np.add.at needed
+            self._enter_cells(rows_at, cols, counts)
         self._add_scalars(ucombo, inv, scal[rexp])
         return int(rows.size)
 
@@ -243,6 +244,21 @@ class ModelWindow:
                 continue
             for j in np.unique(sidx[inside]).tolist():  # a few slices: no np.add.at (slow)
                 target[j] += delta[inside & (sidx == j)].sum(axis=0)
+
+    def _enter_cells(self, rows: NDArray[np.int64], cols: NDArray[np.int64], counts: NDArray[np.int64]) -> None:
+        """:meth:`_enter` of sketch counts given as cells: ``counts`` added at (slot, slice) rows
+        ``rows``, sketch columns ``cols``."""
+        if not self._running:
+            return
+        s = self.layout.n_slices
+        bucket = self.slot_bucket[rows // s]
+        sidx = rows % s
+        for n, run in self._running.items():
+            inside = (bucket > run.cur - n) & (bucket <= run.cur)
+            if inside.all():
+                np.add.at(run.sketch, (sidx, cols), counts)  # one slice's cell may come from two buckets
+            elif inside.any():
+                np.add.at(run.sketch, (sidx[inside], cols[inside]), counts[inside])
 
     def _leave(self, slot: int) -> None:
         """Slot ``slot`` is about to be emptied for a newer bucket: take its old bucket out of every
