@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +23,7 @@ from monitor.alerts.state import AlertEvaluator
 from monitor.drift import DriftEngine
 from monitor.drift.signals import DISTRIBUTION_STATISTICS
 from monitor.snapshot import SignalValue, Snapshot
+from monitor.stats import window as window_module
 from monitor.stats.bins import FeatureSpec
 from monitor.stats.columns import EventColumns
 from monitor.stats.layout import EVENTS, Layout
@@ -89,8 +91,18 @@ def plain_sums(w: ModelWindow, now: float, n: int) -> tuple[np.ndarray, np.ndarr
     st.lists(st.tuples(st.floats(-700, 700), st.floats(-2, 3)), max_size=30),
     st.floats(-50, 400),
 ), min_size=1, max_size=40), st.lists(st.integers(1, 12), min_size=1, max_size=3, unique=True),
-    st.sampled_from([LAYOUT, SKETCHED]))
-def test_running_totals_equal_a_plain_sum_after_any_sequence(steps, lengths, layout):
+    st.sampled_from([LAYOUT, SKETCHED]), st.sampled_from([window_module.SPARSE_FACTOR, 10**12]))
+def test_running_totals_equal_a_plain_sum_after_any_sequence(steps, lengths, layout, sparse_factor):
+    """(``sparse_factor`` 10**12: every batch's sketch counts take the dense path.)"""
+    real = window_module.SPARSE_FACTOR
+    window_module.SPARSE_FACTOR = sparse_factor
+    try:
+        running_totals_after(steps, lengths, layout)
+    finally:
+        window_module.SPARSE_FACTOR = real
+
+
+def running_totals_after(steps, lengths, layout):
     from monitor.records import Label, LabelChange
 
     w = ModelWindow(layout, 60.0, 12, 1e9, future_buckets=3)
@@ -204,8 +216,10 @@ def test_one_alert_per_statistic_whatever_the_windows():
     assert [t.to_state for t in resolved] == ["resolved"]
 
 
-def test_one_batch_adds_a_sketch_cell_twice_when_two_buckets_hold_it():
+@pytest.mark.parametrize("sparse_factor", [window_module.SPARSE_FACTOR, 10**12])
+def test_one_batch_adds_a_sketch_cell_twice_when_two_buckets_hold_it(monkeypatch, sparse_factor):
     """Equal values of one slice in two buckets of one batch: the running total counts both."""
+    monkeypatch.setattr(window_module, "SPARSE_FACTOR", sparse_factor)
     w = ModelWindow(SKETCHED, 60.0, 12, 1e9, future_buckets=3)
     w.totals_over(10_000.0, [5])  # a running total exists before the batch
     w.observe(columns([9_950.0, 9_890.0, 9_891.0], [0.5, 0.5, 0.5]), arrival=10_000.0)

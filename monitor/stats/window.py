@@ -57,6 +57,10 @@ class WindowTotals:
     end: float
 
 
+SPARSE_FACTOR = 8
+"""A batch's sketch counts are added as sparse cells while cells x this < the dense delta's size."""
+
+
 @dataclass
 class _Running:
     """Running sums of one window length, per slice, for the window ending with bucket ``cur``."""
@@ -205,13 +209,20 @@ class ModelWindow:
         self.hist[ucombo] += dh
         self._enter(ucombo, "hist", dh)
         if sketch_idx.shape[1]:
-            # sparse: a sketch row is ~16,000 counters wide and a batch touches a few of them
             k = self.layout.sketch_size
             sk = sketch_idx[rexp]
-            cells, counts = np.unique((inv[:, None] * k + sk)[sk >= 0], return_counts=True)
-            rows_at, cols = ucombo[cells // k], cells % k
-            self.sketch[rows_at, cols] += counts  # each (row, column) once: no np.add.at needed
-            self._enter_cells(rows_at, cols, counts)
+            keys = (inv[:, None] * k + sk)[sk >= 0]
+            if keys.size * SPARSE_FACTOR < u * k:
+                # a small batch touches a few of the rows' ~16,000 counters: add them as cells (a
+                # dense delta would cost more than all the rest of the batch)
+                cells, counts = np.unique(keys, return_counts=True)
+                rows_at, cols = ucombo[cells // k], cells % k
+                self.sketch[rows_at, cols] += counts  # each (row, column) once: no np.add.at needed
+                self._enter_cells(rows_at, cols, counts)
+            else:  # a large batch: counting into a dense delta is cheaper than sorting its cells
+                dk = np.bincount(keys, minlength=u * k).reshape(u, k)
+                self.sketch[ucombo] += dk
+                self._enter(ucombo, "sketch", dk)
         self._add_scalars(ucombo, inv, scal[rexp])
         return int(rows.size)
 
