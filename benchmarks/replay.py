@@ -1,7 +1,7 @@
 """Replay benchmark: ``slicewatch replay`` end to end on 12 h of one model, Evidently beside it.
 
     .venv/bin/python -m benchmarks.replay [--hours 12] [--rate 200] [--repeat 3] [--no-evidently]
-                                          [--write-dir DIR] [--profile]
+                                          [--write-dir DIR] [--profile] [--split]
 
 The stream (seeded, written as JSONL once per run): one model at ``--rate`` inferences per minute
 with 18 input features (10 numeric, 4 categorical with the slice keys ``language``, ``domain``,
@@ -155,6 +155,49 @@ def run_evidently(inference: Path, work: Path) -> dict[str, Any] | None:
     return PeerRun("evidently", script, [str(inference), str(START)]).result()
 
 
+SPLIT = (
+    # (label, module, class or None, function): the parts of a replay interval, timed wall-clock
+    ("store write", "monitor.store.repository", "Repository", "write"),
+    ("  inference rows", "monitor.store.writes", None, "_write_inferences"),
+    ("  feedback (label join)", "monitor.store.label_join", None, "_write_feedback"),
+    ("  waiting labels applied", "monitor.store.label_join", None, "_apply_pending"),
+    ("  label log", "monitor.store.label_join", None, "log_label_changes"),
+    ("observe", "monitor.drift.engine", "DriftEngine", "observe"),
+    ("  window.observe", "monitor.stats.window", "ModelWindow", "observe"),
+    ("rollback-target reads", "monitor.pipeline", "Pipeline", "load_targets"),
+    ("pipeline.evaluate", "monitor.pipeline", "Pipeline", "evaluate"),
+    ("  engine.evaluate", "monitor.drift.engine", "DriftEngine", "evaluate"),
+    ("    distribution statistics", "monitor.drift.signals", None, "block_statistics"),
+    ("    p-value correction", "monitor.drift.engine", None, "_adjusted"),
+    ("  alert evaluator", "monitor.alerts.state", "AlertEvaluator", "evaluate"),
+    ("  metrics view", "monitor.metrics.collector", "MonitorCollector", "update"),
+)
+
+
+def install_split(setter: Any = setattr) -> dict[str, list[float]]:
+    """Wrap each part of :data:`SPLIT` with a wall-clock timer (``setter``: how, e.g. a test's
+    ``monkeypatch.setattr``); returns label -> [seconds, calls]."""
+    import functools
+    import importlib
+
+    acc: dict[str, list[float]] = {label: [0.0, 0] for label, *_ in SPLIT}
+    for label, module, owner, name in SPLIT:
+        target = importlib.import_module(module)
+        holder = getattr(target, owner) if owner else target
+        real = getattr(holder, name)
+
+        def timed(*a: Any, _real: Any = real, _cell: list[float] = acc[label], **kw: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return _real(*a, **kw)
+            finally:
+                _cell[0] += time.perf_counter() - t
+                _cell[1] += 1
+
+        setter(holder, name, functools.wraps(real)(timed))
+    return acc
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hours", type=float, default=12.0)
@@ -163,12 +206,16 @@ def main() -> None:
     ap.add_argument("--no-evidently", action="store_true")
     ap.add_argument("--write-dir", type=Path, default=None, help="keep the stream and the drift events here")
     ap.add_argument("--profile", type=Path, default=None, help="cProfile the first repetition into this file")
+    ap.add_argument("--split", action="store_true",
+                    help="time the parts of each interval (store, observe, evaluation, alerts) and print "
+                         "them in ms per evaluation (wrappers add a little time)")
     ap.add_argument("--gc-gen0-threshold", type=int, default=settings().ingest.gc_gen0_threshold,
                     help="as `slicewatch replay` sets it (ingest.gc_gen0_threshold; 0: Python's defaults)")
     args = ap.parse_args()
     from monitor.app import tune_gc
 
     tune_gc(args.gc_gen0_threshold)  # as `slicewatch replay` does
+    split = install_split() if args.split else None
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
         d = args.write_dir or Path(tmp)
         d.mkdir(parents=True, exist_ok=True)
@@ -191,6 +238,12 @@ def main() -> None:
                     line += (f"; Evidently hourly {e_took:.1f} s ({answer['reports']} reports, "
                              f"{args.rate * 60 * args.hours / e_took:,.0f} inferences/s)")
             print(line, flush=True)
+            if split is not None:
+                n = summary.evaluations
+                print(f"  where an interval's {took / n * 1000:.2f} ms went (ms per evaluation, mean):")
+                for label, (seconds, calls) in split.items():
+                    print(f"    {label:30s} {seconds / n * 1000:6.2f}  ({int(calls)} calls)")
+                    split[label] = [0.0, 0]
         med = statistics.median(ours)
         print(f"median: slicewatch {med:.1f} s = {events / med:,.0f} events/s")
         if theirs:

@@ -71,6 +71,21 @@ def test_replay_benchmark_stream_has_its_shape_and_replays(tmp_path):
     assert summary.evaluations >= 40 * 4
 
 
+def test_replay_split_times_every_part_of_an_interval(tmp_path, monkeypatch):
+    """``benchmarks.replay --split``: every part it names runs during a replay and is timed."""
+    from benchmarks.replay import SPLIT, install_split, run_slicewatch, write_stream
+
+    acc = install_split(monkeypatch.setattr)
+    inf, fb, pr, _ = write_stream(tmp_path, hours=1.0, rate_per_min=200)  # 6,000 before the promotion
+    _, summary = run_slicewatch((inf, fb, pr), tmp_path / "drift.jsonl")
+    assert set(acc) == {label for label, *_ in SPLIT}
+    for label in ("store write", "  inference rows", "observe", "pipeline.evaluate", "  engine.evaluate",
+                  "    distribution statistics", "  alert evaluator", "  metrics view"):
+        assert acc[label][1] > 0 and acc[label][0] > 0, label
+    assert acc["pipeline.evaluate"][1] == summary.evaluations
+    assert acc["  engine.evaluate"][0] <= acc["pipeline.evaluate"][0]  # a part within its whole
+
+
 def test_stats_benchmark_fleet_and_evaluate_timers_run():
     from benchmarks.stats import FIVE_SLICES, time_evaluate, time_fleet, time_per_block
 
