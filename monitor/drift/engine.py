@@ -745,41 +745,28 @@ def _adjusted(
     ``tests`` names the hypotheses of ``out[:known]`` as the signal builder recorded them (no key
     is made per value); the values from ``known`` on are keyed here. A hypothesis met twice keeps
     its first p-value."""
-    families: dict[object, dict[tuple[object, ...], float]] = {}
-    spans: list[tuple[int, int, tuple[object, ...]]] = []
-
-    def hypothesis(key: tuple[object, ...], p: float) -> None:
-        family = families.get(key[2])
-        if family is None:
-            family = families[key[2]] = {}
-        if key not in family:
-            window_s = key[0]
-            looks = main_s / window_s if window_s else 1.0  # type: ignore[operator]
-            family[key] = min(1.0, p * max(1.0, looks))
-
-    for first, end, key, p in tests:  # hypothesis() inlined: hundreds per evaluation
-        family = families.get(key[2])
-        if family is None:
-            family = families[key[2]] = {}
-        if key not in family:
-            window_s = key[0]
-            looks = main_s / window_s if window_s else 1.0  # type: ignore[operator]
-            family[key] = min(1.0, p * max(1.0, looks))
-        spans.append((first, end, key))
+    keyed = list(tests)
     for i in range(known, len(out)):
         v = out[i]
         if v.p_value is not None:
             test = "distribution" if v.statistic in DISTRIBUTION_STATISTICS else v.statistic
-            key = (v.window_s, v.slice, v.signal, v.feature, test)
-            hypothesis(key, v.p_value)
-            spans.append((i, i + 1, key))
+            keyed.append((i, i + 1, (v.window_s, v.slice, v.signal, v.feature, test), v.p_value))
+    families: dict[object, dict[tuple[object, ...], float]] = {}  # signal -> hypothesis -> p
+    for _, _, key, p in keyed:
+        family = families.get(key[2])
+        if family is None:
+            family = families[key[2]] = {}
+        if key not in family:
+            window_s = key[0]
+            looks = main_s / window_s if window_s else 1.0  # type: ignore[operator]
+            family[key] = min(1.0, p * max(1.0, looks))
     g = len(families)
     adjusted: dict[tuple[object, ...], float] = {}
     for first_family in families.values():
         ks = list(first_family)
         for k, p in zip(ks, adjust_p_values([first_family[k] for k in ks], correction), strict=True):
             adjusted[k] = min(1.0, p * g)
-    for first, end, key in spans:  # values this evaluation has just made (see SignalValue)
+    for first, end, key, _ in keyed:  # values this evaluation has just made (see SignalValue)
         q = adjusted[key]
         for i in range(first, end):
             out[i].p_value_adjusted = q

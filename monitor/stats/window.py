@@ -19,7 +19,7 @@ prediction's ``served_at`` if that bucket is still held.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -237,18 +237,23 @@ class ModelWindow:
 
     # ---- running totals: each window length's sum, moved as buckets enter and leave
 
-    def _enter(self, combo: NDArray[np.int64], part: str, delta: NDArray[np.int64]) -> None:
-        """Counts ``delta`` just added at (slot, slice) rows ``combo``: add them to every running
-        total whose window holds their bucket."""
+    def _holding(self, rows: NDArray[np.int64]) -> Iterator[tuple[_Running, NDArray[np.bool_], NDArray[np.int64]]]:
+        """Each running total whose window holds the bucket of some of the (slot, slice) ``rows``:
+        the total, which rows it holds, and every row's slice index."""
         if not self._running:
             return
         s = self.layout.n_slices
-        bucket = self.slot_bucket[combo // s]
-        sidx = combo % s
+        bucket = self.slot_bucket[rows // s]
+        sidx = rows % s
         for n, run in self._running.items():
             inside = (bucket > run.cur - n) & (bucket <= run.cur)
-            if not inside.any():
-                continue
+            if inside.any():
+                yield run, inside, sidx
+
+    def _enter(self, combo: NDArray[np.int64], part: str, delta: NDArray[np.int64]) -> None:
+        """Counts ``delta`` just added at (slot, slice) rows ``combo``: add them to every running
+        total whose window holds their bucket."""
+        for run, inside, sidx in self._holding(combo):
             target = getattr(run, part)
             if inside.all() and np.unique(sidx).size == sidx.size:  # one bucket: each slice once
                 target[sidx] += delta
@@ -258,17 +263,11 @@ class ModelWindow:
 
     def _enter_cells(self, rows: NDArray[np.int64], cols: NDArray[np.int64], counts: NDArray[np.int64]) -> None:
         """:meth:`_enter` of sketch counts given as cells: ``counts`` added at (slot, slice) rows
-        ``rows``, sketch columns ``cols``."""
-        if not self._running:
-            return
-        s = self.layout.n_slices
-        bucket = self.slot_bucket[rows // s]
-        sidx = rows % s
-        for n, run in self._running.items():
-            inside = (bucket > run.cur - n) & (bucket <= run.cur)
+        ``rows``, sketch columns ``cols`` (one slice's cell may come from two buckets: ``np.add.at``)."""
+        for run, inside, sidx in self._holding(rows):
             if inside.all():
-                np.add.at(run.sketch, (sidx, cols), counts)  # one slice's cell may come from two buckets
-            elif inside.any():
+                np.add.at(run.sketch, (sidx, cols), counts)
+            else:
                 np.add.at(run.sketch, (sidx[inside], cols[inside]), counts[inside])
 
     def _leave(self, slot: int) -> None:
