@@ -197,7 +197,7 @@ class SignalBuilder:
         nf = len(lay.features)
         total, present = st.total[row].tolist(), st.present[row].tolist()
         miss, ref_miss = st.missing_rate[row].tolist(), st.ref_missing_rate[row].tolist()
-        tested = ((st.present[row] > 0) & (st.ref_present[row] > 0)).tolist()  # st.tested of this row only
+        tested = st.tested_row(row).tolist()
         psi_, js_, ks_ = st.psi[row].tolist(), st.js[row].tolist(), st.ks[row].tolist()
         w_, chi2_, p_ = st.wasserstein[row].tolist(), st.chi2[row].tolist(), st.p_value[row].tolist()
         unseen_ = st.unseen_rate[row].tolist()

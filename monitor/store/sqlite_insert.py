@@ -44,7 +44,7 @@ _TAIL = " ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
 
 
 def _processor(conn: Connection, column: str) -> Callable[[Any], Any]:
-    process = inference_log.c[column].type._cached_bind_processor(conn.dialect)
+    process = inference_log.c[column].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
     assert process is not None, column
     return process
 
