@@ -10,9 +10,13 @@ Prometheus label.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Literal
+from typing import Literal, overload
+
+import numpy as np
+from numpy.typing import NDArray
 
 AGGREGATE = "all"
 _MODEL_ID = attrgetter("model_id")
@@ -61,6 +65,191 @@ class SignalValue:
     window_s: float | None = None
 
 
+MISSING_STATISTICS = ("missing_rate", "missing_rate_delta")
+"""A distribution cell's statistics of its missing bin (main window only; no p-value)."""
+TESTED_STATISTICS = ("psi", "js", "ks", "wasserstein", "chi2", "unseen_rate")
+"""A distribution cell's statistics of its value bins, in the order a cell emits them (numeric
+blocks ``ks`` and ``wasserstein``, the others ``chi2``; ``unseen_rate`` where the block has an
+unseen-category bin); they share the cell's chi-square p-value."""
+CELL_ORDER = {name: i for i, name in enumerate(MISSING_STATISTICS + TESTED_STATISTICS)}
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class DistributionTable:
+    """The distribution statistics of one model's evaluation as columns: one row per (window,
+    slice) view, one column per histogram block (input features, then ``output`` and
+    ``confidence``). Each shown cell stands for the :class:`SignalValue` s the per-value builder
+    made for it (:meth:`cell`), in the same order; an evaluation makes about 1,500 of them per
+    model, and the alert rules and the p-value correction read them here as arrays instead.
+
+    ``p_adjusted`` is filled by the engine's p-value correction before anyone else sees the table
+    (as it sets :attr:`SignalValue.p_value_adjusted`); treat the table as immutable after that."""
+
+    model_id: str
+    reference_id: str | None
+    reference_hash: str | None
+    min_samples: int
+    slices: tuple[str, ...]
+    """Per row: the slice label."""
+    windows: tuple[float | None, ...]
+    """Per row: the window length in seconds (``SignalValue.window_s``)."""
+    full: NDArray[np.bool_]
+    """Per row: a main-window row, which also carries the missing-bin statistics."""
+    features: tuple[str, ...]
+    """Per block: the ``feature`` of its values."""
+    signals: tuple[Signal, ...]
+    """Per block: ``input`` or ``output``."""
+    numeric: NDArray[np.bool_]
+    unseen: NDArray[np.bool_]
+    shown: NDArray[np.bool_]
+    """Per cell: has values (samples in the window; an input the reference has and that is not the
+    row's own slice key)."""
+    tested: NDArray[np.bool_]
+    """Per cell: shown, and both sides have present counts (the tested statistics exist)."""
+    total: NDArray[np.int64]
+    present: NDArray[np.int64]
+    columns: dict[str, NDArray[np.float64]]
+    """Per cell, by statistic: the values of :data:`TESTED_STATISTICS`, ``missing_rate``,
+    ``ref_missing_rate`` and ``p_value`` (NaN where undefined)."""
+    p_adjusted: NDArray[np.float64]
+
+    def emitted(self, statistic: str) -> NDArray[np.bool_]:
+        """The cells that have a value of ``statistic``."""
+        if statistic in MISSING_STATISTICS:
+            return self.shown & self.full[:, None]
+        if statistic in ("ks", "wasserstein"):
+            return self.tested & self.numeric
+        if statistic == "chi2":
+            return self.tested & ~self.numeric
+        if statistic == "unseen_rate":
+            return self.tested & self.unseen
+        if statistic in ("psi", "js"):
+            return self.tested
+        raise KeyError(statistic)
+
+    def values_of(self, statistic: str) -> NDArray[np.float64]:
+        """``statistic`` of every cell (meaningful where :meth:`emitted`)."""
+        if statistic == "missing_rate_delta":
+            return np.abs(self.columns["missing_rate"] - self.columns["ref_missing_rate"])
+        return self.columns[statistic]
+
+    def counts_of(self, statistic: str) -> NDArray[np.int64]:
+        """The sample count of ``statistic`` in every cell: all events for the missing-bin
+        statistics, the present ones for the others."""
+        return self.total if statistic in MISSING_STATISTICS else self.present
+
+    def value(self, row: int, block: int, statistic: str) -> SignalValue:
+        """The :class:`SignalValue` of one statistic of one cell."""
+        signal, feature = self.signals[block], self.features[block]
+        ref = self.reference_id, self.reference_hash, self.windows[row]
+        if statistic in MISSING_STATISTICS:
+            n = int(self.total[row, block])
+            b = float(self.columns["ref_missing_rate"][row, block])
+            x = float(self.columns["missing_rate"][row, block])
+            value = x if statistic == "missing_rate" else abs(x - b)
+            return SignalValue(self.model_id, self.slices[row], signal, feature, statistic, value, n,
+                               n >= self.min_samples, None, None, b, *ref)
+        n = int(self.present[row, block])
+        return SignalValue(self.model_id, self.slices[row], signal, feature, statistic,
+                           float(self.columns[statistic][row, block]), n, n >= self.min_samples,
+                           float(self.columns["p_value"][row, block]), float(self.p_adjusted[row, block]), None,
+                           *ref)
+
+    def cell(self, row: int, block: int) -> list[SignalValue]:
+        """Every value of one cell, in the builder's order (none if the cell is not shown)."""
+        if not self.shown[row, block]:
+            return []
+        names: list[str] = list(MISSING_STATISTICS) if self.full[row] else []
+        if self.tested[row, block]:
+            names += ["psi", "js"]
+            names += ["ks", "wasserstein"] if self.numeric[block] else ["chi2"]
+            if self.unseen[block]:
+                names.append("unseen_rate")
+        return [self.value(row, block, name) for name in names]
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """Blocks ``start:stop`` of one row of a :class:`DistributionTable`, standing for their values
+    at this place of a :class:`ValueSet`."""
+
+    table: DistributionTable
+    row: int
+    start: int
+    stop: int
+
+    def values(self) -> list[SignalValue]:
+        return [v for b in range(self.start, self.stop) for v in self.table.cell(self.row, b)]
+
+
+class ValueSet(Sequence[SignalValue]):
+    """An evaluation's values: plain :class:`SignalValue` s and :class:`Segment` s of distribution
+    tables, in order. As a sequence it is the values, the segments' made on first use (a replay
+    that nobody scrapes never makes them); :attr:`scalars` and :attr:`tables` are what the alert
+    rules and the p-value correction read."""
+
+    __slots__ = ("_values", "items")
+
+    def __init__(self, items: Iterable[SignalValue | Segment] = ()) -> None:
+        self.items: tuple[SignalValue | Segment, ...] = tuple(items)
+        self._values: tuple[SignalValue, ...] | None = None
+
+    @classmethod
+    def of(cls, values: Sequence[SignalValue]) -> ValueSet:
+        return values if isinstance(values, ValueSet) else cls(values)
+
+    @property
+    def scalars(self) -> Iterator[tuple[int, SignalValue]]:
+        """The plain values with their place in :attr:`items`."""
+        return ((i, v) for i, v in enumerate(self.items) if not isinstance(v, Segment))
+
+    @property
+    def tables(self) -> list[DistributionTable]:
+        """The distribution tables, each once, in order."""
+        seen: dict[int, DistributionTable] = {}
+        for x in self.items:
+            if isinstance(x, Segment) and id(x.table) not in seen:
+                seen[id(x.table)] = x.table
+        return list(seen.values())
+
+    def models(self) -> set[str]:
+        return {x.table.model_id if isinstance(x, Segment) else x.model_id for x in self.items}
+
+    def _all(self) -> tuple[SignalValue, ...]:
+        if self._values is None:
+            out: list[SignalValue] = []
+            for x in self.items:
+                if isinstance(x, Segment):
+                    out.extend(x.values())
+                else:
+                    out.append(x)
+            self._values = tuple(out)
+        return self._values
+
+    def __iter__(self) -> Iterator[SignalValue]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    @overload
+    def __getitem__(self, i: int) -> SignalValue: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[SignalValue]: ...
+    def __getitem__(self, i: int | slice) -> SignalValue | Sequence[SignalValue]:
+        return self._all()[i]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ValueSet | tuple | list):
+            return self._all() == tuple(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ValueSet({len(self.items)} items)"
+
+
 @dataclass(frozen=True, slots=True)
 class LineageChange:
     """A lineage value (or the label source's judge_model/rubric_version) that changed in the window."""
@@ -79,7 +268,8 @@ class Snapshot:
     evaluated_at: float
     window_start: float
     window_end: float
-    values: tuple[SignalValue, ...] = ()
+    values: Sequence[SignalValue] = ()
+    """The values (the engine's: a :class:`ValueSet`)."""
     lineage_changes: tuple[LineageChange, ...] = ()
     late_events_total: int = 0
     models: tuple[str, ...] = field(default=())
@@ -91,4 +281,6 @@ class Snapshot:
     def value_models(self) -> set[str]:
         """The model ids of :attr:`values` (one pass; a cohort member may have values without being
         one of :attr:`models`)."""
+        if isinstance(self.values, ValueSet):
+            return self.values.models()
         return set(map(_MODEL_ID, self.values))

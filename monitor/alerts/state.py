@@ -25,13 +25,26 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
+
+import numpy as np
 
 from monitor.alerts.actions import TargetQuality, decide_action
 from monitor.alerts.rules import Rule, Severity
 from monitor.events import PromotionEvent
-from monitor.snapshot import AGGREGATE, LineageChange, SignalValue, Snapshot
+from monitor.snapshot import (
+    AGGREGATE,
+    CELL_ORDER,
+    MISSING_STATISTICS,
+    TESTED_STATISTICS,
+    DistributionTable,
+    LineageChange,
+    Segment,
+    SignalValue,
+    Snapshot,
+    ValueSet,
+)
 
 State = Literal["inactive", "pending", "firing", "resolved"]
 
@@ -43,6 +56,7 @@ ALERTNAMES = {
     "label_coverage": "SlicewatchLabelCoverageDrop",
     "cohort": "SlicewatchCohortImbalance",
 }
+TABLE_STATISTICS = MISSING_STATISTICS + TESTED_STATISTICS
 MAX_KEYS_CACHED = 100_000
 """Fingerprints kept for reuse (rule-bearing values are O(models x slices x features))."""
 LABEL_NAMES = ("alertname", "model_id", "slice", "signal", "feature", "statistic")
@@ -131,6 +145,18 @@ def _window_of(v: SignalValue, snapshot: Snapshot) -> tuple[float, float]:
     return snapshot.window_end - v.window_s, snapshot.window_end
 
 
+@dataclass
+class _Candidates:
+    """What one evaluation's values say per alert fingerprint: its labels, rule and verdicts (one
+    per window with enough samples), where its values first appear (the transitions' order), and
+    every fingerprint any value spoke for."""
+
+    entries: dict[str, tuple[dict[str, str], Rule, list[tuple[SignalValue, Severity | None]]]] = field(
+        default_factory=dict)
+    order: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+
+
 class AlertEvaluator:
     """Applies the rules to each snapshot and moves alerts through their states.
 
@@ -200,46 +226,30 @@ class AlertEvaluator:
     def evaluate(self, snapshot: Snapshot, promotions: Mapping[str, PromotionEvent], now: float) -> list[Transition]:
         """One evaluation at ``now``; returns the transitions it caused, in a stable order."""
         transitions: list[Transition] = []
-        seen: set[str] = set()
+        values = ValueSet.of(snapshot.values)
+        scalars = list(values.scalars)
         accuracy = {
             (v.model_id, v.slice, v.statistic): v.value
-            for v in snapshot.values
+            for _, v in scalars
             if v.signal == "quality" and v.statistic in ("accuracy", "accuracy_since_first") and v.sufficient
         }
         # one alert per (model, slice, signal, feature, statistic), whatever the windows: the
         # verdict of each window with enough samples; the most severe one speaks for the alert
-        candidates: dict[str, tuple[dict[str, str], Rule, list[tuple[SignalValue, Severity | None]]]] = {}
-        by_statistic, keys = self._by_statistic, self._keys
-        for v in snapshot.values:
+        found = _Candidates()
+        by_statistic = self._by_statistic
+        for i, v in scalars:
             of_statistic = by_statistic.get(v.statistic)
             if of_statistic is None:
                 continue
             rule = of_statistic.get(v.signal)
-            if rule is None:
-                continue
-            key = (v.model_id, v.slice, v.signal, v.feature, v.statistic)
-            known = keys.get(key)
-            if known is None:
-                if len(keys) >= MAX_KEYS_CACHED:
-                    keys.clear()
-                signal = alert_signal(v)
-                labels = {
-                    "alertname": ALERTNAMES.get(signal, "SlicewatchDrift"),
-                    "model_id": v.model_id,
-                    "slice": v.slice,
-                    "signal": signal,
-                    "feature": v.feature,
-                    "statistic": v.statistic,
-                }
-                known = keys[key] = (fingerprint(labels), labels)
-            fp, labels = known
-            seen.add(fp)
-            entry = candidates.get(fp)
-            if entry is None:  # not setdefault: its default (a dict copy) would be built for every value
-                entry = candidates[fp] = (dict(labels), rule, [])
-            if v.sufficient and v.sample_count >= rule.min_samples:
-                entry[2].append((v, rule.verdict(v, self.alpha)))
-        for fp, (labels, rule, verdicts) in candidates.items():
+            if rule is not None:
+                self._consider(found, v, rule, (i, 0, 0))
+        tables = values.tables
+        if tables:
+            self._table_candidates(found, values, tables)
+        seen, candidates = found.seen, found.entries
+        for fp in sorted(candidates, key=found.order.__getitem__):  # the values' order
+            labels, rule, verdicts = candidates[fp]
             if not verdicts:
                 continue  # no window with a verdict: neither hold nor clear progresses
             prev = self._states.get(fp)
@@ -272,6 +282,80 @@ class AlertEvaluator:
             if s.state == "resolved" and s.resolved_at is not None and now - s.resolved_at > self.resolved_resend_s:
                 del self._states[fp]
         return transitions
+
+    def _consider(self, found: _Candidates, v: SignalValue, rule: Rule, at: tuple[int, int, int]) -> None:
+        """Count ``v`` (a value ``rule`` applies to, first met at ``at``) towards its alert."""
+        keys = self._keys
+        key = (v.model_id, v.slice, v.signal, v.feature, v.statistic)
+        known = keys.get(key)
+        if known is None:
+            if len(keys) >= MAX_KEYS_CACHED:
+                keys.clear()
+            signal = alert_signal(v)
+            labels = {
+                "alertname": ALERTNAMES.get(signal, "SlicewatchDrift"),
+                "model_id": v.model_id,
+                "slice": v.slice,
+                "signal": signal,
+                "feature": v.feature,
+                "statistic": v.statistic,
+            }
+            known = keys[key] = (fingerprint(labels), labels)
+        fp, labels = known
+        found.seen.add(fp)
+        entry = found.entries.get(fp)
+        if entry is None:  # not setdefault: its default (a dict copy) would be built for every value
+            entry = found.entries[fp] = (dict(labels), rule, [])
+            found.order[fp] = at
+        elif at < found.order[fp]:
+            found.order[fp] = at
+        if v.sufficient and v.sample_count >= rule.min_samples:
+            entry[2].append((v, rule.verdict(v, self.alpha)))
+
+    def _table_candidates(self, found: _Candidates, values: ValueSet, tables: list[DistributionTable]) -> None:
+        """The distribution values a rule applies to, read from the tables as arrays: only cells
+        that breach the rule's warning threshold (with enough samples and, where tested,
+        significance) or that belong to an alert with a state become values, and they go through
+        :meth:`_consider` like any other value. A cell that does neither would change nothing."""
+        at_item: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+        for i, x in enumerate(values.items):
+            if isinstance(x, Segment):
+                at_item.setdefault((id(x.table), x.row), []).append((x.start, x.stop, i))
+        stated: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
+        for st in self._states.values():
+            stated.setdefault((st.model_id, st.signal, st.statistic), []).append((st.slice, st.feature))
+        for table in tables:
+            signal_of = np.array(table.signals)
+            for statistic in TABLE_STATISTICS:
+                of_statistic = self._by_statistic.get(statistic)
+                if of_statistic is None:
+                    continue
+                for signal, rule in of_statistic.items():
+                    if signal not in ("input", "output"):
+                        continue
+                    emitted = table.emitted(statistic) & (signal_of == signal)
+                    if not emitted.any():
+                        continue
+                    got, n = table.values_of(statistic), table.counts_of(statistic)
+                    with np.errstate(invalid="ignore"):
+                        beyond = got > rule.warning if rule.direction == "above" else got < rule.warning
+                        cells = emitted & beyond & (n >= table.min_samples) & (n >= rule.min_samples)
+                        if statistic not in MISSING_STATISTICS:
+                            cells &= table.p_adjusted < self.alpha
+                    picked = set(zip(*np.nonzero(cells), strict=True))
+                    for sl, feature in stated.get((table.model_id, signal, statistic), ()):
+                        blocks = [b for b, (f, s) in enumerate(zip(table.features, table.signals, strict=True))
+                                  if f == feature and s == signal]
+                        picked.update((r, b) for r, s in enumerate(table.slices) if s == sl
+                                      for b in blocks if emitted[r, b])
+                    rank = CELL_ORDER[statistic]
+                    for r, b in sorted(picked):  # rows in the windows' order
+                        first = min(
+                            (i, int(b), rank)
+                            for q, s in enumerate(table.slices) if s == table.slices[r] and emitted[q, b]
+                            for start, stop, i in at_item[(id(table), q)] if start <= b < stop
+                        )
+                        self._consider(found, table.value(int(r), int(b), statistic), rule, first)
 
     def _breach(
         self,

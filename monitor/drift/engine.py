@@ -19,7 +19,7 @@ has only seen the window).
 Examples
 --------
 >>> eng = DriftEngine(auto_reference_events=10)
->>> eng.evaluate(0.0).values
+>>> tuple(eng.evaluate(0.0).values)
 ()
 """
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
@@ -46,13 +46,22 @@ from monitor.drift.signals import (
     Test,
     cohort_signals,
     configured_bar,
+    distribution_table,
     resolve_bar,
-    views_statistics,
 )
 from monitor.drift.trend import TrendTracker
 from monitor.events import LINEAGE_FIELDS, InferenceEvent, Lineage
 from monitor.records import LabelChange, QualityBar
-from monitor.snapshot import AGGREGATE, LineageChange, SignalValue, Snapshot, slice_label
+from monitor.snapshot import (
+    AGGREGATE,
+    DistributionTable,
+    LineageChange,
+    Segment,
+    SignalValue,
+    Snapshot,
+    ValueSet,
+    slice_label,
+)
 from monitor.stats.cluster_share import ClusterShares
 from monitor.stats.columns import EventColumns, records_from_events, records_from_rows, slice_membership
 from monitor.stats.delay_histogram import DelayHistogram
@@ -134,7 +143,7 @@ class DriftEngine:
         self._adwin: dict[tuple[str, str], CorrectnessDrop] = {}
         self._references: dict[str, ReferenceRows] = {}  # reference rows per model, rebuilt when its profile changes
         # per model: the window-derived values of its last evaluation and what they were computed from
-        self._evaluated: dict[str, tuple[tuple[object, ...], list[SignalValue]]] = {}
+        self._evaluated: dict[str, tuple[tuple[object, ...], list[SignalValue | Segment]]] = {}
         self._tallies: dict[tuple[str, str], OutcomeTally] = {}
         self._delays: dict[tuple[str, str], DelayHistogram] = {}  # (model, label source)
         self._trends: dict[str, TrendTracker] = {}  # rank CUSUMs, made at the first evaluation
@@ -561,7 +570,7 @@ class DriftEngine:
 
     def evaluate(self, now: float) -> Snapshot:
         start, end = window_bounds(now, self.bucket_seconds, self.window_buckets)
-        values: list[SignalValue] = []
+        values: list[SignalValue | Segment] = []
         for model_id in sorted(self._windows):
             values.extend(self._evaluate_model(model_id, now, start, end))
         for group in self.cohorts:
@@ -585,7 +594,7 @@ class DriftEngine:
         values.extend(self._canary_values(now))
         changes: tuple[LineageChange, ...] = tuple(self._lineage.changes(now))
         return Snapshot(
-            now, start, end, tuple(values), changes, self.late_events_total, self.models,
+            now, start, end, ValueSet(values), changes, self.late_events_total, self.models,
             self.unreferenced_events_total,
         )
 
@@ -603,7 +612,9 @@ class DriftEngine:
             out.extend(_adjusted(vals, self.correction, main_s))
         return out
 
-    def _evaluate_model(self, model_id: str, now: float, start: float, end: float) -> list[SignalValue]:
+    def _evaluate_model(
+        self, model_id: str, now: float, start: float, end: float
+    ) -> list[SignalValue | Segment]:
         window = self._windows[model_id]
         profile = self._profiles[model_id]
         out = self._window_values(model_id, window, profile, now, start, end)
@@ -619,7 +630,7 @@ class DriftEngine:
 
     def _window_values(
         self, model_id: str, window: ModelWindow, profile: ReferenceProfile, now: float, start: float, end: float
-    ) -> list[SignalValue]:
+    ) -> list[SignalValue | Segment]:
         """Every window length's signal values and the failure-cluster shares, corrected together.
         They depend on the window's counts, its ADWIN detectors and cluster shares (all changed only
         with a batch handed to the window: its ``version``), the reference and the current bucket;
@@ -633,7 +644,7 @@ class DriftEngine:
                 return list(values)
         lengths = (*self.short_windows, self.window_buckets)
         labels = self._labels(window)
-        out: list[SignalValue] = []
+        out: list[SignalValue | Segment] = []
         tests: list[Test] = []
         all_totals = window.totals_over(now, lengths)
         references = self._references.get(model_id)
@@ -660,19 +671,20 @@ class DriftEngine:
                 adwins.append((det.drop_within(start, end), det.estimate, det.n_seen) if det is not None else None)
             windows.append((builder, views, view_bars, adwins))
         # the distribution statistics of every window's slices in one call (rows are independent)
-        every = [v for _, views, _, _ in windows for v in views]
-        st = views_statistics(every, references) if every else None
+        every = [(v, b.window_s, not b.tested_only) for b, views, _, _ in windows for v in views]
+        table = distribution_table(every, references, self.min_samples) if every else None
         row0 = 0
         for builder, views, view_bars, adwins in windows:
-            if st is not None:
-                builder.window_signals(views, view_bars, adwins, references, (st, row0))
+            if table is not None:
+                builder.window_signals(views, view_bars, adwins, references, (table, row0))
             row0 += len(views)
             at = len(out)
             tests.extend([(at + first, at + end, key, p) for first, end, key, p in builder.tests])
             out.extend(builder.out)
         built = len(out)
         out.extend(self._cluster_values(model_id, labels, now))
-        out = _adjusted(out, self.correction, self.window_buckets * self.bucket_seconds, tests, built)
+        out = _adjusted(out, self.correction, self.window_buckets * self.bucket_seconds, tests, built,
+                        () if table is None else (table,))
         self._evaluated[model_id] = (key, out)
         return list(out)
 
@@ -724,12 +736,21 @@ class DriftEngine:
         return out
 
 
+T = TypeVar("T", SignalValue, SignalValue | Segment)
+Cells = tuple[DistributionTable, NDArray[np.bool_], NDArray[np.float64]]
+"""A table, a mask of its cells, and their p-values in mask order."""
+
 DELAY_QUANTILES = (("delay_p50", 0.5), ("delay_p90", 0.9), ("delay_p99", 0.99))
 
 
 def _adjusted(
-    out: list[SignalValue], correction: Correction, main_s: float, tests: Sequence[Test] = (), known: int = 0
-) -> list[SignalValue]:
+    out: list[T],
+    correction: Correction,
+    main_s: float,
+    tests: Sequence[Test] = (),
+    known: int = 0,
+    tables: Sequence[DistributionTable] = (),
+) -> list[T]:
     """``p_value_adjusted`` on every tested value. The hypotheses of the model's evaluation
     (windows x slices x features x tests, each counted once) form one family per signal (input,
     output, quality); each family is corrected at ``alpha / G`` (G: the families with a test), i.e.
@@ -744,11 +765,13 @@ def _adjusted(
 
     ``tests`` names the hypotheses of ``out[:known]`` as the signal builder recorded them (no key
     is made per value); the values from ``known`` on are keyed here. A hypothesis met twice keeps
-    its first p-value."""
+    its first p-value. The tested cells of ``tables`` (one hypothesis each: a feature's
+    distribution statistics share its chi-square test) join their signal's family as arrays, and
+    their adjusted p-values go to the table's ``p_adjusted``."""
     keyed = list(tests)
     for i in range(known, len(out)):
         v = out[i]
-        if v.p_value is not None:
+        if isinstance(v, SignalValue) and v.p_value is not None:
             test = "distribution" if v.statistic in DISTRIBUTION_STATISTICS else v.statistic
             keyed.append((i, i + 1, (v.window_s, v.slice, v.signal, v.feature, test), v.p_value))
     families: dict[object, dict[tuple[object, ...], float]] = {}  # signal -> hypothesis -> p
@@ -760,16 +783,32 @@ def _adjusted(
             window_s = key[0]
             looks = main_s / window_s if window_s else 1.0  # type: ignore[operator]
             family[key] = min(1.0, p * max(1.0, looks))
+    cells: dict[str, list[Cells]] = {}  # signal -> the tested cells of each table
+    for table in tables:
+        row_looks = np.array([main_s / w if w else 1.0 for w in table.windows])
+        p_looked = np.minimum(1.0, table.columns["p_value"] * np.maximum(1.0, row_looks)[:, None])
+        for name in ("input", "output"):
+            mask = table.tested & np.array([s == name for s in table.signals])
+            if mask.any():
+                cells.setdefault(name, []).append((table, mask, p_looked[mask]))
+                families.setdefault(name, {})
     g = len(families)
     adjusted: dict[tuple[object, ...], float] = {}
-    for first_family in families.values():
-        ks = list(first_family)
-        for k, p in zip(ks, adjust_p_values([first_family[k] for k in ks], correction), strict=True):
-            adjusted[k] = min(1.0, p * g)
+    for signal, family in families.items():
+        ks = list(family)
+        parts: list[Cells] = cells.get(str(signal), [])
+        ps = np.concatenate([np.array([family[k] for k in ks], dtype=np.float64), *(part[2] for part in parts)])
+        adj = np.minimum(1.0, np.array(adjust_p_values(ps.tolist(), correction), dtype=np.float64) * g)
+        for k, q in zip(ks, adj[: len(ks)].tolist(), strict=True):
+            adjusted[k] = q
+        at = len(ks)
+        for part_table, part_mask, part_p in parts:
+            part_table.p_adjusted[part_mask] = adj[at : at + part_p.size]
+            at += part_p.size
     for first, end, key, _ in keyed:  # values this evaluation has just made (see SignalValue)
         q = adjusted[key]
         for i in range(first, end):
-            out[i].p_value_adjusted = q
+            out[i].p_value_adjusted = q  # type: ignore[union-attr]
     return out
 
 

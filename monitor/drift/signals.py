@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 from scipy.special import bdtr, ndtr
 
 from monitor.records import QualityBar
-from monitor.snapshot import AGGREGATE, Signal, SignalValue
+from monitor.snapshot import AGGREGATE, TESTED_STATISTICS, DistributionTable, Segment, Signal, SignalValue
 from monitor.stats.block_statistics import BlockGeometry, BlockStatistics, block_statistics
 from monitor.stats.jensen_shannon import jensen_shannon
 from monitor.stats.layout import (
@@ -57,7 +57,7 @@ from monitor.stats.psi import psi
 from monitor.stats.sketch import segment_quantiles
 from monitor.stats.wilson import wilson_interval
 
-DISTRIBUTION_STATISTICS = frozenset({"psi", "js", "ks", "wasserstein", "chi2", "unseen_rate"})
+DISTRIBUTION_STATISTICS = frozenset(TESTED_STATISTICS)
 """Statistics of one feature's binned distribution: one hypothesis (their shared chi-square test)."""
 
 Test = tuple[int, int, tuple[object, ...], float]
@@ -107,6 +107,21 @@ class ReferenceRows:
         self.sketch_points = (np.concatenate([sk.representatives() for sk in sketches if sk is not None])
                               if sketches else np.zeros(0))
         self._p99: dict[int, tuple[SliceCounts, list[float]]] = {}
+        self.block_names = (*(f.name for f in layout.features), "output", "confidence")
+        inputs: list[Signal] = ["input"] * nf
+        self.block_signals: tuple[Signal, ...] = (*inputs, "output", "output")
+        self._shown: dict[tuple[int, str], tuple[SliceCounts, NDArray[np.bool_]]] = {}
+
+    def shown(self, counts: SliceCounts, slice_label: str) -> NDArray[np.bool_]:
+        """Which blocks a view compared with ``counts`` shows: every block but an input feature
+        the reference lacks and the view's own slice key (given samples in the window)."""
+        held = self._shown.get((id(counts), slice_label))
+        if held is not None and held[0] is counts:
+            return held[1]
+        key = slice_label.partition("=")[0] if slice_label != AGGREGATE else None
+        out = np.array([f.name in counts.features and f.name != key for f in self.layout.features] + [True, True])
+        self._shown[(id(counts), slice_label)] = (counts, out)
+        return out
 
     def reference_p99(self, counts: SliceCounts) -> list[float]:
         """The reference's p99 of every sketched feature (NaN: no counts), computed once."""
@@ -160,7 +175,7 @@ class SignalBuilder:
         self.alpha = alpha
         self.window_s = window_s
         self.tested_only = tested_only
-        self.out: list[SignalValue] = []
+        self.out: list[SignalValue | Segment] = []
         self.tests: list[Test] = []
         """The hypotheses of :attr:`out`, in order: ``(first, end, key, p_value)``, the values
         ``out[first:end]`` sharing one test (a feature's distribution statistics share its chi-square
@@ -189,57 +204,9 @@ class SignalBuilder:
             p_value, None, baseline, self.profile.id, self.profile.content_hash, self.window_s,
         ))
 
-    def _distributions(self, v: SliceView, st: BlockStatistics, row: int, blocks: range) -> None:
-        """The statistics of ``blocks`` of ``v`` (row ``row`` of ``st``): input features, output,
-        confidence; a feature the reference lacks, or the slice's own key, is skipped."""
-        lay = self.layout
-        slice_key = v.slice.partition("=")[0] if v.slice != AGGREGATE else None
-        nf = len(lay.features)
-        total, present = st.total[row].tolist(), st.present[row].tolist()
-        miss, ref_miss = st.missing_rate[row].tolist(), st.ref_missing_rate[row].tolist()
-        tested = st.tested_row(row).tolist()
-        psi_, js_, ks_ = st.psi[row].tolist(), st.js[row].tolist(), st.ks[row].tolist()
-        w_, chi2_, p_ = st.wasserstein[row].tolist(), st.chi2[row].tolist(), st.p_value[row].tolist()
-        unseen_ = st.unseen_rate[row].tolist()
-        out, tests = self.out, self.tests
-        add, mk = out.append, SignalValue
-        m, sl, rid, rhash, ws, least = v.model_id, v.slice, self.profile.id, self.profile.content_hash, \
-            self.window_s, self.min_samples
-        tested_only = self.tested_only
-        for j in blocks:
-            spec = lay.blocks[j]
-            if j < nf:
-                if spec.name not in v.reference.features or spec.name == slice_key:
-                    continue
-                signal: Signal = "input"
-                numeric, unseen = spec.kind == "numeric", spec.unseen_index is not None
-            else:
-                signal = "output"
-                numeric, unseen = j == nf + 1, j == nf and spec.unseen_index is not None
-            name = spec.name if j < nf else ("output" if j == nf else "confidence")
-            n_total = int(total[j])
-            if n_total == 0:
-                continue
-            if not tested_only:  # positional SignalValues: thousands per evaluation (see _emit)
-                enough, b = n_total >= least, ref_miss[j]
-                add(mk(m, sl, signal, name, "missing_rate", miss[j], n_total, enough, None, None, b, rid, rhash, ws))
-                add(mk(m, sl, signal, name, "missing_rate_delta", abs(miss[j] - b), n_total, enough, None, None, b,
-                       rid, rhash, ws))
-            if not tested[j]:
-                continue
-            n, p = int(present[j]), p_[j]
-            enough = n >= least
-            first = len(out)
-            add(mk(m, sl, signal, name, "psi", psi_[j], n, enough, p, None, None, rid, rhash, ws))
-            add(mk(m, sl, signal, name, "js", js_[j], n, enough, p, None, None, rid, rhash, ws))
-            if numeric:
-                add(mk(m, sl, signal, name, "ks", ks_[j], n, enough, p, None, None, rid, rhash, ws))
-                add(mk(m, sl, signal, name, "wasserstein", w_[j], n, enough, p, None, None, rid, rhash, ws))
-            else:
-                add(mk(m, sl, signal, name, "chi2", chi2_[j], n, enough, p, None, None, rid, rhash, ws))
-            if unseen:
-                add(mk(m, sl, signal, name, "unseen_rate", unseen_[j], n, enough, p, None, None, rid, rhash, ws))
-            tests.append((first, len(out), (ws, sl, signal, name, "distribution"), p))
+    def _distributions(self, table: DistributionTable, row: int, blocks: range) -> None:
+        """The statistics of ``blocks`` of one view: a segment of the evaluation's table."""
+        self.out.append(Segment(table, row, blocks.start, blocks.stop))
 
     def window_signals(
         self,
@@ -247,15 +214,17 @@ class SignalBuilder:
         bars: Sequence[tuple[QualityBar, tuple[int, int] | None]],
         adwins: Sequence[tuple[bool, float, int] | None],
         references: ReferenceRows,
-        stats: tuple[BlockStatistics, int] | None = None,
+        stats: tuple[DistributionTable, int] | None = None,
     ) -> None:
         """Signal values of every slice of one window: the distribution statistics of all slices and
-        blocks at once (:func:`block_statistics`), then each slice's values in order. ``stats``:
-        those statistics already computed (with other windows' rows: :func:`views_statistics`) and
-        the row of ``views[0]`` in them."""
+        blocks at once (:func:`block_statistics`, as a :class:`DistributionTable`), then each
+        slice's values in order. ``stats``: that table already made (with other windows' rows:
+        :func:`distribution_table`) and the row of ``views[0]`` in it."""
         if not views:
             return
-        st, row0 = stats if stats is not None else (views_statistics(views, references), 0)
+        table, row0 = stats if stats is not None else (
+            distribution_table([(v, self.window_s, not self.tested_only) for v in views], references,
+                               self.min_samples), 0)
         quantiles: tuple[list[list[int]], list[list[list[float]]]] | None = None
         if not self.tested_only and self.layout.sketched:
             n, cols = segment_quantiles(np.stack([v.sketch for v in views]), references.sketch_starts,
@@ -264,10 +233,10 @@ class SignalBuilder:
         nf = len(self.layout.features)
         for i, (v, (bar, bar_counts), adwin) in enumerate(zip(views, bars, adwins, strict=True)):
             # per slice, in this order: inputs, their quantiles, output and confidence, quality, coverage
-            self._distributions(v, st, row0 + i, range(nf))
+            self._distributions(table, row0 + i, range(nf))
             if quantiles is not None:
                 self._quantiles(v, quantiles[0][i], quantiles[1][i], references.reference_p99(v.reference))
-            self._distributions(v, st, row0 + i, range(nf, nf + 2))
+            self._distributions(table, row0 + i, range(nf, nf + 2))
             self._rest(v, bar, adwin, bar_counts)
 
     def _quantiles(self, v: SliceView, totals: list[int], values: list[list[float]], ref_p99: list[float]) -> None:
@@ -378,6 +347,30 @@ def views_statistics(views: Sequence[SliceView], references: ReferenceRows) -> B
     cur = np.stack([v.hist for v in views])
     ref = np.stack([references.row(v.reference) for v in views])
     return block_statistics(ref, cur, references.geometry)
+
+
+def distribution_table(
+    rows: Sequence[tuple[SliceView, float | None, bool]], references: ReferenceRows, min_samples: int
+) -> DistributionTable:
+    """The distribution statistics of every view of ``rows`` ``(view, window_s, main window)`` of
+    one model, in one :func:`block_statistics` call (rows are independent, so several windows'
+    views share it): what the builder emits for each (view, block) as a table."""
+    views = [v for v, _, _ in rows]
+    st = views_statistics(views, references)
+    shown = np.stack([references.shown(v.reference, v.slice) for v in views]) & (st.total > 0)
+    tested = shown & st.tested
+    first = views[0]
+    profile = references.profile
+    return DistributionTable(
+        first.model_id, profile.id, profile.content_hash, min_samples,
+        tuple(v.slice for v in views), tuple(w for _, w, _ in rows), np.array([f for _, _, f in rows], dtype=bool),
+        references.block_names, references.block_signals, references.geometry.numeric,
+        references.geometry.unseen >= 0, shown, tested, st.total.astype(np.int64), st.present.astype(np.int64),
+        {"missing_rate": st.missing_rate, "ref_missing_rate": st.ref_missing_rate, "psi": st.psi, "js": st.js,
+         "ks": st.ks, "wasserstein": st.wasserstein, "chi2": st.chi2, "unseen_rate": st.unseen_rate,
+         "p_value": st.p_value},
+        np.full(st.total.shape, np.nan),
+    )
 
 
 def _below_bar_p(n: int, total: float, total_sq: float, bar: float) -> float:

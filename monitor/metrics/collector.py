@@ -59,7 +59,7 @@ ALERT_LABELS = ["alertname", "model_id", "slice", "signal", "feature", "statisti
 @dataclass(frozen=True, slots=True)
 class _View:
     evaluated_at: float | None = None
-    values: tuple[SignalValue, ...] = ()
+    values: Sequence[SignalValue] = ()
     alerts: tuple[AlertState, ...] = ()
     late_events_total: int = 0
     overflow: int = 0

@@ -114,10 +114,6 @@ class BlockStatistics:
         """Where both sides have present counts (the per-block functions' precondition)."""
         return (self.present > 0) & (self.ref_present > 0)
 
-    def tested_row(self, row: int) -> NDArray[np.bool_]:
-        """:attr:`tested` of one row, without building the others."""
-        return (self.present[row] > 0) & (self.ref_present[row] > 0)
-
 
 def _sums(x: F64, geo: BlockGeometry) -> F64:
     return np.add.reduceat(x, geo.starts, axis=1)
