@@ -188,32 +188,45 @@ class ValueSet(Sequence[SignalValue]):
     that nobody scrapes never makes them); :attr:`scalars` and :attr:`tables` are what the alert
     rules and the p-value correction read."""
 
-    __slots__ = ("_values", "items")
+    __slots__ = ("_parts", "_values", "items")
 
     def __init__(self, items: Iterable[SignalValue | Segment] = ()) -> None:
         self.items: tuple[SignalValue | Segment, ...] = tuple(items)
         self._values: tuple[SignalValue, ...] | None = None
+        self._parts: tuple[list[tuple[int, SignalValue]], list[DistributionTable], set[str]] | None = None
 
     @classmethod
     def of(cls, values: Sequence[SignalValue]) -> ValueSet:
         return values if isinstance(values, ValueSet) else cls(values)
 
+    def _split(self) -> tuple[list[tuple[int, SignalValue]], list[DistributionTable], set[str]]:
+        if self._parts is None:
+            scalars: list[tuple[int, SignalValue]] = []
+            tables: dict[int, DistributionTable] = {}
+            models: set[str] = set()
+            for i, x in enumerate(self.items):
+                if isinstance(x, Segment):
+                    if id(x.table) not in tables:
+                        tables[id(x.table)] = x.table
+                        models.add(x.table.model_id)
+                else:
+                    scalars.append((i, x))
+                    models.add(x.model_id)
+            self._parts = scalars, list(tables.values()), models
+        return self._parts
+
     @property
-    def scalars(self) -> Iterator[tuple[int, SignalValue]]:
+    def scalars(self) -> list[tuple[int, SignalValue]]:
         """The plain values with their place in :attr:`items`."""
-        return ((i, v) for i, v in enumerate(self.items) if not isinstance(v, Segment))
+        return self._split()[0]
 
     @property
     def tables(self) -> list[DistributionTable]:
         """The distribution tables, each once, in order."""
-        seen: dict[int, DistributionTable] = {}
-        for x in self.items:
-            if isinstance(x, Segment) and id(x.table) not in seen:
-                seen[id(x.table)] = x.table
-        return list(seen.values())
+        return self._split()[1]
 
     def models(self) -> set[str]:
-        return {x.table.model_id if isinstance(x, Segment) else x.model_id for x in self.items}
+        return set(self._split()[2])
 
     def _all(self) -> tuple[SignalValue, ...]:
         if self._values is None:

@@ -4,9 +4,10 @@
   materializes are the ones an independent recomputation from the window's and the reference's
   histograms gives (the per-block statistics functions), in the builder's order;
 * the alert evaluator reads a table as arrays (only breaching cells and cells of alerts with a
-  state become values): for random rules over a stream that drifts, breaches and recovers, it
-  moves every alert exactly as the per-value path does on the same values made into a plain
-  tuple: the same transitions, in the same order, and the same states (hypothesis);
+  state become values) and skips plain values that neither breach nor belong to an alert with a
+  state: for random rules over a stream that drifts, breaches and recovers, it moves every alert
+  exactly as counting every value does on the same values made into a plain tuple: the same
+  transitions, in the same order, and the same states (hypothesis);
 * a :class:`ValueSet` is the sequence of its values: equal to their tuple, its models, its tables.
 """
 
@@ -22,8 +23,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.alerts.rules import Rule
-from monitor.alerts.state import AlertEvaluator
+from monitor.alerts.state import AlertEvaluator, _Candidates
 from monitor.drift import DriftEngine
+from monitor.records import QualityBar
 from monitor.snapshot import Segment, SignalValue, Snapshot, ValueSet
 from monitor.stats.bins import FeatureSpec
 from monitor.stats.chi_square import chi_square
@@ -34,7 +36,7 @@ from monitor.stats.wasserstein import wasserstein_binned
 from tests.stats_fixtures import StreamSpec, make_batch
 
 ONSET = 20 * 60.0
-SPEC = StreamSpec(input_shift=0.8, onset=ONSET, new_category_share=0.3)
+SPEC = StreamSpec(input_shift=0.8, onset=ONSET, new_category_share=0.3, accuracy_drop=0.1)
 
 
 def _stream() -> list[Snapshot]:
@@ -43,7 +45,8 @@ def _stream() -> list[Snapshot]:
     to normal (alerts clear). Short windows of 5 and 15 minutes, three protected slice values."""
     eng = DriftEngine(bucket_seconds=60, window_buckets=30, allowed_lateness_s=120, min_samples=50,
                       auto_reference_events=3000, short_windows=(5, 15),
-                      protected_slices={"language": ["en", "es"], "c0": ["a"]})
+                      protected_slices={"language": ["en", "es"], "c0": ["a"]},
+                      quality_bars={"m1": {"all": QualityBar(accuracy=0.85), "language=es": QualityBar(accuracy=0.85)}})
     rng = np.random.default_rng(7)
     out = []
     for q in range(45 * 4):
@@ -127,7 +130,22 @@ def test_table_values_equal_the_per_block_functions_on_the_window_histograms():
 
 
 RULED = ("input.psi", "output.psi", "input.js", "input.ks", "input.wasserstein", "input.chi2",
-         "input.unseen_rate", "input.missing_rate", "input.missing_rate_delta", "output.js")
+         "input.unseen_rate", "input.missing_rate", "input.missing_rate_delta", "output.js",
+         # plain values (the evaluator skips those that neither breach nor belong to an alert with a state)
+         "input.p99_shift", "input.rank_cusum", "output.mean_confidence_delta", "quality.accuracy_gap",
+         "quality.adwin_drift", "quality.bar_evidence", "label_coverage.coverage_delta")
+
+
+class EveryValue(AlertEvaluator):
+    """The evaluator as it was before the tables: every value a rule names counted, in order."""
+
+    def _candidates(self, values: ValueSet) -> _Candidates:
+        found = _Candidates()
+        for i, v in enumerate(values):
+            rule = self.rules.get(f"{v.signal}.{v.statistic}")
+            if rule is not None:
+                self._consider(found, v, rule, (i, 0, 0))
+        return found
 
 
 def _observed(name: str) -> np.ndarray:
@@ -137,6 +155,10 @@ def _observed(name: str) -> np.ndarray:
 
 
 OBSERVED = {name: _observed(name) for name in RULED}
+
+
+def test_every_ruled_statistic_has_values_on_the_stream():
+    assert all(OBSERVED[name].size > 10 for name in RULED), [n for n in RULED if OBSERVED[n].size <= 10]
 
 
 @st.composite
@@ -159,8 +181,8 @@ def rules(draw) -> dict[str, Rule]:
 
 @settings(max_examples=25, deadline=None)
 @given(rules(), st.sampled_from([0.01, 0.05, 0.5]))
-def test_alerts_from_tables_equal_alerts_from_the_values(ruleset, alpha):
-    columnar, plain = AlertEvaluator(ruleset, alpha=alpha), AlertEvaluator(ruleset, alpha=alpha)
+def test_alerts_from_tables_equal_alerts_from_every_value(ruleset, alpha):
+    columnar, plain = AlertEvaluator(ruleset, alpha=alpha), EveryValue(ruleset, alpha=alpha)
     for snap in SNAPSHOTS:
         a = columnar.evaluate(snap, {}, snap.evaluated_at)
         b = plain.evaluate(dataclasses.replace(snap, values=tuple(snap.values)), {}, snap.evaluated_at)
@@ -191,3 +213,18 @@ def test_value_set_is_the_sequence_of_its_values():
     with pytest.raises(TypeError):
         hash(values)
     assert isinstance(plain[0], SignalValue)
+
+
+def test_transitions_follow_where_each_alert_first_appears_even_when_that_value_is_skipped():
+    """Alert K's first value (a short window, no breach) comes before alert J's, its breach after:
+    K's transition still comes first, as when every value was counted."""
+    rules_ = {"quality.accuracy_gap": Rule("quality.accuracy_gap", 0.02, 0.05, min_samples=1, hold_evaluations=1),
+              "input.rank_cusum": Rule("input.rank_cusum", 6.0, 7.0, min_samples=1, hold_evaluations=1)}
+    k_short = SignalValue("m", "all", "quality", "was_correct", "accuracy_gap", 0.0, 500, True, 0.5, 0.5,
+                          window_s=300.0)
+    j = SignalValue("m", "all", "input", "x", "rank_cusum", 9.0, 500, True)
+    k_main = SignalValue("m", "all", "quality", "was_correct", "accuracy_gap", 0.1, 500, True, 1e-9, 1e-9,
+                         window_s=3600.0)
+    snap = Snapshot(100.0, 0.0, 100.0, (k_short, j, k_main))
+    for ev in (AlertEvaluator(rules_), EveryValue(rules_)):
+        assert [t.alert.statistic for t in ev.evaluate(snap, {}, 100.0)] == ["accuracy_gap", "rank_cusum"]

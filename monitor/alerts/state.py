@@ -227,26 +227,14 @@ class AlertEvaluator:
         """One evaluation at ``now``; returns the transitions it caused, in a stable order."""
         transitions: list[Transition] = []
         values = ValueSet.of(snapshot.values)
-        scalars = list(values.scalars)
         accuracy = {
             (v.model_id, v.slice, v.statistic): v.value
-            for _, v in scalars
+            for _, v in values.scalars
             if v.signal == "quality" and v.statistic in ("accuracy", "accuracy_since_first") and v.sufficient
         }
         # one alert per (model, slice, signal, feature, statistic), whatever the windows: the
         # verdict of each window with enough samples; the most severe one speaks for the alert
-        found = _Candidates()
-        by_statistic = self._by_statistic
-        for i, v in scalars:
-            of_statistic = by_statistic.get(v.statistic)
-            if of_statistic is None:
-                continue
-            rule = of_statistic.get(v.signal)
-            if rule is not None:
-                self._consider(found, v, rule, (i, 0, 0))
-        tables = values.tables
-        if tables:
-            self._table_candidates(found, values, tables)
+        found = self._candidates(values)
         seen, candidates = found.seen, found.entries
         for fp in sorted(candidates, key=found.order.__getitem__):  # the values' order
             labels, rule, verdicts = candidates[fp]
@@ -274,14 +262,41 @@ class AlertEvaluator:
         for fp, prev in list(self._states.items()):
             if fp in seen or prev.model_id not in present:
                 continue  # a model this evaluation knows nothing about is no verdict
-            rule = self.rules.get(f"{'quality' if prev.signal == 'slice' else prev.signal}.{prev.statistic}")
-            t = self._no_breach(fp, prev, rule, now)
+            named = self.rules.get(f"{'quality' if prev.signal == 'slice' else prev.signal}.{prev.statistic}")
+            t = self._no_breach(fp, prev, named, now)
             if t is not None:
                 transitions.append(t)
         for fp, s in list(self._states.items()):
             if s.state == "resolved" and s.resolved_at is not None and now - s.resolved_at > self.resolved_resend_s:
                 del self._states[fp]
         return transitions
+
+    def _candidates(self, values: ValueSet) -> _Candidates:
+        """The alerts the values speak for, with their verdicts."""
+        found = _Candidates()
+        by_statistic, alpha = self._by_statistic, self.alpha
+        stated = {(st.model_id, st.slice, "quality" if st.signal == "slice" else st.signal, st.feature, st.statistic)
+                  for st in self._states.values()}
+        # a value that does not breach, of an alert without a state, changes nothing: only where the
+        # alert's values first appear is kept (the transitions' order), and no value is counted
+        skipped: dict[tuple[str, str, str, str, str], int] = {}
+        for i, v in values.scalars:
+            of_statistic = by_statistic.get(v.statistic)
+            if of_statistic is None:
+                continue
+            rule = of_statistic.get(v.signal)
+            if rule is None:
+                continue
+            key = (v.model_id, v.slice, v.signal, v.feature, v.statistic)
+            if key not in stated and not (v.sufficient and v.sample_count >= rule.min_samples
+                                          and rule.verdict(v, alpha) is not None):
+                skipped.setdefault(key, i)
+                continue
+            self._consider(found, v, rule, (skipped.get(key, i), 0, 0))
+        tables = values.tables
+        if tables:
+            self._table_candidates(found, values, tables)
+        return found
 
     def _consider(self, found: _Candidates, v: SignalValue, rule: Rule, at: tuple[int, int, int]) -> None:
         """Count ``v`` (a value ``rule`` applies to, first met at ``at``) towards its alert."""
