@@ -227,3 +227,14 @@ def test_one_batch_adds_a_sketch_cell_twice_when_two_buckets_hold_it(monkeypatch
     _, sketch, _ = plain_sums(w, 10_000.0, 5)
     assert t.sketch.tolist() == sketch.tolist()
     assert sorted(c for c in t.sketch[0].tolist() if c) == [3]  # the aggregate: one cell, three events
+
+
+def test_totals_over_views_are_read_only_and_follow_the_window_copies_do_not():
+    w = ModelWindow(LAYOUT, 60.0, 10, 1e9, future_buckets=0)
+    w.observe(columns([30.0, 40.0], [0.5, 2.0]), arrival=50.0)
+    copy, view = w.totals_over(50.0, (5,))[0], w.totals_over(50.0, (5,), views=True)[0]
+    assert copy.hist.tolist() == view.hist.tolist() and copy.scalars.tolist() == view.scalars.tolist()
+    with pytest.raises(ValueError):
+        view.hist[0, 0] = 1
+    w.observe(columns([45.0], [0.5]), arrival=50.0)
+    assert int(view.scalars[0, EVENTS]) == 3 and int(copy.scalars[0, EVENTS]) == 2

@@ -646,7 +646,7 @@ class DriftEngine:
         labels = self._labels(window)
         out: list[SignalValue | Segment] = []
         tests: list[Test] = []
-        all_totals = window.totals_over(now, lengths)
+        all_totals = window.totals_over(now, lengths, views=True)  # read before this returns
         references = self._references.get(model_id)
         if references is None or not references.fits(window.layout, profile):
             references = self._references[model_id] = ReferenceRows(window.layout, profile)

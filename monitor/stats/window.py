@@ -345,12 +345,16 @@ class ModelWindow:
         """Sum the buckets of the window ending with the bucket that holds ``now``."""
         return self.totals_over(now, (self.window_buckets,))[0]
 
-    def totals_over(self, now: float, lengths: Sequence[int]) -> list[WindowTotals]:
+    def totals_over(self, now: float, lengths: Sequence[int], *, views: bool = False) -> list[WindowTotals]:
         """The totals of several windows ending with the bucket that holds ``now``, ``lengths``
         buckets long (each at most :attr:`window_buckets`), from the same buckets (no copy of the
         data). Each length keeps running sums: a read subtracts the buckets that left the window
         since the last read and adds those that entered, and :meth:`observe` adds new counts to the
         sums whose window holds their bucket, so a read costs the buckets that moved, not the window.
+
+        The totals are copies; with ``views``, read-only views of the running sums, which change
+        with the window's next read or batch: for a caller that is done with them before (the
+        engine's evaluation: a sketched window's sums are megabytes).
 
         >>> from monitor.stats.bins import FeatureSpec
         >>> lay = Layout((FeatureSpec.numeric("x", [0.0]),), FeatureSpec.categorical("output", ["a"]),
@@ -367,10 +371,17 @@ class ModelWindow:
             raise ValueError(f"window lengths must be within 1..{self.window_buckets} buckets")
         cur = math.floor(now / self.bucket_seconds)
         runs = [self._running_totals(cur, n) for n in lengths]
-        hist = [r.hist.copy() for r in runs]
-        sketch = [r.sketch.copy() for r in runs]
-        scalars = [r.scalars.copy() for r in runs]
+        take = _read_only if views else np.copy
+        hist = [take(r.hist) for r in runs]
+        sketch = [take(r.sketch) for r in runs]
+        scalars = [take(r.scalars) for r in runs]
         return [
             WindowTotals(hist[i], sketch[i], scalars[i], *window_bounds(now, self.bucket_seconds, n))
             for i, n in enumerate(lengths)
         ]
+
+
+def _read_only(a: NDArray[np.int64]) -> NDArray[np.int64]:
+    out = a.view()
+    out.flags.writeable = False
+    return out
