@@ -94,6 +94,8 @@ def test_stats_benchmark_fleet_and_evaluate_timers_run():
     assert time_per_block(10, FIVE_SLICES, 2) > 0
     busy, tenth = time_fleet(5, 10, FIVE_SLICES, 2)
     assert busy > 0 and tenth > 0
+    busy, tenth = time_fleet(5, 10, FIVE_SLICES, 2, short_windows=(5, 15))
+    assert busy > 0 and tenth > 0
 
 
 @pytest.mark.integration
