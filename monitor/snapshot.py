@@ -78,9 +78,9 @@ CELL_ORDER = {name: i for i, name in enumerate(MISSING_STATISTICS + TESTED_STATI
 class DistributionTable:
     """The distribution statistics of one model's evaluation as columns: one row per (window,
     slice) view, one column per histogram block (input features, then ``output`` and
-    ``confidence``). Each shown cell stands for the :class:`SignalValue` s the per-value builder
-    made for it (:meth:`cell`), in the same order; an evaluation makes about 1,500 of them per
-    model, and the alert rules and the p-value correction read them here as arrays instead.
+    ``confidence``). Each shown cell stands for the :class:`SignalValue` s of its statistics
+    (:meth:`cell`, in the signal builder's order); an evaluation has about 1,500 of them per model,
+    made only when read, while the alert rules and the p-value correction read the arrays.
 
     ``p_adjusted`` is filled by the engine's p-value correction before anyone else sees the table
     (as it sets :attr:`SignalValue.p_value_adjusted`); treat the table as immutable after that."""

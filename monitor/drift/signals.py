@@ -1,4 +1,5 @@
-"""Turn one model's window totals into :class:`SignalValue` rows, slice by slice.
+"""Turn one model's window totals into :class:`SignalValue` rows, slice by slice (the distribution
+statistics of every slice and window as one :class:`~monitor.snapshot.DistributionTable`).
 
 Conventions (so that "above the threshold" is always bad):
 ``missing_rate_delta``, ``p99_shift`` (relative: ``|p99 - p99_ref| / |p99_ref|``),
@@ -214,17 +215,14 @@ class SignalBuilder:
         bars: Sequence[tuple[QualityBar, tuple[int, int] | None]],
         adwins: Sequence[tuple[bool, float, int] | None],
         references: ReferenceRows,
-        stats: tuple[DistributionTable, int] | None = None,
+        stats: tuple[DistributionTable, int],
     ) -> None:
-        """Signal values of every slice of one window: the distribution statistics of all slices and
-        blocks at once (:func:`block_statistics`, as a :class:`DistributionTable`), then each
-        slice's values in order. ``stats``: that table already made (with other windows' rows:
-        :func:`distribution_table`) and the row of ``views[0]`` in it."""
+        """Signal values of every slice of one window, each slice's in order. ``stats``: the
+        distribution statistics of all slices and blocks, made at once with other windows' rows
+        (:func:`distribution_table`), and the row of ``views[0]`` in it."""
         if not views:
             return
-        table, row0 = stats if stats is not None else (
-            distribution_table([(v, self.window_s, not self.tested_only) for v in views], references,
-                               self.min_samples), 0)
+        table, row0 = stats
         quantiles: tuple[list[list[int]], list[list[list[float]]]] | None = None
         if not self.tested_only and self.layout.sketched:
             n, cols = segment_quantiles(np.stack([v.sketch for v in views]), references.sketch_starts,
