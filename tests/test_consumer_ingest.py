@@ -3,9 +3,12 @@ at-least-once delivery, the label join through Kafka, and poison messages dead-l
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
+import time
 import uuid
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -242,3 +245,48 @@ def test_a_first_assignment_writes_its_first_poll_instead_of_reading_it_twice(  
     assert _distinct_rows(repo) == (n, n)
     assert any("assigned" in r.getMessage() for r in caplog.records)
     assert not [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+
+
+class _Traced(Repository):
+    """The repository, with the order in which batches are decoded (``prepare`` runs on the
+    consuming thread right after the decode) and their writes start; each write takes 0.2 s."""
+
+    def __init__(self, engine: Any) -> None:
+        super().__init__(engine)
+        self.trace: list[tuple[str, str]] = []
+
+    def prepare(self, inferences: Any) -> Any:
+        if inferences:
+            self.trace.append(("decoded", inferences[0][0].request_id))
+        return super().prepare(inferences)
+
+    def write(self, inferences: Any = (), *args: Any, **kw: Any) -> Any:
+        if inferences:
+            self.trace.append(("write", inferences[0][0].request_id))
+            time.sleep(0.2)
+        return super().write(inferences, *args, **kw)
+
+
+def test_a_batch_write_starts_before_the_next_poll(broker, topics: Topics, pg_url: str) -> None:  # type: ignore[no-untyped-def]
+    """Once batch N is completed, the write of N+1 (decoded while N was written) starts at once:
+    the database works on N+1 while N+2 is polled and decoded. Started after that poll, the write
+    waited for it and the two ran one after the other."""
+    create_ingest_schema(pg_url)
+    repo = _Traced(make_engine(pg_url))
+    n = 1200
+    produce(broker.bootstrap_servers,
+            [(topics.inference, b"m", raw(inference_dict(i, model="m"))) for i in range(n)])
+    reg = CollectorRegistry()
+    consumer = make_ingest_consumer(broker.bootstrap_servers, topics, repo, reg, f"g-{uuid.uuid4().hex[:6]}",
+                                    max_poll_records=100)
+    with running(consumer):
+        wait_for(lambda: sample(reg, "slicewatch_events_written_total", topic=topics.inference) >= n, 90, "rows")
+    repo.engine.dispose()
+    decoded = [tag for what, tag in repo.trace if what == "decoded"]
+    place = {step: k for k, step in enumerate(repo.trace)}
+    checked = 0
+    for first, after in itertools.pairwise(decoded[1:]):
+        if ("write", first) in place and ("decoded", after) in place:
+            assert place[("write", first)] < place[("decoded", after)], repo.trace
+            checked += 1
+    assert checked >= 5

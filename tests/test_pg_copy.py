@@ -23,6 +23,7 @@ from monitor.records import Origin
 from monitor.store import pg_copy
 from monitor.store.engine import make_engine
 from monitor.store.migrate import upgrade
+from monitor.store.repository import Repository
 from monitor.store.tables import inference_log, inference_request
 from monitor.store.writes import input_hash
 from tests.decoder_fixtures import inference_dicts
@@ -150,3 +151,37 @@ def _wait_for_lock_wait(engine: Engine) -> None:
                 return
             time.sleep(0.05)
     raise AssertionError("writer B never waited on writer A's keys")
+
+
+def test_rows_prepared_ahead_store_what_the_write_makes(engine: Engine) -> None:
+    """``Repository.prepare`` (the consumer makes the COPY rows on its own thread) stores every
+    column as a write that makes them itself; a duplicate id inside the batch keeps the first
+    event's row, so the made rows stay aligned with the items the write keeps."""
+    repo = Repository(engine)
+
+    def batch(prefix: str) -> list[tuple[InferenceEvent, Origin | None]]:
+        out: list[tuple[InferenceEvent, Origin | None]] = []
+        for i in range(40):
+            ev = msgspec.structs.replace(inference(i), request_id=f"{prefix}{i % 30}", confidence=i / 40)
+            out.append((ev, Origin("t", 1, i) if i % 3 else None))
+        return out
+
+    prepared = repo.prepare(batch("p"))
+    assert isinstance(prepared, pg_copy.CopyRows) and len(prepared) == 40
+    made = repo.write(prepared, ingested_at=NOW.timestamp())
+    plain = repo.write(batch("q"), ingested_at=NOW.timestamp())
+    assert made.duplicate_inferences == plain.duplicate_inferences == 10
+    rows = _stored(engine)
+
+    def content(prefix: str) -> dict[str, tuple[Any, ...]]:
+        return {rid[1:]: tuple(v for k, v in r._mapping.items() if k != "request_id")
+                for rid, r in rows.items() if rid.startswith(prefix)}
+
+    assert content("p") == content("q")
+    assert len(content("p")) == 30
+    assert rows["p5"].confidence == 5 / 40  # the first of the two events with id p5 (i = 5, 35)
+
+
+def test_a_prepared_batch_needs_one_row_per_item() -> None:
+    with pytest.raises(ValueError):
+        pg_copy.CopyRows([(inference(1), None)], [])

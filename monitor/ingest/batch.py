@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from kafka.structs import TopicPartition
 from prometheus_client import Counter as PromCounter
@@ -50,8 +50,15 @@ class Batch:
     future: Future[BatchOutcome] | None = None  # the write in flight on the writer thread
     write_started: float = 0.0  # monotonic, when ``future`` was submitted
     outcome: BatchOutcome | None = None  # set once durably written
+    # the inference items as the store prepared them ahead of the write (None: made at the write)
+    inferences: Sequence[tuple[InferenceEvent, Origin | None]] | None = None
     published: bool = False
     notified: bool = False
+
+
+def inferences_of(batch: Batch) -> list[tuple[InferenceEvent, Origin | None]]:
+    """The batch's inference events with where each was read from, in order."""
+    return [(cast(InferenceEvent, i.event), i.origin) for i in batch.items if i.kind == "inference"]
 
 
 def records_in(batches: Iterable[Batch]) -> int:

@@ -32,7 +32,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from monitor.errors import StoreUnavailable
 from monitor.events import EventKind
 from monitor.ingest.backoff import Backoff
-from monitor.ingest.batch import Batch, Decoder, decode_poll, records_in
+from monitor.ingest.batch import Batch, Decoder, decode_poll, inferences_of, records_in
 from monitor.ingest.commit_retry import CommitRetry
 from monitor.ingest.deadletter import DeadLetterPublisher
 from monitor.ingest.decoder import decode_record
@@ -330,9 +330,20 @@ class IngestConsumer:
                 self._queue.popleft()
             self._backoff.reset()
             self._set_paused(False)
+            self._start_next_write()
             return
         self._set_paused(True)
         self._wait(self._backoff.next_delay(), stop_event)
+
+    def _start_next_write(self) -> None:
+        """Start the next queued batch's write as soon as the one before it is completed, before
+        the next poll: the database then works on batch N+1 while N+2 is polled and decoded (started
+        at the next turn instead, the write waited for that poll and decode, and the two ran one
+        after the other). Not while a takeover is pending: the statistics take the new assignment
+        over before anything new is written."""
+        if self._queue and self._queue[0].future is None and self._queue[0].outcome is None \
+                and not self._takeover_pending():
+            self._start_write(self._queue[0])
 
     def _watch_stall(self, head: Batch) -> None:
         """A write running past ``write_stall_s`` (a hung database: statement timeouts cannot fire
@@ -405,8 +416,10 @@ class IngestConsumer:
         self.metrics.paused.set(1 if paused else 0)
 
     def _decode(self, records: Mapping[TopicPartition, Sequence[Any]]) -> Batch:
-        """The batch of what one ``poll`` returned (see :func:`monitor.ingest.batch.decode_poll`)."""
-        return decode_poll(
+        """The batch of what one ``poll`` returned (see :func:`monitor.ingest.batch.decode_poll`),
+        its inference rows prepared for the store here, on this thread, while the batch before is
+        written (a failure leaves them to the write, which handles it as before)."""
+        batch = decode_poll(
             records,
             kinds=self.kinds,
             decode=self._decode_record,
@@ -416,6 +429,11 @@ class IngestConsumer:
             dead_letter_value_cap_bytes=self.dead_letter_value_cap_bytes,
             future_events=self.metrics.future_events,
         )
+        try:
+            batch.inferences = self.repository.prepare(inferences_of(batch))
+        except Exception as e:  # never lose a batch over an optimisation
+            log.warning("could not prepare a batch's rows ahead (%s); the write makes them", type(e).__name__)
+        return batch
 
     # ----------------------------------------------------------------- the batch
 

@@ -18,7 +18,7 @@ from prometheus_client import Counter as PromCounter
 
 from monitor.errors import StoreError, StoreUnavailable
 from monitor.events import FeedbackEvent, InferenceEvent, PromotionEvent
-from monitor.ingest.batch import Batch
+from monitor.ingest.batch import Batch, inferences_of
 from monitor.ingest.deadletter import dead_letter_record
 from monitor.records import BatchOutcome, DeadLetterRecord, Origin, WriteResult
 
@@ -30,6 +30,9 @@ class BatchStore(Protocol):
     """What the consumer needs from the database (``monitor.store.repository.Repository``): one
     durable, idempotent transaction per batch, and the upkeep of dead letters and waiting labels."""
 
+    def prepare(
+        self, inferences: Sequence[tuple[InferenceEvent, Origin | None]]
+    ) -> Sequence[tuple[InferenceEvent, Origin | None]]: ...
     def write(
         self,
         inferences: Sequence[tuple[InferenceEvent, Origin | None]],
@@ -88,12 +91,12 @@ class StoreCalls:
 def write_batch(store: BatchStore, batch: Batch, now: float, dead_letter_value_cap_bytes: int) -> BatchOutcome:
     """Write ``batch`` in one transaction; if the database rejects it, event by event (see
     :func:`_write_one_by_one`). Raises :class:`StoreUnavailable` (the caller retries the batch)."""
-    inferences = [(i.event, i.origin) for i in batch.items if i.kind == "inference"]
+    inferences = batch.inferences if batch.inferences is not None else inferences_of(batch)
     feedback = [i.event for i in batch.items if i.kind == "feedback"]
     promotions = [i.event for i in batch.items if i.kind == "promotion"]
     try:
         return store.write(
-            inferences,  # type: ignore[arg-type]
+            inferences,
             feedback,  # type: ignore[arg-type]
             promotions,  # type: ignore[arg-type]
             batch.dead_letters,

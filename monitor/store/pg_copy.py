@@ -83,8 +83,21 @@ def _json(doc: bytes) -> str:
     return doc.decode().replace("\\", "\\\\")
 
 
-def copy_line(ev: InferenceEvent, origin: Origin | None, ingested_at: str) -> str:
-    """One row of ``COLUMNS`` in ``COPY`` text format, newline included."""
+class CopyRows(list[tuple[InferenceEvent, Origin | None]]):
+    """Inference items (a list of ``(event, origin)``) with each one's ``COPY`` text made ahead
+    (:func:`copy_row`), as :meth:`~monitor.store.repository.Repository.prepare` returns them: the
+    consumer makes them on its own thread while the batch before is written."""
+
+    def __init__(self, items: Sequence[tuple[InferenceEvent, Origin | None]], rows: Sequence[str]) -> None:
+        super().__init__(items)
+        if len(rows) != len(items):
+            raise ValueError("one COPY row per item")
+        self.rows = list(rows)
+
+
+def copy_row(ev: InferenceEvent, origin: Origin | None) -> str:
+    """One row of ``COLUMNS`` in ``COPY`` text format, up to the last column (``ingested_at``,
+    known only when the batch is written): what :func:`copy_line` makes before the time."""
     features = _sorted.encode(ev.input_features)
     c, lat, t_in, t_out, subject = ev.confidence, ev.latency_ms, ev.tokens_in, ev.tokens_out, ev.subject_ref
     served = ev.served_at if ev.served_at.tzinfo is UTC else ev.served_at.astimezone(UTC)  # PG: offsets <= 15:59
@@ -95,14 +108,25 @@ def copy_line(ev: InferenceEvent, origin: Origin | None, ingested_at: str) -> st
         f"{_json(_plain.encode(ev.slice))}\t{_NULL if ev.lineage is None else _json(_plain.encode(ev.lineage))}\t"
         f"{_NULL if lat is None else repr(lat)}\t{_NULL if t_in is None else t_in}\t"
         f"{_NULL if t_out is None else t_out}\t{where[0]}\t{where[1]}\t{where[2]}\t"
-        f"{_NULL if subject is None else _text(subject)}\t{ingested_at}\n"
+        f"{_NULL if subject is None else _text(subject)}\t"
     )
 
 
-def copy_inferences(conn: Connection, items: Sequence[tuple[InferenceEvent, Origin | None]], now: datetime) -> set[str]:
-    """Insert the ``(event, origin)`` rows (request ids distinct); return the request ids that were new."""
+def copy_line(ev: InferenceEvent, origin: Origin | None, ingested_at: str) -> str:
+    """One row of ``COLUMNS`` in ``COPY`` text format, newline included."""
+    return f"{copy_row(ev, origin)}{ingested_at}\n"
+
+
+def copy_inferences(
+    conn: Connection,
+    items: Sequence[tuple[InferenceEvent, Origin | None]],
+    now: datetime,
+    rows: Sequence[str] | None = None,
+) -> set[str]:
+    """Insert the ``(event, origin)`` rows (request ids distinct); return the request ids that were
+    new. ``rows``: each item's :func:`copy_row`, when made ahead (else made here)."""
     stamp = now.isoformat()
-    lines = [copy_line(ev, origin, stamp) for ev, origin in items]
+    made = [copy_row(ev, origin) for ev, origin in items] if rows is None else rows
     ids = [ev.request_id for ev, _ in items]
     raw = conn.connection.driver_connection
     assert raw is not None
@@ -114,16 +138,17 @@ def copy_inferences(conn: Connection, items: Sequence[tuple[InferenceEvent, Orig
             fresh = [i for i, rid in enumerate(ids) if rid not in known]
             if not fresh:
                 return set()
+            lines = [f"{made[i]}{stamp}\n" for i in fresh]
             cur.execute(f"SAVEPOINT {_SAVEPOINT}")
             try:
                 with cur.copy("COPY inference_request (request_id) FROM STDIN") as copy:
                     copy.write("".join(f"{_text(ids[i])}\n" for i in fresh).encode())
                 with cur.copy(f"COPY inference_log ({COLUMNS}) FROM STDIN") as copy:
-                    copy.write("".join([lines[i] for i in fresh]).encode())
+                    copy.write("".join(lines).encode())
             except psycopg.errors.UniqueViolation:
                 # Another writer committed some of these ids after the SELECT: let the key decide.
                 cur.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
-                return _staged(cur, [lines[i] for i in fresh])
+                return _staged(cur, lines)
             cur.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
             return {ids[i] for i in fresh}
     except psycopg.OperationalError as e:

@@ -26,6 +26,7 @@ from monitor.events import FeedbackEvent, InferenceEvent, PromotionEvent
 from monitor.records import BatchOutcome, DeadLetterRecord, Origin
 from monitor.store import dead_letters as dead_letter_rows
 from monitor.store import label_join, reads
+from monitor.store.pg_copy import CopyRows, copy_row
 from monitor.store.window_state import Positions
 from monitor.store.writes import input_hash, write_batch
 
@@ -53,6 +54,17 @@ class Repository:
         return self._engine
 
     # ------------------------------------------------------------------ writes
+
+    def prepare(
+        self, inferences: Sequence[tuple[InferenceEvent, Origin | None]]
+    ) -> Sequence[tuple[InferenceEvent, Origin | None]]:
+        """The inference items as :meth:`write` takes them, with the per-row work that needs no
+        database done ahead: on PostgreSQL each row's ``COPY`` text (``pg_copy.CopyRows``). No I/O:
+        the consumer calls it on its own thread while the batch before is written, so the writer's
+        turn (the one serial part of ingestion) holds only the database's work."""
+        if self._engine.dialect.name != "postgresql":
+            return list(inferences)
+        return CopyRows(inferences, [copy_row(ev, origin) for ev, origin in inferences])
 
     def write(
         self,

@@ -21,7 +21,7 @@ from monitor.events import FeedbackEvent, InferenceEvent, PromotionEvent
 from monitor.records import BatchOutcome, DeadLetterRecord, Origin, WriteResult
 from monitor.store.dead_letters import write_dead_letters
 from monitor.store.label_join import join_labels
-from monitor.store.pg_copy import copy_inferences
+from monitor.store.pg_copy import CopyRows, copy_inferences
 from monitor.store.sql import insert
 from monitor.store.sqlite_insert import insert_inferences
 from monitor.store.tables import model_version
@@ -62,17 +62,21 @@ def _write_inferences(
 ) -> dict[str, InferenceEvent]:
     batch: dict[str, InferenceEvent] = {}
     unique: list[tuple[InferenceEvent, Origin | None]] = []
-    for item in items:
+    made = items.rows if isinstance(items, CopyRows) else None  # COPY rows made ahead
+    rows: list[str] = []
+    for k, item in enumerate(items):
         ev, origin = item if isinstance(item, tuple) else (item, None)
         if ev.request_id in batch:
             out.duplicate_inferences += 1
             continue
         batch[ev.request_id] = ev
         unique.append((ev, origin))
+        if made is not None:
+            rows.append(made[k])
     if not unique:
         return {}
     if conn.dialect.name == "postgresql":
-        new_ids = copy_inferences(conn, unique, now)
+        new_ids = copy_inferences(conn, unique, now, rows if made is not None else None)
     else:
         new_ids = insert_inferences(conn, unique, now)
     out.duplicate_inferences += len(unique) - len(new_ids)
