@@ -7,15 +7,16 @@ as text, times and numbers as their text forms, the features, slice and lineage 
 
 The write, inside the caller's batch transaction:
 
-1. ``SELECT`` which of the batch's request ids ``inference_request`` already holds (a redelivered
-   batch holds some or all of them).
-2. Under a savepoint, ``COPY`` the other ids into ``inference_request`` and their rows into the
-   partitioned ``inference_log``. No staging table, and PostgreSQL parses each value once.
-3. If another writer committed one of those ids between steps 1 and 2 (a replica re-reading a
-   partition after a rebalance), the unique key rejects the ``COPY``. The savepoint is rolled back
-   and the batch takes the staged path: ``COPY`` into a session temp table, then one statement
-   inserts the ids ``ON CONFLICT (request_id) DO NOTHING RETURNING`` and the rows of the ids it
-   accepted.
+1. Under a savepoint, ``COPY`` the batch's request ids into ``inference_request`` (its key keeps a
+   request id unique across the day partitions), then the rows into the partitioned
+   ``inference_log``. No lookup first, no staging table, and PostgreSQL parses each value once: a
+   batch read for the first time, the common case, costs the two ``COPY``s.
+2. If the key rejects an id (a redelivered batch, or another writer - a replica re-reading a
+   partition after a rebalance - committed it while this ``COPY`` waited on its key), the savepoint
+   is rolled back. A ``SELECT`` finds which ids are stored, and the others are copied the same way.
+3. If another writer committed one of those between the ``SELECT`` and the ``COPY``, the batch
+   takes the staged path: ``COPY`` into a session temp table, then one statement inserts the ids
+   ``ON CONFLICT (request_id) DO NOTHING RETURNING`` and the rows of the ids it accepted.
 
 Either way the request ids that were new come back, and each request id is stored once.
 ``benchmarks/README.md`` ("Columns into PostgreSQL") has the costs: the backend's CPU per event
@@ -133,28 +134,40 @@ def copy_inferences(
     # psycopg raises directly here (not through SQLAlchemy): translate like the repository does.
     try:
         with raw.cursor() as cur:
+            lines = [f"{row}{stamp}\n" for row in made]
+            if _copy_rows(cur, ids, lines):
+                return set(ids)
+            # Some ids are stored already (a redelivery), or another writer committed them while
+            # this COPY waited on their keys: copy the others; if a writer raced that too, the key
+            # decides row by row.
             cur.execute(_KNOWN, (ids_json(ids),))
             known = {r[0] for r in cur.fetchall()}
             fresh = [i for i, rid in enumerate(ids) if rid not in known]
             if not fresh:
                 return set()
-            lines = [f"{made[i]}{stamp}\n" for i in fresh]
-            cur.execute(f"SAVEPOINT {_SAVEPOINT}")
-            try:
-                with cur.copy("COPY inference_request (request_id) FROM STDIN") as copy:
-                    copy.write("".join(f"{_text(ids[i])}\n" for i in fresh).encode())
-                with cur.copy(f"COPY inference_log ({COLUMNS}) FROM STDIN") as copy:
-                    copy.write("".join(lines).encode())
-            except psycopg.errors.UniqueViolation:
-                # Another writer committed some of these ids after the SELECT: let the key decide.
-                cur.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
-                return _staged(cur, lines)
-            cur.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
-            return {ids[i] for i in fresh}
+            if _copy_rows(cur, [ids[i] for i in fresh], [lines[i] for i in fresh]):
+                return {ids[i] for i in fresh}
+            return _staged(cur, [lines[i] for i in fresh])
     except psycopg.OperationalError as e:
         raise StoreUnavailable(f"inference copy failed: database unavailable ({type(e).__name__})") from e
     except psycopg.Error as e:
         raise StoreError(f"inference copy failed ({type(e).__name__})") from e
+
+
+def _copy_rows(cur: psycopg.Cursor[tuple[str]], ids: Sequence[str], lines: Sequence[str]) -> bool:
+    """``COPY`` the ids into ``inference_request`` and the rows into ``inference_log`` under a
+    savepoint; False (nothing written) when the key rejects an id."""
+    cur.execute(f"SAVEPOINT {_SAVEPOINT}")
+    try:
+        with cur.copy("COPY inference_request (request_id) FROM STDIN") as copy:
+            copy.write("".join(f"{_text(rid)}\n" for rid in ids).encode())
+        with cur.copy(f"COPY inference_log ({COLUMNS}) FROM STDIN") as copy:
+            copy.write("".join(lines).encode())
+    except psycopg.errors.UniqueViolation:
+        cur.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+        return False
+    cur.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+    return True
 
 
 def _staged(cur: psycopg.Cursor[tuple[str]], lines: list[str]) -> set[str]:
