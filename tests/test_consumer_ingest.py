@@ -261,14 +261,18 @@ class _Traced(Repository):
         return super().prepare(inferences)
 
     def write(self, inferences: Any = (), *args: Any, **kw: Any) -> Any:
-        if inferences:
-            self.trace.append(("write", inferences[0][0].request_id))
-            time.sleep(0.2)
-        return super().write(inferences, *args, **kw)
+        if not inferences:
+            return super().write(inferences, *args, **kw)
+        # on the writer thread: the consuming thread is then in poll or waiting for this write
+        self.trace.append(("write", inferences[0][0].request_id))
+        time.sleep(0.2)
+        out = super().write(inferences, *args, **kw)
+        self.trace.append(("written", inferences[0][0].request_id))
+        return out
 
 
 def test_a_batch_write_starts_before_the_next_poll(broker, topics: Topics, pg_url: str) -> None:  # type: ignore[no-untyped-def]
-    """Once batch N is completed, the write of N+1 (decoded while N was written) starts at once:
+    """Once batch N is written and completed, the write of N+1 (decoded while N was written) starts at once:
     the database works on N+1 while N+2 is polled and decoded. Started after that poll, the write
     waited for it and the two ran one after the other."""
     create_ingest_schema(pg_url)
@@ -290,3 +294,6 @@ def test_a_batch_write_starts_before_the_next_poll(broker, topics: Topics, pg_ur
             assert place[("write", first)] < place[("decoded", after)], repo.trace
             checked += 1
     assert checked >= 5
+    for before, then in itertools.pairwise(decoded):  # and never before the batch before is written
+        if ("write", then) in place:
+            assert place[("written", before)] < place[("write", then)], repo.trace

@@ -4,14 +4,18 @@ are kafka-python's own ConsumerRecord values and no Kafka client is created."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry
 
+from monitor.ingest.batch import Batch
 from monitor.ingest.consumer import IngestConsumer
 from monitor.ingest.metrics import ConsumerMetrics
+from monitor.records import BatchOutcome, WriteResult
 from monitor.store.engine import make_engine
 from monitor.store.repository import Repository
 from tests.ingest_fixtures import inference_dict, raw
@@ -52,3 +56,30 @@ def test_every_record_is_an_event_or_a_dead_letter(records: list[tuple[str, byte
         assert dl.value is None or len(dl.value) <= 100
     for tp, recs in by_tp.items():
         assert batch.offsets[tp] == recs[-1].offset + 1
+
+
+def test_the_next_write_starts_early_only_without_a_pending_takeover() -> None:
+    """Once a batch is completed the next one's write starts at once, except while the assignment
+    hook (the statistics' takeover) is still due: nothing new is written before it ran."""
+    written: list[int] = []
+
+    class Store(Repository):
+        def write(self, *args: Any, **kw: Any) -> BatchOutcome:
+            written.append(1)
+            return BatchOutcome(result=WriteResult())
+
+    consumer = IngestConsumer(
+        bootstrap_servers="127.0.0.1:1", group_id="g", inference_topic="inf", feedback_topic="fb",
+        promotions_topic="promo", repository=Store(make_engine("sqlite://")),
+        metrics=ConsumerMetrics(CollectorRegistry()), on_assigned=lambda tps: None,
+    )
+    consumer._queue.append(Batch())
+    consumer._rebuild_due = True  # a rebalance happened; the hook has not run yet
+    consumer._start_next_write()
+    assert consumer._queue[0].future is None and not written
+    consumer._rebuild_due = False
+    consumer._start_next_write()
+    future = consumer._queue[0].future
+    assert future is not None
+    future.result(timeout=10)
+    assert written == [1]

@@ -169,12 +169,14 @@ def test_rows_prepared_ahead_store_what_the_write_makes(engine: Engine) -> None:
     def batch(prefix: str) -> list[tuple[InferenceEvent, Origin | None]]:
         out: list[tuple[InferenceEvent, Origin | None]] = []
         for i in range(40):
-            ev = msgspec.structs.replace(inference(i), request_id=f"{prefix}{i % 30}", confidence=i / 40)
+            # 30 ids, the repeats spread through the batch (i = 1, 5, 9, ...)
+            ev = msgspec.structs.replace(inference(i), request_id=f"{prefix}{3 * i // 4}", confidence=i / 40)
             out.append((ev, Origin("t", 1, i) if i % 3 else None))
         return out
 
     prepared = repo.prepare(batch("p"))
     assert isinstance(prepared, pg_copy.CopyRows) and len(prepared) == 40
+    assert list(prepared) == batch("p")
     made = repo.write(prepared, ingested_at=NOW.timestamp())
     plain = repo.write(batch("q"), ingested_at=NOW.timestamp())
     assert made.duplicate_inferences == plain.duplicate_inferences == 10
@@ -186,7 +188,8 @@ def test_rows_prepared_ahead_store_what_the_write_makes(engine: Engine) -> None:
 
     assert content("p") == content("q")
     assert len(content("p")) == 30
-    assert rows["p5"].confidence == 5 / 40  # the first of the two events with id p5 (i = 5, 35)
+    assert rows["p3"].confidence == 4 / 40  # the first of the two events with id p3 (i = 4, 5)
+    assert rows["p29"].confidence == 39 / 40
 
 
 def test_a_prepared_batch_needs_one_row_per_item() -> None:

@@ -339,10 +339,11 @@ class IngestConsumer:
         """Start the next queued batch's write as soon as the one before it is completed, before
         the next poll: the database then works on batch N+1 while N+2 is polled and decoded (started
         at the next turn instead, the write waited for that poll and decode, and the two ran one
-        after the other). Not while a takeover is pending: the statistics take the new assignment
-        over before anything new is written."""
+        after the other). Not while a takeover is pending (the statistics take the new assignment
+        over before anything new is written), nor while the group membership is not stable: the
+        next poll may revoke the batch's partitions, and then it is dropped unwritten."""
         if self._queue and self._queue[0].future is None and self._queue[0].outcome is None \
-                and not self._takeover_pending():
+                and not self._takeover_pending() and membership_stable(self._consumer):
             self._start_write(self._queue[0])
 
     def _watch_stall(self, head: Batch) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any, overload
 
 import msgspec
 import psycopg
@@ -84,21 +85,34 @@ def _json(doc: bytes) -> str:
     return doc.decode().replace("\\", "\\\\")
 
 
-class CopyRows(list[tuple[InferenceEvent, Origin | None]]):
-    """Inference items (a list of ``(event, origin)``) with each one's ``COPY`` text made ahead
+class CopyRows(Sequence[tuple[InferenceEvent, Origin | None]]):
+    """Inference items (``(event, origin)``) with each one's ``COPY`` text made ahead
     (:func:`copy_row`), as :meth:`~monitor.store.repository.Repository.prepare` returns them: the
-    consumer makes them on its own thread while the batch before is written."""
+    consumer makes them on its own thread while the batch before is written. Immutable, so the
+    rows cannot fall out of step with the items."""
+
+    __slots__ = ("_items", "rows")
 
     def __init__(self, items: Sequence[tuple[InferenceEvent, Origin | None]], rows: Sequence[str]) -> None:
-        super().__init__(items)
         if len(rows) != len(items):
             raise ValueError("one COPY row per item")
-        self.rows = list(rows)
+        self._items = tuple(items)
+        self.rows: tuple[str, ...] = tuple(rows)
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[InferenceEvent, Origin | None]: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[tuple[InferenceEvent, Origin | None]]: ...
+    def __getitem__(self, i: int | slice) -> Any:
+        return self._items[i]
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def copy_row(ev: InferenceEvent, origin: Origin | None) -> str:
-    """One row of ``COLUMNS`` in ``COPY`` text format, up to the last column (``ingested_at``,
-    known only when the batch is written): what :func:`copy_line` makes before the time."""
+    """One row of ``COLUMNS`` in ``COPY`` text format up to the last column, ``ingested_at``, which
+    is known only when the batch is written (the write appends it and the newline)."""
     features = _sorted.encode(ev.input_features)
     c, lat, t_in, t_out, subject = ev.confidence, ev.latency_ms, ev.tokens_in, ev.tokens_out, ev.subject_ref
     served = ev.served_at if ev.served_at.tzinfo is UTC else ev.served_at.astimezone(UTC)  # PG: offsets <= 15:59
@@ -113,11 +127,6 @@ def copy_row(ev: InferenceEvent, origin: Origin | None) -> str:
     )
 
 
-def copy_line(ev: InferenceEvent, origin: Origin | None, ingested_at: str) -> str:
-    """One row of ``COLUMNS`` in ``COPY`` text format, newline included."""
-    return f"{copy_row(ev, origin)}{ingested_at}\n"
-
-
 def copy_inferences(
     conn: Connection,
     items: Sequence[tuple[InferenceEvent, Origin | None]],
@@ -128,6 +137,8 @@ def copy_inferences(
     new. ``rows``: each item's :func:`copy_row`, when made ahead (else made here)."""
     stamp = now.isoformat()
     made = [copy_row(ev, origin) for ev, origin in items] if rows is None else rows
+    if len(made) != len(items):
+        raise ValueError("one COPY row per item")
     ids = [ev.request_id for ev, _ in items]
     raw = conn.connection.driver_connection
     assert raw is not None
@@ -165,6 +176,7 @@ def _copy_rows(cur: psycopg.Cursor[tuple[str]], ids: Sequence[str], lines: Seque
             copy.write("".join(lines).encode())
     except psycopg.errors.UniqueViolation:
         cur.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+        cur.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
         return False
     cur.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
     return True
