@@ -189,6 +189,10 @@ class Monitor:
     retention: RetentionPolicy | None = None  # None: no data upkeep (replay, the demo)
     retention_every_s: float = 3600.0
     partitions_ahead_days: int = 3
+    # wall seconds between the evaluating thread's looks at the clock (None: a quarter of
+    # ``evaluate_every_s``, at most 1 s); an event clock that runs faster than the wall (the demo)
+    # needs proportionally more looks to evaluate at its cadence
+    evaluate_poll_s: float | None = None
 
     def rebuild(self, assigned: Iterable[TopicPartition]) -> None:
         """After a partition (re)assignment (called by the consumer's loop, not inside the rebalance
@@ -265,7 +269,7 @@ class Monitor:
         """Consume until ``stop`` is set; evaluations run every ``evaluate_every_s`` in a thread."""
         if self.consumer is None:
             raise ValueError("this monitor reads recorded files: run it with monitor.replay.run_replay")
-        interval = min(1.0, self.evaluate_every_s / 4)
+        interval = self.evaluate_poll_s if self.evaluate_poll_s is not None else min(1.0, self.evaluate_every_s / 4)
 
         every = self.checkpoint_every_s
         last_checkpoint = self.clock()
