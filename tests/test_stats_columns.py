@@ -11,6 +11,8 @@ missing features, None, booleans, numbers as strings, and slice keys found in ``
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +26,8 @@ from monitor.drift import DriftEngine
 from monitor.events import InferenceEvent, Lineage
 from monitor.records import Label, LabelChange
 from monitor.snapshot import AGGREGATE, slice_label
-from monitor.stats.bins import FeatureSpec, numeric_array, numeric_bins, numeric_matrix, stringify
+from monitor.stats import bins as bins_module
+from monitor.stats.bins import FeatureSpec, numeric_array, numeric_bins, numeric_matrix, numeric_rows, stringify
 from monitor.stats.columns import EventColumns, feature_columns, records_from_events, slice_membership
 from monitor.stats.contributions import label_contributions
 from monitor.stats.layout import (
@@ -318,16 +321,32 @@ def same_floats(a: np.ndarray, b: np.ndarray) -> bool:
 # ---- tests ----------------------------------------------------------------------------------------
 
 
+@contextmanager
+def converter(polars_from: int) -> Iterator[None]:
+    """Lists convert by polars from ``polars_from`` values on (0: always polars; huge: always numpy)."""
+    real = bins_module.POLARS_FROM
+    bins_module.POLARS_FROM = polars_from
+    try:
+        yield
+    finally:
+        bins_module.POLARS_FROM = real
+
+
+CONVERTERS = st.sampled_from([0, 10**9])
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.one_of(st.none(), st.booleans(), NUMBERS), max_size=30))
-def test_numeric_array_equals_numpy_on_numbers(values):
-    assert same_floats(numeric_array(values), oracle_numeric(values))
+@given(st.lists(st.one_of(st.none(), st.booleans(), NUMBERS), max_size=30), CONVERTERS)
+def test_numeric_array_equals_numpy_on_numbers(values, polars_from):
+    with converter(polars_from):
+        assert same_floats(numeric_array(values), oracle_numeric(values))
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(ANY_VALUE, max_size=30))
-def test_numeric_array_equals_numpy_on_mixed_values(values):
-    assert same_floats(numeric_array(values), oracle_numeric(values))
+@given(st.lists(ANY_VALUE, max_size=30), CONVERTERS)
+def test_numeric_array_equals_numpy_on_mixed_values(values, polars_from):
+    with converter(polars_from):
+        assert same_floats(numeric_array(values), oracle_numeric(values))
 
 
 def test_numeric_array_raises_like_numpy_on_an_int_beyond_float_range():
@@ -339,11 +358,15 @@ def test_numeric_array_raises_like_numpy_on_an_int_beyond_float_range():
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.lists(st.one_of(st.none(), st.booleans(), NUMBERS, st.just("x")), min_size=7, max_size=7),
-                max_size=4))
-def test_numeric_matrix_equals_stacked_columns(columns):
-    got = numeric_matrix(columns, 7)
+                max_size=4), CONVERTERS)
+def test_numeric_matrix_and_rows_equal_stacked_columns(columns, polars_from):
+    with converter(polars_from):
+        got = numeric_matrix(columns, 7)
+        rows = numeric_rows([{f"f{j}": c[i] for j, c in enumerate(columns)} for i in range(7)],
+                            [f"f{j}" for j in range(len(columns))])
     want = np.stack([oracle_numeric(c) for c in columns]) if columns else np.empty((0, 7))
     assert same_floats(got, want)
+    assert same_floats(rows, want)
 
 
 @settings(max_examples=300, deadline=None)

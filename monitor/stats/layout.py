@@ -10,14 +10,15 @@ depend on the order events arrive in.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from monitor.stats.bins import FeatureSpec, numeric_bins, numeric_matrix, numeric_rows
+from monitor.stats.bins import FeatureSpec, NumericBinner, numeric_matrix, numeric_rows
 from monitor.stats.columns import TOKENS_IN, EventColumns, raw_feature_columns
 from monitor.stats.event_frame import EventFrame
-from monitor.stats.sketch import sketch_indices
+from monitor.stats.sketch import SketchIndexer
 
 FIXED_POINT = 1_000_000_000
 SOURCES = ("human", "judge", "user", "system", "unknown")
@@ -33,6 +34,29 @@ def _sketch_size(spec: FeatureSpec) -> int:
 
 def _starts(sizes: list[int]) -> NDArray[np.int64]:
     return np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64) if sizes else np.zeros(0, np.int64)
+
+
+class _BinPlan:
+    """What :meth:`Layout.bin_records` needs of a layout, derived once (not pickled: rebuilt on use)."""
+
+    def __init__(self, layout: Layout) -> None:
+        feats = layout.features
+        self.numeric = [j for j, f in enumerate(feats) if f.kind == "numeric"]
+        self.names = [feats[j].name for j in self.numeric]
+        self.dict_rows = [i for i, f in enumerate(self.names) if f != TOKENS_IN]
+        self.dict_names = [self.names[i] for i in self.dict_rows]
+        self.tokens_rows = [i for i, f in enumerate(self.names) if f == TOKENS_IN] + [len(self.names)]
+        self.other = [f for f in feats if f.kind != "numeric"]
+        self.other_blocks = [j for j, f in enumerate(feats) if f.kind != "numeric"]
+        nf = len(feats)
+        self.conf_numeric = layout.confidence.kind == "numeric"
+        self.hist_blocks = [*self.numeric, nf + 1] if self.conf_numeric else self.numeric
+        self.binner = NumericBinner([layout.blocks[j] for j in self.hist_blocks])
+        self.hist_offsets = layout.offsets[self.hist_blocks, None]
+        self.sketch_rows = [self.numeric.index(j) for j in layout.sketched]
+        self.sketcher = SketchIndexer([feats[j].sketch for j in layout.sketched])  # type: ignore[misc]
+        self.hist_size = int(sum(b.size for b in layout.blocks))
+        self.sketch_size = int(sum(_sketch_size(feats[i]) for i in layout.sketched))
 
 
 @dataclass(frozen=True)
@@ -65,13 +89,26 @@ class Layout:
             object.__setattr__(self, "_blocks", (*self.features, self.output, self.confidence))
             return self._blocks
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_plan", None)  # derived: rebuilt on first use
+        return state
+
+    @property
+    def _bin_plan(self) -> _BinPlan:
+        plan: _BinPlan | None = self.__dict__.get("_plan")
+        if plan is None:
+            plan = _BinPlan(self)
+            object.__setattr__(self, "_plan", plan)
+        return plan
+
     @property
     def hist_size(self) -> int:
-        return int(sum(b.size for b in self.blocks))
+        return self._bin_plan.hist_size
 
     @property
     def sketch_size(self) -> int:
-        return int(sum(_sketch_size(self.features[i]) for i in self.sketched))
+        return self._bin_plan.sketch_size
 
     @property
     def n_slices(self) -> int:
@@ -85,14 +122,11 @@ class Layout:
         off = int(self.sketch_offsets[k])
         return slice(off, off + _sketch_size(self.features[self.sketched[k]]))
 
-    def _numeric_matrix(self, rec: EventColumns, names: list[str]) -> NDArray[np.float64]:
+    def _numeric_matrix(self, rec: EventColumns, plan: _BinPlan) -> NDArray[np.float64]:
         """Rows: the numeric features in order (``tokens_in`` from the event field), then confidence."""
-        from_dicts = [f for f in names if f != TOKENS_IN]
-        x = np.empty((len(names) + 1, len(rec)), dtype=np.float64)
-        x[[i for i, f in enumerate(names) if f != TOKENS_IN]] = numeric_rows(rec.features, from_dicts)
-        x[[i for i, f in enumerate(names) if f == TOKENS_IN] + [len(names)]] = numeric_matrix(
-            [rec.tokens_in] * names.count(TOKENS_IN) + [rec.confidence], len(rec)
-        )
+        x = np.empty((len(plan.names) + 1, len(rec)), dtype=np.float64)
+        x[plan.dict_rows] = numeric_rows(rec.features, plan.dict_names)
+        x[plan.tokens_rows] = numeric_matrix([rec.tokens_in] * (len(plan.tokens_rows) - 1) + [rec.confidence], len(rec))
         return x
 
     def bin_records(
@@ -105,32 +139,27 @@ class Layout:
         one ``(features, n)`` matrix; categorical and boolean features one column at a time. An
         :class:`EventFrame` is read column by column, never per event."""
         n = len(rec)
-        numeric = [j for j, f in enumerate(self.features) if f.kind == "numeric"]
-        names = [self.features[j].name for j in numeric]
+        plan = self._bin_plan
         if isinstance(rec, EventFrame):
-            x = rec.numeric(names)
-            categorical = rec.bins_of([f for f in self.features if f.kind != "numeric"])
+            x = rec.numeric(plan.names)
+            categorical = rec.bins_of(plan.other)
         else:
-            raw = raw_feature_columns(rec.features, [f for f in self.features if f.kind != "numeric"], rec.tokens_in)
-            x = self._numeric_matrix(rec, names)
-            categorical = {f.name: f.bin(raw[f.name]) for f in self.features if f.kind != "numeric"}
+            raw = raw_feature_columns(rec.features, plan.other, rec.tokens_in)
+            x = self._numeric_matrix(rec, plan)
+            categorical = {f.name: f.bin(raw[f.name]) for f in plan.other}
         nf = len(self.features)
-        blocks = [*numeric, nf + 1] if self.confidence.kind == "numeric" else numeric
         hist = np.empty((n, len(self.blocks)), dtype=np.int64)
-        if blocks != numeric:
-            hist[:, blocks] = (numeric_bins([self.blocks[j] for j in blocks], x) + self.offsets[blocks, None]).T
+        if plan.conf_numeric:
+            hist[:, plan.hist_blocks] = (plan.binner.bins(x) + plan.hist_offsets).T
         else:
-            hist[:, blocks] = (numeric_bins([self.blocks[j] for j in blocks], x[:-1]) + self.offsets[blocks, None]).T
+            hist[:, plan.hist_blocks] = (plan.binner.bins(x[:-1]) + plan.hist_offsets).T
             conf = rec.frame["confidence"] if isinstance(rec, EventFrame) else rec.confidence
             hist[:, nf + 1] = self.confidence.bin(conf) + self.offsets[nf + 1]
-        for j, spec in enumerate(self.features):
-            if spec.kind != "numeric":
-                hist[:, j] = categorical[spec.name] + self.offsets[j]
+        for j, spec in zip(plan.other_blocks, plan.other, strict=True):
+            hist[:, j] = categorical[spec.name] + self.offsets[j]
         sketch = np.empty((n, len(self.sketched)), dtype=np.int64)
         if self.sketched:
-            rows = [numeric.index(j) for j in self.sketched]
-            specs = [self.features[j].sketch for j in self.sketched]
-            idx = sketch_indices(specs, x[rows])  # type: ignore[arg-type]
+            idx = plan.sketcher.indices(x[plan.sketch_rows])
             sketch[:] = np.where(idx >= 0, idx + self.sketch_offsets[:, None], -1).T
         out = rec.bins(self.output, "output") if isinstance(rec, EventFrame) else self.output.bin(rec.outputs)
         hist[:, nf] = out + self.offsets[nf]

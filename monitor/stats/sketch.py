@@ -128,24 +128,33 @@ class SketchSpec:
 def sketch_indices(specs: Sequence[SketchSpec], x: NDArray[np.float64]) -> NDArray[np.int64]:
     """``specs[j].index(x[j])`` for every row of ``x``: the same element-wise operations, with each
     spec's constants broadcast along its row, so a batch costs one pass instead of one per feature."""
+    return SketchIndexer(specs).indices(x)
 
-    def per_row(values: list[Any]) -> NDArray[Any]:
-        return np.array(values)[:, None]
 
-    k_lo = per_row([s.k_lo for s in specs])
-    k_hi = per_row([s.k_hi for s in specs])
-    zero = per_row([s.zero_index for s in specs])
-    negative = per_row([s.negative for s in specs])
-    log_gamma = per_row([math.log(s.gamma) for s in specs])
-    finite = np.isfinite(x)
-    ax = np.abs(np.where(finite, x, 1.0))
-    with np.errstate(divide="ignore"):
-        k = np.ceil(np.log(np.where(ax > 0, ax, 1.0)) / log_gamma)
-    k = np.clip(k, k_lo, k_hi).astype(np.int64)
-    # without a negative store, negative values are clamped into the zero bucket (as in ``index``)
-    out = np.where(x > 0, zero + 1 + (k - k_lo), np.where((x < 0) & negative, k_hi - k, zero))
-    out[~finite] = -1
-    return out
+class SketchIndexer:
+    """:func:`sketch_indices` for a fixed sequence of sketch specs, their constants made once."""
+
+    def __init__(self, specs: Sequence[SketchSpec]) -> None:
+        def per_row(values: list[Any]) -> NDArray[Any]:
+            return np.array(values)[:, None]
+
+        self.k_lo = per_row([s.k_lo for s in specs])
+        self.k_hi = per_row([s.k_hi for s in specs])
+        self.zero = per_row([s.zero_index for s in specs])
+        self.negative = per_row([s.negative for s in specs])
+        self.log_gamma = per_row([math.log(s.gamma) for s in specs])
+        self.positive_base = self.zero + 1 - self.k_lo
+
+    def indices(self, x: NDArray[np.float64]) -> NDArray[np.int64]:
+        finite = np.isfinite(x)
+        ax = np.abs(np.where(finite, x, 1.0))
+        with np.errstate(divide="ignore"):
+            k = np.ceil(np.log(np.where(ax > 0, ax, 1.0)) / self.log_gamma)
+        k = np.clip(k, self.k_lo, self.k_hi).astype(np.int64)
+        # without a negative store, negative values are clamped into the zero bucket (as in ``index``)
+        out = np.where(x > 0, self.positive_base + k, np.where((x < 0) & self.negative, self.k_hi - k, self.zero))
+        out[~finite] = -1
+        return out
 
 
 @lru_cache(maxsize=4096)
