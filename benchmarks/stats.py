@@ -195,7 +195,7 @@ def time_per_block(n_features: int, slices: dict[str, list[str]], repeat: int) -
         slots = np.flatnonzero((window.slot_bucket > cur - window.window_buckets) & (window.slot_bucket <= cur))
         rows = (slots[:, None] * s + np.arange(s)).ravel()
         hist = window.hist[rows].reshape(slots.size, s, -1).sum(axis=0)
-        window.sketch[rows].reshape(slots.size, s, -1).sum(axis=0)
+        sum(window.slot_sketch(k) for k in slots.tolist())  # the old code summed dense sketch rows
         for k in range(s):
             for j, spec in enumerate(lay.blocks):
                 blk = lay.block(j)

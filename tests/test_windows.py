@@ -82,7 +82,11 @@ def plain_sums(w: ModelWindow, now: float, n: int) -> tuple[np.ndarray, np.ndarr
     s = w.layout.n_slices
     slots = np.flatnonzero((w.slot_bucket > cur - n) & (w.slot_bucket <= cur))
     rows = (slots[:, None] * s + np.arange(s)).ravel()
-    return tuple(a[rows].reshape(slots.size, s, a.shape[1]).sum(axis=0) for a in (w.hist, w.sketch, w.scalars))
+    sketch = np.zeros((s, w.layout.sketch_size), dtype=np.int64)
+    for slot in slots.tolist():
+        sketch += w.slot_sketch(slot)
+    hist, scalars = (a[rows].reshape(slots.size, s, a.shape[1]).sum(axis=0) for a in (w.hist, w.scalars))
+    return hist, sketch, scalars
 
 
 @settings(max_examples=120, deadline=None)

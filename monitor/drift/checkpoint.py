@@ -34,7 +34,7 @@ from monitor.stats.cluster_share import ClusterShares
 from monitor.stats.delay_histogram import DelayHistogram
 from monitor.stats.window import ModelWindow
 
-FORMAT = 3  # bump when ModelState or a class it holds changes shape; older checkpoints are ignored
+FORMAT = 4  # bump when ModelState or a class it holds changes shape; older checkpoints are ignored
 
 _EXACT = {
     ("numpy", "dtype"),

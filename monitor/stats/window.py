@@ -2,8 +2,10 @@
 
 Each bucket (``bucket_seconds`` of ``served_at``) holds, per slice (index 0 = the aggregate, then
 the protected (key, value) pairs of the layout), the histogram counts, quantile-sketch counts and
-scalar sums of its events. Memory is fixed: ``(window_buckets + future_buckets) x slices x (bins + sketch +
-scalars)``.
+scalar sums of its events. Memory is bounded: ``(window_buckets + future_buckets) x slices x (bins +
+sketch + scalars)`` counters at most; a bucket's sketch counts are kept sparse (only the cells its
+events touched, see :mod:`monitor.stats.sparse_counts`), since a sketch has ~1,600 counters per
+feature and a bucket touches few of them.
 The ring holds ``window_buckets + future_buckets`` slots, so buckets ahead of the clock (events
 stamped up to ``future_buckets`` buckets ahead) never evict a bucket of the window. An event is
 late when, at its arrival (the ingest clock, passed in), its bucket has already left the window or
@@ -18,6 +20,7 @@ prediction's ``served_at`` if that bucket is still held.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +34,7 @@ from monitor.stats.columns import EventColumns, slice_membership
 from monitor.stats.contributions import label_contributions
 from monitor.stats.event_frame import EventFrame
 from monitor.stats.layout import EVENTS, N_SCALARS, Layout
+from monitor.stats.sparse_counts import SparseCounts
 
 EMPTY = np.iinfo(np.int64).min
 
@@ -76,17 +80,17 @@ class _Running:
         return cls(cur, np.zeros((s, layout.hist_size), np.int64), np.zeros((s, layout.sketch_size), np.int64),
                    np.zeros((s, N_SCALARS), np.int64))
 
-    def add_rows(self, window: ModelWindow, first: int, sign: int) -> None:
-        """Add (``sign`` 1) or subtract (-1) one slot's rows, ``first`` to ``first + slices``."""
-        rows = slice(first, first + window.layout.n_slices)
+    def add_slot(self, window: ModelWindow, slot: int, sign: int) -> None:
+        """Add (``sign`` 1) or subtract (-1) one slot's counts (its rows of every slice)."""
+        s = window.layout.n_slices
+        rows = slice(slot * s, (slot + 1) * s)
         if sign > 0:
             self.hist += window.hist[rows]
-            self.sketch += window.sketch[rows]
             self.scalars += window.scalars[rows]
         else:
             self.hist -= window.hist[rows]
-            self.sketch -= window.sketch[rows]
             self.scalars -= window.scalars[rows]
+        window.sketch_cells[slot].add_into(self.sketch.reshape(-1), sign)
 
 
 class ModelWindow:
@@ -110,7 +114,8 @@ class ModelWindow:
         self.ring = self.window_buckets + self.future_buckets
         w, s = self.ring, layout.n_slices
         self.hist = np.zeros((w * s, layout.hist_size), dtype=np.int64)
-        self.sketch = np.zeros((w * s, layout.sketch_size), dtype=np.int64)
+        self.sketch_cells = [SparseCounts(s * layout.sketch_size) for _ in range(w)]
+        """Per slot: its sketch counts, cell ``slice * sketch_size + column``."""
         self.scalars = np.zeros((w * s, N_SCALARS), dtype=np.int64)
         self.slot_bucket = np.full(w, EMPTY, dtype=np.int64)
         self.late_events = 0
@@ -132,8 +137,18 @@ class ModelWindow:
 
     @property
     def state_size(self) -> int:
-        """Number of counters held (fixed once constructed)."""
-        return int(self.hist.size + self.sketch.size + self.scalars.size + self.slot_bucket.size)
+        """Number of counters the window can hold (fixed once constructed); the sketch counters are
+        held sparsely, :attr:`sketch_cells_held` of them."""
+        sketch = self.ring * self.layout.n_slices * self.layout.sketch_size
+        return int(self.hist.size + sketch + self.scalars.size + self.slot_bucket.size)
+
+    @property
+    def sketch_cells_held(self) -> int:
+        return sum(len(c) for c in self.sketch_cells)
+
+    def slot_sketch(self, slot: int) -> NDArray[np.int64]:
+        """One slot's sketch counts as a dense ``(slices, sketch_size)`` array (a copy)."""
+        return self.sketch_cells[slot].dense().reshape(self.layout.n_slices, self.layout.sketch_size)
 
     def _buckets(self, t: NDArray[np.float64]) -> NDArray[np.int64]:
         return np.floor(t / self.bucket_seconds).astype(np.int64)
@@ -193,7 +208,7 @@ class ModelWindow:
                 s = self.layout.n_slices
                 self._leave(slot)
                 self.hist[slot * s : (slot + 1) * s] = 0
-                self.sketch[slot * s : (slot + 1) * s] = 0
+                self.sketch_cells[slot] = SparseCounts(s * self.layout.sketch_size)
                 self.scalars[slot * s : (slot + 1) * s] = 0
                 self.slot_bucket[slot] = ub
         hist_idx, sketch_idx, scal = self.layout.bin_records(rec)
@@ -213,18 +228,31 @@ class ModelWindow:
             sk = sketch_idx[rexp]
             keys = (inv[:, None] * k + sk)[sk >= 0]
             if keys.size * SPARSE_FACTOR < u * k:
-                # a small batch touches a few of the rows' ~16,000 counters: add them as cells (a
-                # dense delta would cost more than all the rest of the batch)
+                # a small batch touches a few of the rows' ~16,000 counters: sort its cells
                 cells, counts = np.unique(keys, return_counts=True)
-                rows_at, cols = ucombo[cells // k], cells % k
-                self.sketch[rows_at, cols] += counts  # each (row, column) once: no np.add.at needed
-                self._enter_cells(rows_at, cols, counts)
             else:  # a large batch: counting into a dense delta is cheaper than sorting its cells
-                dk = np.bincount(keys, minlength=u * k).reshape(u, k)
-                self.sketch[ucombo] += dk
-                self._enter(ucombo, "sketch", dk)
+                dk = np.bincount(keys, minlength=u * k)
+                cells = np.flatnonzero(dk)
+                counts = dk[cells]
+            if cells.size:  # (none: no finite sketched value in the batch)
+                self._add_sketch_cells(ucombo[cells // k], cells % k, counts)
         self._add_scalars(ucombo, inv, scal[rexp])
         return int(rows.size)
+
+    def _add_sketch_cells(self, rows: NDArray[np.int64], cols: NDArray[np.int64], counts: NDArray[np.int64]) -> None:
+        """``counts`` at (slot, slice) ``rows`` (ascending), sketch columns ``cols`` (ascending within
+        a row), into each slot's sparse counts and the running totals."""
+        k, s = self.layout.sketch_size, self.layout.n_slices
+        first = int(rows[0]) // s
+        if int(rows[-1]) // s == first:  # one bucket (the usual batch)
+            self.sketch_cells[first].add((rows - first * s) * k + cols, counts)
+        else:
+            slot_of, flat = np.divmod(rows, s)
+            flat = flat * k + cols  # ascending within each slot
+            bounds = [0, *(np.flatnonzero(slot_of[1:] != slot_of[:-1]) + 1).tolist(), slot_of.size]
+            for a, z in itertools.pairwise(bounds):
+                self.sketch_cells[int(slot_of[a])].add(flat[a:z], counts[a:z])
+        self._enter_cells(rows, cols, counts)
 
     def _add_scalars(self, ucombo: NDArray[np.int64], inv: NDArray[np.int64], scal: NDArray[np.int64]) -> None:
         u = ucombo.size
@@ -264,8 +292,12 @@ class ModelWindow:
     def _enter_cells(self, rows: NDArray[np.int64], cols: NDArray[np.int64], counts: NDArray[np.int64]) -> None:
         """:meth:`_enter` of sketch counts given as cells: ``counts`` added at (slot, slice) rows
         ``rows``, sketch columns ``cols`` (one slice's cell may come from two buckets: ``np.add.at``)."""
+        s = self.layout.n_slices
+        one_slot = rows.size == 0 or rows[0] // s == rows[-1] // s  # (rows ascending) each cell once
         for run, inside, sidx in self._holding(rows):
-            if inside.all():
+            if inside.all() and one_slot:
+                run.sketch[sidx, cols] += counts
+            elif inside.all():
                 np.add.at(run.sketch, (sidx, cols), counts)
             else:
                 np.add.at(run.sketch, (sidx[inside], cols[inside]), counts[inside])
@@ -276,10 +308,9 @@ class ModelWindow:
         old = int(self.slot_bucket[slot])
         if old == EMPTY:
             return
-        s = self.layout.n_slices
         for n, run in self._running.items():
             if run.cur - n < old <= run.cur:
-                run.add_rows(self, slot * s, -1)
+                run.add_slot(self, slot, -1)
 
     def _running_totals(self, cur: int, n: int) -> _Running:
         """The sums of the ``n`` buckets ending with bucket ``cur``: moved from the last read (buckets
@@ -289,18 +320,17 @@ class ModelWindow:
         if run is None or not 0 <= cur - run.cur < n:
             run = _Running.empty(self.layout, cur)
             for slot in np.flatnonzero((self.slot_bucket > cur - n) & (self.slot_bucket <= cur)).tolist():
-                run.add_rows(self, slot * self.layout.n_slices, 1)
+                run.add_slot(self, slot, 1)
             self._running[n] = run
             return run
-        s = self.layout.n_slices
         for b in range(run.cur - n + 1, cur - n + 1):  # left the window
             slot = b % self.ring
             if self.slot_bucket[slot] == b:
-                run.add_rows(self, slot * s, -1)
+                run.add_slot(self, slot, -1)
         for b in range(run.cur + 1, cur + 1):  # entered it (may already hold events stamped ahead)
             slot = b % self.ring
             if self.slot_bucket[slot] == b:
-                run.add_rows(self, slot * s, 1)
+                run.add_slot(self, slot, 1)
         run.cur = cur
         return run
 
