@@ -95,21 +95,23 @@ def plain_sums(w: ModelWindow, now: float, n: int) -> tuple[np.ndarray, np.ndarr
     st.lists(st.tuples(st.floats(-700, 700), st.floats(-2, 3)), max_size=30),
     st.floats(-50, 400),
 ), min_size=1, max_size=40), st.lists(st.integers(1, 12), min_size=1, max_size=3, unique=True),
-    st.sampled_from([LAYOUT, SKETCHED]), st.sampled_from([window_module.SPARSE_FACTOR, 10**12]))
-def test_running_totals_equal_a_plain_sum_after_any_sequence(steps, lengths, layout, sparse_factor):
-    """(``sparse_factor`` 10**12: every batch's sketch counts take the dense path.)"""
+    st.sampled_from([LAYOUT, SKETCHED]), st.sampled_from([window_module.SPARSE_FACTOR, 10**12]),
+    st.sampled_from([None, (12,)]))
+def test_running_totals_equal_a_plain_sum_after_any_sequence(steps, lengths, layout, sparse_factor, sketch_windows):
+    """(``sparse_factor`` 10**12: every batch's sketch counts take the dense path; ``sketch_windows``
+    (12,): only the whole window's totals keep sketch counts, as the engine's windows.)"""
     real = window_module.SPARSE_FACTOR
     window_module.SPARSE_FACTOR = sparse_factor
     try:
-        running_totals_after(steps, lengths, layout)
+        running_totals_after(steps, lengths, layout, sketch_windows)
     finally:
         window_module.SPARSE_FACTOR = real
 
 
-def running_totals_after(steps, lengths, layout):
+def running_totals_after(steps, lengths, layout, sketch_windows=None):
     from monitor.records import Label, LabelChange
 
-    w = ModelWindow(layout, 60.0, 12, 1e9, future_buckets=3)
+    w = ModelWindow(layout, 60.0, 12, 1e9, future_buckets=3, sketch_windows=sketch_windows)
     clock = 10_000.0
     for op, events, move in steps:
         clock += move * (20 if op == "jump" else 1)
@@ -123,6 +125,9 @@ def running_totals_after(steps, lengths, layout):
         for n, t in zip(lengths, got, strict=True):
             hist, sketch, scalars = plain_sums(w, clock, n)
             assert t.hist.tolist() == hist.tolist() and t.scalars.tolist() == scalars.tolist()
+            if sketch_windows is not None and n not in sketch_windows:
+                assert t.sketch.shape == (layout.n_slices, 0)
+                continue
             assert t.sketch.tolist() == sketch.tolist()
             if layout.sketched:  # each finite x in one sketch cell of its slices (the dense histogram's count)
                 assert sketch.sum(axis=1).tolist() == hist[:, layout.block(0)][:, :-1].sum(axis=1).tolist()

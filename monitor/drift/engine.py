@@ -214,6 +214,7 @@ class DriftEngine:
         return ModelWindow(
             self._layout(profile, pairs), self.bucket_seconds, self.window_buckets, self.allowed_lateness_s,
             future_buckets=math.ceil(self.max_future_s / self.bucket_seconds),
+            sketch_windows=(self.window_buckets,),  # quantiles are of the main window only
         )
 
     def _cohort_base(self, group: Sequence[str]) -> str | None:

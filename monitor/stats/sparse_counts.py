@@ -35,24 +35,26 @@ _NONE.setflags(write=False)
 
 class SparseCounts:
     """Counts of a flat vector of ``size`` cells: sorted unique :attr:`cells` with their
-    :attr:`counts`, plus the batches added since the last merge."""
+    :attr:`counts` (int32 where they fit), plus the batches added since the last merge."""
 
     __slots__ = ("_pending", "cells", "counts", "size")
 
     def __init__(self, size: int) -> None:
         self.size = int(size)
-        self.cells: NDArray[np.int64] = _NONE
-        self.counts: NDArray[np.int64] = _NONE
-        self._pending: list[tuple[NDArray[np.int64], NDArray[np.int64]]] = []
+        self.cells: NDArray[np.signedinteger[Any]] = _NONE
+        self.counts: NDArray[np.signedinteger[Any]] = _NONE
+        self._pending: list[tuple[NDArray[np.signedinteger[Any]], NDArray[np.signedinteger[Any]]]] = []
 
     def __len__(self) -> int:
         """Cells held, a cell of two unmerged batches twice."""
         return int(self.cells.size) + sum(c.size for c, _ in self._pending)
 
     def add(self, cells: NDArray[np.int64], counts: NDArray[np.int64]) -> None:
-        """Add ``counts`` at ``cells`` (unique; the arrays are kept: do not change them after)."""
+        """Add ``counts`` at ``cells`` (unique; the arrays may be kept: do not change them after)."""
         if cells.size == 0:
             return
+        if self.size < 2**31 and counts.size and int(counts.max()) < 2**31:  # held as int32: half the bytes
+            cells, counts = cells.astype(np.int32), counts.astype(np.int32)
         self._pending.append((cells, counts))
         if len(self._pending) >= MERGE_AFTER:
             self.merge()
@@ -68,11 +70,15 @@ class SparseCounts:
             uniq, inv = np.unique(cells, return_inverse=True)
             summed = np.zeros(uniq.size, dtype=np.int64)
             np.add.at(summed, inv, counts)
-            self.cells, self.counts = uniq, summed
         else:  # many: count into the dense vector (exact: counts stay far below 2**53)
             dense = np.rint(np.bincount(cells, weights=counts, minlength=self.size)).astype(np.int64)
-            self.cells = np.flatnonzero(dense)
-            self.counts = dense[self.cells]
+            uniq = np.flatnonzero(dense)
+            summed = dense[uniq]
+        # held as int32 (half the bytes): a cell index is below ``size``, and a bucket's count in one
+        # cell stays far below 2**31 (int64 where it would not)
+        small = self.size < 2**31 and (summed.size == 0 or int(summed.max()) < 2**31)
+        self.cells = uniq.astype(np.int32 if self.size < 2**31 else np.int64)
+        self.counts = summed.astype(np.int32 if small else np.int64)
         self._pending = []
 
     def add_into(self, target: NDArray[np.int64], sign: int) -> None:

@@ -75,10 +75,11 @@ class _Running:
     scalars: NDArray[np.int64]
 
     @classmethod
-    def empty(cls, layout: Layout, cur: int) -> _Running:
+    def empty(cls, layout: Layout, cur: int, sketch: bool = True) -> _Running:
+        """``sketch`` False: no sketch sums (an empty ``(slices, 0)`` array)."""
         s = layout.n_slices
-        return cls(cur, np.zeros((s, layout.hist_size), np.int64), np.zeros((s, layout.sketch_size), np.int64),
-                   np.zeros((s, N_SCALARS), np.int64))
+        return cls(cur, np.zeros((s, layout.hist_size), np.int64),
+                   np.zeros((s, layout.sketch_size if sketch else 0), np.int64), np.zeros((s, N_SCALARS), np.int64))
 
     def add_slot(self, window: ModelWindow, slot: int, sign: int) -> None:
         """Add (``sign`` 1) or subtract (-1) one slot's counts (its rows of every slice)."""
@@ -90,7 +91,8 @@ class _Running:
         else:
             self.hist -= window.hist[rows]
             self.scalars -= window.scalars[rows]
-        window.sketch_cells[slot].add_into(self.sketch.reshape(-1), sign)
+        if self.sketch.shape[1]:
+            window.sketch_cells[slot].add_into(self.sketch.reshape(-1), sign)
 
 
 class ModelWindow:
@@ -101,6 +103,7 @@ class ModelWindow:
         window_buckets: int,
         allowed_lateness_s: float,
         future_buckets: int = 10,
+        sketch_windows: Sequence[int] | None = None,
     ):
         if bucket_seconds <= 0 or window_buckets < 1 or allowed_lateness_s < 0 or future_buckets < 0:
             raise ValueError(
@@ -111,6 +114,10 @@ class ModelWindow:
         self.window_buckets = int(window_buckets)
         self.allowed_lateness_s = float(allowed_lateness_s)
         self.future_buckets = int(future_buckets)
+        self.sketch_windows = None if sketch_windows is None else frozenset(int(n) for n in sketch_windows)
+        """Window lengths whose totals hold the sketch counts (None: every length); the others' are
+        empty ``(slices, 0)`` arrays and cost nothing to keep (the engine reads quantiles of the main
+        window only)."""
         self.ring = self.window_buckets + self.future_buckets
         w, s = self.ring, layout.n_slices
         self.hist = np.zeros((w * s, layout.hist_size), dtype=np.int64)
@@ -133,6 +140,7 @@ class ModelWindow:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.version = int(state.get("version", 0))
+        self.sketch_windows = state.get("sketch_windows")
         self._running = {}
 
     @property
@@ -295,6 +303,8 @@ class ModelWindow:
         s = self.layout.n_slices
         one_slot = rows.size == 0 or rows[0] // s == rows[-1] // s  # (rows ascending) each cell once
         for run, inside, sidx in self._holding(rows):
+            if not run.sketch.shape[1]:
+                continue
             if inside.all() and one_slot:
                 run.sketch[sidx, cols] += counts
             elif inside.all():
@@ -318,7 +328,7 @@ class ModelWindow:
         by a whole window or more (or went back)."""
         run = self._running.get(n)
         if run is None or not 0 <= cur - run.cur < n:
-            run = _Running.empty(self.layout, cur)
+            run = _Running.empty(self.layout, cur, self.sketch_windows is None or n in self.sketch_windows)
             for slot in np.flatnonzero((self.slot_bucket > cur - n) & (self.slot_bucket <= cur)).tolist():
                 run.add_slot(self, slot, 1)
             self._running[n] = run
@@ -381,6 +391,8 @@ class ModelWindow:
         data). Each length keeps running sums: a read subtracts the buckets that left the window
         since the last read and adds those that entered, and :meth:`observe` adds new counts to the
         sums whose window holds their bucket, so a read costs the buckets that moved, not the window.
+
+        A length not in :attr:`sketch_windows` gives an empty ``(slices, 0)`` sketch.
 
         The totals are copies; with ``views``, read-only views of the running sums, which change
         with the window's next read or batch: for a caller that is done with them before (the
