@@ -98,6 +98,20 @@ def test_stats_benchmark_fleet_and_evaluate_timers_run():
     assert busy > 0 and tenth > 0
 
 
+def test_model_state_benchmark_prints_memory_and_checkpoint_per_model(monkeypatch, capsys):
+    import re
+
+    from benchmarks import model_state
+
+    monkeypatch.setattr("sys.argv", ["model_state", "--models", "2", "--rate", "40", "--minutes", "3"])
+    model_state.main()
+    out = capsys.readouterr().out
+    assert re.search(r"resident memory growth: -?[\d.]+ MiB = -?[\d.]+ MiB per model", out)
+    pickled, packed = (float(x) for x in re.search(r"([\d.]+) MB pickled .* ([\d.]+) MB after zlib-1", out).groups())
+    assert 0 < packed < pickled  # a checkpoint was made for each model and compresses
+    assert re.search(r"observe: \d+ us CPU per model batch of 10", out)
+
+
 @pytest.mark.integration
 def test_sizing_workloads_are_written_through_the_monitor_and_measured(tmp_path, pg_server):
     """``benchmarks/sizing.py`` on 600 events: every event lands (PostgreSQL partitions and SQLite),
