@@ -38,6 +38,9 @@ def test_adds_equal_a_dense_vector(batches, merge_after, size):
         np.add.at(want, cells, counts)
         assert c.dense().tolist() == want.tolist()
         assert len(c) <= np.count_nonzero(want) + merge_after * 20  # bounded by what was touched
+    held = len(c)
+    restored = pickle.loads(pickle.dumps(c))  # pickling merges a copy: the object itself is unchanged
+    assert len(c) == held and restored.dense().tolist() == want.tolist()
     c.merge()
     # merged: sorted, unique, nothing zero, only touched cells
     assert np.all(np.diff(c.cells) > 0) and np.all(c.counts > 0)

@@ -528,6 +528,7 @@ class DriftEngine:
             and window.window_buckets == self.window_buckets
             and window.allowed_lateness_s == self.allowed_lateness_s
             and window.future_buckets == math.ceil(self.max_future_s / self.bucket_seconds)
+            and window.sketch_windows == frozenset((self.window_buckets,))
         )
 
     def drop_models(self, model_ids: Sequence[str]) -> None:

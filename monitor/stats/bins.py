@@ -84,7 +84,10 @@ def _floats(flat: list[Any]) -> NDArray[np.float64]:
     """The list as floats by the faster converter for its length (raises on what it rejects)."""
     if len(flat) >= POLARS_FROM:
         return pl.Series(flat, dtype=pl.Float64).to_numpy(writable=True)
-    return np.array(flat, dtype=np.float64)
+    out = np.array(flat, dtype=np.float64)
+    if out.ndim != 1:  # nested values: rejected, as polars rejects them
+        raise TypeError("nested values")
+    return out
 
 
 def numeric_rows(dicts: Sequence[Mapping[str, Any]], names: Sequence[str]) -> NDArray[np.float64]:

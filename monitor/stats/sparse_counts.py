@@ -61,8 +61,12 @@ class SparseCounts:
 
     def merge(self) -> None:
         """Fold the batches added since the last merge into the sorted unique cells."""
-        if not self._pending:
-            return
+        if self._pending:
+            self.cells, self.counts = self._merged()
+            self._pending = []
+
+    def _merged(self) -> tuple[NDArray[np.signedinteger[Any]], NDArray[np.signedinteger[Any]]]:
+        """The sorted unique cells and their counts of everything held (changes nothing)."""
         parts = [(self.cells, self.counts), *self._pending]
         cells = np.concatenate([c for c, _ in parts])
         counts = np.concatenate([k for _, k in parts])
@@ -77,9 +81,7 @@ class SparseCounts:
         # held as int32 (half the bytes): a cell index is below ``size``, and a bucket's count in one
         # cell stays far below 2**31 (int64 where it would not)
         small = self.size < 2**31 and (summed.size == 0 or int(summed.max()) < 2**31)
-        self.cells = uniq.astype(np.int32 if self.size < 2**31 else np.int64)
-        self.counts = summed.astype(np.int32 if small else np.int64)
-        self._pending = []
+        return uniq.astype(np.int32 if self.size < 2**31 else np.int64), summed.astype(np.int32 if small else np.int64)
 
     def add_into(self, target: NDArray[np.int64], sign: int) -> None:
         """``target`` (flat, :attr:`size` long) += ``sign`` x these counts."""
@@ -93,8 +95,8 @@ class SparseCounts:
         return out
 
     def __getstate__(self) -> dict[str, Any]:
-        self.merge()
-        return {"size": self.size, "cells": self.cells, "counts": self.counts}
+        cells, counts = self._merged() if self._pending else (self.cells, self.counts)
+        return {"size": self.size, "cells": cells, "counts": counts}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.size, self.cells, self.counts = state["size"], state["cells"], state["counts"]

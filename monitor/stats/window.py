@@ -214,6 +214,8 @@ class ModelWindow:
             slot = int(ub % self.ring)
             if self.slot_bucket[slot] != ub:
                 s = self.layout.n_slices
+                for held in self.sketch_cells:  # a new bucket: the others' batches, merged, take less room
+                    held.merge()
                 self._leave(slot)
                 self.hist[slot * s : (slot + 1) * s] = 0
                 self.sketch_cells[slot] = SparseCounts(s * self.layout.sketch_size)
