@@ -30,6 +30,8 @@ from monitor.stats import bins as bins_module
 from monitor.stats.bins import FeatureSpec, numeric_array, numeric_bins, numeric_matrix, numeric_rows, stringify
 from monitor.stats.columns import EventColumns, feature_columns, records_from_events, slice_membership
 from monitor.stats.contributions import label_contributions
+from monitor.stats.delay_histogram import DelayHistogram
+from monitor.stats.label_columns import LabelColumns
 from monitor.stats.layout import (
     CONF_N,
     CONF_SUM,
@@ -43,6 +45,7 @@ from monitor.stats.layout import (
     SCORE_SQ,
     SCORE_SUM,
     SOURCE_BASE,
+    SOURCES,
     Layout,
     source_index,
 )
@@ -428,6 +431,7 @@ LABELS = st.builds(
     st.sampled_from([None, "human", "judge", "user", "system", "bogus"]),
     st.floats(0, 1e5),
     judge_model=st.sampled_from([None, "j1", "j2"]),
+    failure_cluster=st.sampled_from([None, "", "timeout", "refusal"]),
 )
 
 
@@ -446,9 +450,12 @@ def label_changes(draw) -> list[LabelChange]:
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(label_changes())
 def test_label_contributions_equal_the_per_label_code(changes):
-    t, scal, slices, feats = label_contributions(changes)
     ot, oscal, oslices, ofeats = oracle_label_contributions(changes)
-    assert np.array_equal(t, ot) and np.array_equal(scal, oscal) and slices == oslices and feats == ofeats
+    for given_as in (changes, LabelColumns.of(changes)):  # objects, and columns (their own path without retractions)
+        t, scal, slices, feats = label_contributions(given_as)
+        assert np.array_equal(t, ot) and np.array_equal(scal, oscal) and slices == oslices and feats == ofeats
+    firsts = [c for c in changes if c.old is None]
+    assert np.array_equal(label_contributions(LabelColumns.of(firsts))[1], oracle_label_contributions(firsts)[1])
     lay = layout()
     # a window given the labels' slice membership counts exactly what one computing it itself does
     member = slice_membership([c.slice for c in changes], [c.input_features for c in changes], lay.slices)
@@ -459,6 +466,43 @@ def test_label_contributions_equal_the_per_label_code(changes):
                           [c.slice for c in changes], [None] * len(changes)))
     assert a.observe_labels(changes, member) == b.observe_labels(changes)
     assert np.array_equal(a.scalars, b.scalars) and a.late_labels == b.late_labels
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(label_changes())
+def test_tallies_delays_and_clusters_equal_the_per_label_code(changes):
+    """What the engine keeps of a batch of labels, against the same counted one label at a time."""
+    pairs = [("language", "es"), ("domain", "regulatory")]
+    eng = DriftEngine(protected_slices={"language": ["es"], "domain": ["regulatory"]}, auto_reference_events=None)
+    member = slice_membership([c.slice for c in changes], [c.input_features for c in changes], pairs)
+    eng._feed_adwin("m1", LabelColumns.of(changes), member)
+    if all(c.new.was_correct is None for c in changes):  # no verdict in the batch: nothing is fed
+        assert not eng._tallies and not eng._delays and not eng._clusters
+        return
+    groups = {AGGREGATE: changes} | {
+        slice_label(k, v): [c for c in changes if oracle_member(c.slice, c.input_features, k, v)] for k, v in pairs}
+    for label, members in groups.items():
+        scored = [c for c in members if c.old is None and c.new.was_correct is not None]
+        tally = eng._tallies.get(("m1", label))
+        if not scored:
+            assert tally is None
+            continue
+        assert tally is not None and (tally.correct, tally.total) == (
+            sum(bool(c.new.was_correct) for c in scored), len(scored))
+        assert tally.first_served == min(c.served_at for c in scored)
+        failures = [c.new.failure_cluster for c in members
+                    if c.old is None and c.new.was_correct is False and c.new.failure_cluster]
+        assert (("m1", label) in eng._clusters) == bool(failures)
+    delays: dict[str, list[float]] = {}
+    for c in changes:
+        if c.old is None:
+            source = c.new.source if c.new.source in SOURCES else "unknown"
+            delays.setdefault(source, []).append(c.new.observed_at - c.served_at)
+    assert sorted(s for _, s in eng._delays) == sorted(delays)
+    for source, ds in delays.items():
+        want = DelayHistogram()
+        want.update(ds)
+        assert eng._delays[("m1", source)].counts.tolist() == want.counts.tolist()
 
 
 class RecordingDrop(CorrectnessDrop):
@@ -480,7 +524,7 @@ def test_adwin_detectors_are_fed_as_before(changes, in_order):
         eng = DriftEngine(protected_slices={"language": ["es", "ja"], "domain": ["regulatory"]},
                           auto_reference_events=None)
         member = slice_membership([c.slice for c in changes], [c.input_features for c in changes], pairs)
-        eng._feed_adwin("m1", changes, member)
+        eng._feed_adwin("m1", LabelColumns.of(changes), member)
     feeds = oracle_adwin_feeds(changes, pairs)
     assert sorted(label for (_, label) in eng._adwin) == sorted(feeds)
     for label, feed in feeds.items():

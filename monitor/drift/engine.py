@@ -66,6 +66,7 @@ from monitor.stats.cluster_share import ClusterShares
 from monitor.stats.columns import EventColumns, records_from_events, records_from_rows, slice_membership
 from monitor.stats.delay_histogram import DelayHistogram
 from monitor.stats.event_frame import EventFrame, split_by_model
+from monitor.stats.label_columns import LabelColumns
 from monitor.stats.layout import CORRECT_N, CORRECT_SUM, EVENTS, SOURCES, Layout
 from monitor.stats.multiple_testing import Correction, adjust_p_values
 from monitor.stats.profile import ReferenceProfile
@@ -264,17 +265,16 @@ class DriftEngine:
             self._buffer(model_id, rec.to_columns() if isinstance(rec, EventFrame) else rec, labels)
             return
         window.observe(rec, arrival)
-        # slice membership of the labels, computed once for the window and the ADWIN detectors
-        lmember = (
-            slice_membership([lc.slice for lc in labels], [lc.input_features for lc in labels], self._pairs)
-            if labels and self._pairs
-            else []
-        )
-        window.observe_labels(labels, lmember if window.layout.slices == tuple(self._pairs) else None)
         member = self._cohort_windows.get(model_id)
         if member is not None:
             member.observe(rec, arrival)
-        self._feed_adwin(model_id, labels, lmember)
+        if not labels:
+            return
+        cols = LabelColumns.of(labels)  # read once, for the window and every label statistic
+        # slice membership of the labels, computed once for the window and the ADWIN detectors
+        lmember = slice_membership(cols.slices, cols.features, self._pairs) if self._pairs else []
+        window.observe_labels(cols, lmember if window.layout.slices == tuple(self._pairs) else None)
+        self._feed_adwin(model_id, cols, lmember)
 
     def _buffer(self, model_id: str, rec: EventColumns, labels: list[LabelChange]) -> None:
         n = self.auto_reference_events
@@ -313,24 +313,17 @@ class DriftEngine:
         self._new.append(profile)
         self.set_reference(model_id, profile)
 
-    def _feed_adwin(self, model_id: str, labels: list[LabelChange], lmember: list[NDArray[np.int64]]) -> None:
+    def _feed_adwin(self, model_id: str, labels: LabelColumns, lmember: list[NDArray[np.int64]]) -> None:
         """Labels with ``was_correct`` in ``served_at`` order, to the aggregate's and each slice's
         detector; ``lmember`` is :func:`slice_membership` of ``labels`` (empty without protected slices)."""
-        wc = [lc.new.was_correct for lc in labels]
-        n_none = wc.count(None)
-        if n_none == len(wc):
+        scored = np.flatnonzero(labels.correct >= 0)
+        if scored.size == 0:
             return
-        scored = np.flatnonzero([w is not None for w in wc]) if n_none else np.arange(len(wc))
-        times_all = [lc.served_at for lc in labels]
-        t = np.array(times_all, dtype=np.float64)[scored]
-        if n_none == 0 and bool(np.all(t[1:] >= t[:-1])):  # already in served_at order: a stable sort keeps it
-            order, correct, times = scored, [bool(w) for w in wc], times_all
-        else:
-            order = scored[sorted(range(scored.size), key=[times_all[i] for i in scored.tolist()].__getitem__)]
-            ordered = order.tolist()
-            correct = [bool(wc[i]) for i in ordered]
-            times = [times_all[i] for i in ordered]
-        position = np.full(len(wc), -1, dtype=np.int64)  # label index -> index in the ordered lists
+        t = labels.served_at[scored]
+        order = scored if bool(np.all(t[1:] >= t[:-1])) else scored[np.argsort(t, kind="stable")]
+        correct = (labels.correct[order] == 1).tolist()
+        times = labels.served_at[order].tolist()
+        position = np.full(len(labels), -1, dtype=np.int64)  # label index -> index in the ordered lists
         position[order] = np.arange(order.size)
         for j, label in enumerate([AGGREGATE] + [slice_label(k, v) for k, v in self._pairs]):
             if j == 0:
@@ -349,11 +342,11 @@ class DriftEngine:
         self._track_clusters(model_id, labels, lmember)
         self._track_delays(model_id, labels)
 
-    def _track_clusters(self, model_id: str, labels: list[LabelChange], lmember: list[NDArray[np.int64]]) -> None:
+    def _track_clusters(self, model_id: str, cols: LabelColumns, lmember: list[NDArray[np.int64]]) -> None:
         """First labels that are failures with a ``failure_cluster``, per slice, by the label's time
         (see :mod:`monitor.stats.cluster_share`)."""
-        rows = [i for i, lc in enumerate(labels)
-                if lc.old is None and lc.new.was_correct is False and lc.new.failure_cluster]
+        labels = cols.changes
+        rows = [i for i in np.flatnonzero(cols.first & (cols.correct == 0)).tolist() if labels[i].new.failure_cluster]
         if not rows:
             return
         picked = np.zeros(len(labels), dtype=bool)
@@ -385,23 +378,20 @@ class DriftEngine:
                 ))
         return out
 
-    def _track_delays(self, model_id: str, labels: list[LabelChange]) -> None:
+    def _track_delays(self, model_id: str, labels: LabelColumns) -> None:
         """Label delay of each first label, per label source (a fixed set: unknown ones pool)."""
-        by_source: dict[str, list[float]] = {}
-        for lc in labels:
-            if lc.old is None:
-                source = lc.new.source if lc.new.source in SOURCES else "unknown"
-                by_source.setdefault(source, []).append(lc.new.observed_at - lc.served_at)
-        for source, delays in by_source.items():
-            self._delays.setdefault((model_id, source), DelayHistogram()).update(delays)
+        source = labels.source[labels.first]
+        delay = labels.delay[labels.first]
+        for i in np.unique(source).tolist():
+            self._delays.setdefault((model_id, SOURCES[i]), DelayHistogram()).update(delay[source == i])
 
-    def _tally(self, model_id: str, labels: list[LabelChange], lmember: list[NDArray[np.int64]]) -> None:
+    def _tally(self, model_id: str, labels: LabelColumns, lmember: list[NDArray[np.int64]]) -> None:
         """First labels with a correctness verdict, counted per slice (see :mod:`monitor.drift.evidence`)."""
-        first = np.array([lc.old is None and lc.new.was_correct is not None for lc in labels], dtype=bool)
+        first = labels.first & (labels.correct >= 0)
         if not first.any():
             return
-        ok = np.array([bool(lc.new.was_correct) for lc in labels], dtype=bool)
-        served = np.array([lc.served_at for lc in labels], dtype=np.float64)
+        ok = labels.correct == 1
+        served = labels.served_at
         groups = [(AGGREGATE, np.flatnonzero(first))] + [
             (slice_label(k, v), rows[first[rows]]) for (k, v), rows in zip(self._pairs, lmember, strict=False)
         ]

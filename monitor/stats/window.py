@@ -33,6 +33,7 @@ from monitor.records import LabelChange
 from monitor.stats.columns import EventColumns, slice_membership
 from monitor.stats.contributions import label_contributions
 from monitor.stats.event_frame import EventFrame
+from monitor.stats.label_columns import LabelColumns
 from monitor.stats.layout import EVENTS, N_SCALARS, Layout
 from monitor.stats.sparse_counts import SparseCounts
 
@@ -346,7 +347,9 @@ class ModelWindow:
         run.cur = cur
         return run
 
-    def observe_labels(self, changes: Sequence[LabelChange], member: list[NDArray[np.int64]] | None = None) -> int:
+    def observe_labels(
+        self, changes: Sequence[LabelChange] | LabelColumns, member: list[NDArray[np.int64]] | None = None
+    ) -> int:
         """Retract old / add new labels in their predictions' buckets; returns how many were credited.
 
         ``member``: :func:`slice_membership` of ``changes`` on this layout's slices, if already known."""
