@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,7 +32,8 @@ def test_adds_equal_a_dense_vector(batches, merge_after, size):
     want = np.zeros(size, dtype=np.int64)
     for raw_cells, raw_counts in batches:
         cells, counts = batch(raw_cells, raw_counts)
-        with merging_after(merge_after):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(sparse_module, "MERGE_AFTER", merge_after)
             c.add(cells, counts)
         np.add.at(want, cells, counts)
         assert c.dense().tolist() == want.tolist()
@@ -55,14 +55,6 @@ def test_adds_equal_a_dense_vector(batches, merge_after, size):
     assert total.tolist() == np.arange(size).tolist()
 
 
-@contextmanager
-def merging_after(n: int) -> Iterator[None]:
-    real = sparse_module.MERGE_AFTER
-    sparse_module.MERGE_AFTER = n
-    try:
-        yield
-    finally:
-        sparse_module.MERGE_AFTER = real
 
 
 def test_a_merge_does_not_change_the_callers_arrays():

@@ -327,12 +327,9 @@ def same_floats(a: np.ndarray, b: np.ndarray) -> bool:
 @contextmanager
 def converter(polars_from: int) -> Iterator[None]:
     """Lists convert by polars from ``polars_from`` values on (0: always polars; huge: always numpy)."""
-    real = bins_module.POLARS_FROM
-    bins_module.POLARS_FROM = polars_from
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(bins_module, "POLARS_FROM", polars_from)
         yield
-    finally:
-        bins_module.POLARS_FROM = real
 
 
 CONVERTERS = st.sampled_from([0, 10**9])
