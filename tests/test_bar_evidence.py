@@ -11,6 +11,7 @@ checkpoint/restore (takeover) unchanged.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 from hypothesis import given, settings
@@ -22,7 +23,7 @@ from monitor.alerts.rules import DEFAULT_RULES
 from monitor.alerts.state import AlertEvaluator
 from monitor.drift import DriftEngine
 from monitor.metrics.collector import MonitorCollector
-from monitor.records import QualityBar
+from monitor.records import Label, QualityBar
 from monitor.snapshot import Snapshot
 from monitor.stats.bernoulli_evidence import log_e_value
 from monitor.stats.delay_histogram import EDGES, MAX_S, DelayHistogram
@@ -183,3 +184,23 @@ def test_label_delays_per_source_reach_the_metrics_with_bounded_labels():
     assert evidence == value(snap, "all", "bar_evidence").value
     windows = {s.labels.get("window") for m in registry.collect() for s in m.samples if "window" in s.labels}
     assert windows <= {"main", "5m", "15m", "since_first", "since_restart"}
+
+
+def test_score_only_labels_count_in_the_label_delays():
+    """A label source with scores and no correctness verdict (a graded judge) still has its delays
+    counted: its first labels' delays reach the snapshot, and nothing is tallied for the bar."""
+    eng = engine()
+    rng = np.random.default_rng(5)
+    spec = StreamSpec(model_id="v2")
+    for m in range(20):  # the reference is built from the first 3,000 events
+        events, _ = make_batch(rng, spec, 200, 60.0 * m, 60.0 * (m + 1))
+        eng.observe(events, [], 60.0 * (m + 1))
+    events, labels = make_batch(rng, spec, 200, 1200.0, 1260.0)
+    graded = [replace(lc, new=Label(None, 0.7, "judge", lc.served_at + 45.0)) for lc in labels]
+    eng.observe(events, graded, 1260.0)
+    snap = eng.evaluate(1260.0)
+    delays = {v.statistic: v for v in snap.values if v.statistic.startswith("delay_p")}
+    assert delays and {v.feature for v in delays.values()} == {"labels:judge"}
+    want = float(np.quantile(np.full(len(graded), 45.0), 0.5))
+    assert want <= delays["delay_p50"].value <= want * 1.17  # within one bin above, as the histogram keeps it
+    assert not eng._tallies  # no verdict: nothing counted towards the quality bar

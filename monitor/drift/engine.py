@@ -274,7 +274,7 @@ class DriftEngine:
         # slice membership of the labels, computed once for the window and the ADWIN detectors
         lmember = slice_membership(cols.slices, cols.features, self._pairs) if self._pairs else []
         window.observe_labels(cols, lmember if window.layout.slices == tuple(self._pairs) else None)
-        self._feed_adwin(model_id, cols, lmember)
+        self._feed_labels(model_id, cols, lmember)
 
     def _buffer(self, model_id: str, rec: EventColumns, labels: list[LabelChange]) -> None:
         n = self.auto_reference_events
@@ -313,6 +313,15 @@ class DriftEngine:
         self._new.append(profile)
         self.set_reference(model_id, profile)
 
+    def _feed_labels(self, model_id: str, labels: LabelColumns, lmember: list[NDArray[np.int64]]) -> None:
+        """A batch of label changes to every label statistic: the ADWIN detectors, the outcome
+        tallies and failure clusters (labels with a correctness verdict) and the label delays (every
+        first label, a score-only one too)."""
+        self._feed_adwin(model_id, labels, lmember)
+        self._tally(model_id, labels, lmember)
+        self._track_clusters(model_id, labels, lmember)
+        self._track_delays(model_id, labels)
+
     def _feed_adwin(self, model_id: str, labels: LabelColumns, lmember: list[NDArray[np.int64]]) -> None:
         """Labels with ``was_correct`` in ``served_at`` order, to the aggregate's and each slice's
         detector; ``lmember`` is :func:`slice_membership` of ``labels`` (empty without protected slices)."""
@@ -338,9 +347,6 @@ class DriftEngine:
             if det is None:
                 det = self._adwin[(model_id, label)] = CorrectnessDrop(self.adwin_delta)
             det.update_many(xs, ts)
-        self._tally(model_id, labels, lmember)
-        self._track_clusters(model_id, labels, lmember)
-        self._track_delays(model_id, labels)
 
     def _track_clusters(self, model_id: str, cols: LabelColumns, lmember: list[NDArray[np.int64]]) -> None:
         """First labels that are failures with a ``failure_cluster``, per slice, by the label's time
