@@ -6,6 +6,8 @@ import pickle
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.detect import CorrectnessDrop, LineageTracker
 
@@ -44,6 +46,50 @@ def test_update_many_equals_update():
         a.update(bool(c), float(i))
     b.update_many(x.tolist(), [float(i) for i in range(x.size)])
     assert (a.last_drop_at, a.estimate, a.n_seen) == (b.last_drop_at, b.estimate, b.n_seen)
+
+
+def _state(d: CorrectnessDrop) -> tuple:
+    a = d._adwin
+    return (d.last_drop_at, d.estimate, d.n_seen, d._sum, d._width, a.drift_detected, a.width, a.total,
+            a.n_detections, a.variance)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 400), st.floats(0.0, 1.0)), min_size=1, max_size=8),
+       st.lists(st.integers(1, 300), min_size=1, max_size=20), st.integers(0, 2**16), st.booleans())
+def test_update_many_through_the_window_equals_the_public_api(segments, splits, seed, round_trip):
+    """The fast path (river's window object driven directly) against ``ADWIN.update``: the same
+    detections, drops and window after every batch, on streams whose accuracy jumps (drifts)."""
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([rng.random(n) < p for n, p in segments]).tolist()
+    t = [float(i) for i in range(len(x))]
+    fast, public = CorrectnessDrop(), CorrectnessDrop()
+    start = 0
+    for k, size in enumerate(splits * (len(x) // max(1, sum(splits)) + 1)):
+        if start >= len(x):
+            break
+        fast.update_many(x[start : start + size], t[start : start + size])
+        public._update_public(x[start : start + size], t[start : start + size])
+        assert _state(fast) == _state(public)
+        if round_trip and k == 1:
+            fast = pickle.loads(pickle.dumps(fast))
+        start += size
+    one = CorrectnessDrop()
+    for c, s in zip(x, t, strict=True):
+        one.update(c, s)
+    assert _state(one) == _state(fast)
+
+
+def test_update_many_without_the_window_object_uses_the_public_api(monkeypatch):
+    """A river whose ADWIN has no ``_helper`` (another version) takes the public path."""
+    x = stream(4, 0.9, 0.6)
+    a, b = CorrectnessDrop(), CorrectnessDrop()
+    called = []
+    monkeypatch.setattr(b, "_update_public", lambda c, s: called.append(len(c)) or a._update_public(c, s))
+    monkeypatch.delattr(type(b._adwin), "_helper", raising=False)
+    b._adwin.__dict__.pop("_helper")
+    b.update_many(x.tolist(), [float(i) for i in range(x.size)])
+    assert called == [x.size] and a.last_drop_at is not None
 
 
 def test_pickle_round_trip_of_detectors():
