@@ -16,7 +16,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import Any, NamedTuple
 
 import msgspec
 from sqlalchemy import Connection, bindparam, delete, func, select, text, update
@@ -25,7 +26,7 @@ from monitor.events import SCHEMA_VERSION, FeedbackEvent, InferenceEvent
 from monitor.records import BatchOutcome, DeadLetterRecord, Label, LabelChange
 from monitor.store.dead_letters import write_dead_letters
 from monitor.store.labels import label_from
-from monitor.store.sql import chunks, in_ids
+from monitor.store.sql import chunks, ids_json, in_ids, in_ids_param
 from monitor.store.tables import inference_log, pending_label
 from monitor.store.times import to_datetime, to_epoch
 from monitor.store.window_state import log_label_changes
@@ -51,6 +52,31 @@ _SET_PENDING = (
     .where(pending_label.c.request_id == bindparam("b_rid"))
     .values(**_label_values(), observed_at=bindparam("b_observed_at"), received_at=bindparam("b_received_at"))
 )
+
+
+class _Reads(NamedTuple):
+    """The label join's statements by request ids, made once per dialect (the ids bound as ``ids``,
+    see :func:`~monitor.store.sql.in_ids_param`)."""
+
+    pending: Any  # the waiting labels of the ids
+    pending_observed: Any  # their request ids and ``observed_at`` only
+    drop_pending: Any  # delete them
+    predictions: Any  # the predictions' rows a label change reports, with their current label
+
+
+@cache
+def _reads(dialect: str) -> _Reads:
+    p, c = pending_label.c, inference_log.c
+    return _Reads(
+        select(pending_label).where(in_ids_param(p.request_id, dialect)),
+        select(p.request_id, p.observed_at).where(in_ids_param(p.request_id, dialect)),
+        delete(pending_label).where(in_ids_param(p.request_id, dialect)),
+        select(
+            c.request_id, c.model_id, c.served_at, c.slice, c.input_features,
+            c.was_correct, c.score, c.label_source, c.judge_model, c.rubric_version,
+            c.failure_cluster, c.label_observed_at,
+        ).where(in_ids_param(c.request_id, dialect)),
+    )
 
 
 def join_labels(
@@ -96,11 +122,10 @@ def _label_params(rid: str, label: Label) -> dict[str, Any]:
 
 
 def _apply_pending(conn: Connection, new: dict[str, InferenceEvent], out: BatchOutcome) -> None:
-    dialect = conn.dialect.name
+    reads = _reads(conn.dialect.name)
     found: list[Any] = []
     for chunk in chunks(list(new)):
-        query = select(pending_label).where(in_ids(pending_label.c.request_id, chunk, dialect))
-        found.extend(conn.execute(query))
+        found.extend(conn.execute(reads.pending, {"ids": ids_json(chunk)}))
     if not found:
         return
     params = []
@@ -122,7 +147,7 @@ def _apply_pending(conn: Connection, new: dict[str, InferenceEvent], out: BatchO
     conn.execute(_SET_LABEL, params)
     done = [row.request_id for row in found]
     for chunk in chunks(done):
-        conn.execute(pending_label.delete().where(in_ids(pending_label.c.request_id, chunk, dialect)))
+        conn.execute(reads.drop_pending, {"ids": ids_json(chunk)})
 
 
 def _write_feedback(conn: Connection, events: Sequence[FeedbackEvent], now: datetime, out: BatchOutcome) -> None:
@@ -137,15 +162,10 @@ def _write_feedback(conn: Connection, events: Sequence[FeedbackEvent], now: date
         else:
             out.stale_labels += 1
     ids = list(winners)
-    cols = inference_log.c
+    predictions = _reads(conn.dialect.name).predictions
     rows: dict[str, Any] = {}
     for chunk in chunks(ids):
-        query = select(
-            cols.request_id, cols.model_id, cols.served_at, cols.slice, cols.input_features,
-            cols.was_correct, cols.score, cols.label_source, cols.judge_model, cols.rubric_version,
-            cols.failure_cluster, cols.label_observed_at,
-        ).where(in_ids(cols.request_id, chunk, conn.dialect.name))
-        rows.update({r.request_id: r for r in conn.execute(query)})
+        rows.update({r.request_id: r for r in conn.execute(predictions, {"ids": ids_json(chunk)})})
     updates = []
     for rid, label in winners.items():
         row = rows.get(rid)
@@ -180,11 +200,10 @@ def _write_feedback(conn: Connection, events: Sequence[FeedbackEvent], now: date
 
 def _write_pending(conn: Connection, labels: dict[str, Label], now: datetime, out: BatchOutcome) -> None:
     held: dict[str, float] = {}
+    pending_observed = _reads(conn.dialect.name).pending_observed
     for chunk in chunks(list(labels)):
-        query = select(pending_label.c.request_id, pending_label.c.observed_at).where(
-            in_ids(pending_label.c.request_id, chunk, conn.dialect.name)
-        )
-        held.update({r.request_id: to_epoch(r.observed_at) or 0.0 for r in conn.execute(query)})
+        rows = conn.execute(pending_observed, {"ids": ids_json(chunk)})
+        held.update({r.request_id: to_epoch(r.observed_at) or 0.0 for r in rows})
     inserts, updates = [], []
     for rid, label in labels.items():
         params = _label_params(rid, label) | {"b_received_at": now}

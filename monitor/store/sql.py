@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 import msgspec
-from sqlalchemy import JSON, Connection, String, Table, bindparam, cast, func, select
+from sqlalchemy import JSON, Connection, String, Table, bindparam, cast, func, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.errors import StoreError
@@ -17,13 +17,25 @@ T = TypeVar("T")
 
 
 def in_ids(column: Any, ids: Sequence[str], dialect: str) -> Any:
-    """``column IN ids``. On PostgreSQL one parameter, the ids as a JSON array that the server
-    unpacks (``json_array_elements_text``): msgspec encodes 5,000 ids in C, where the driver's
-    ``text[]`` adaptation cost 1.6 us of Python per id (``benchmarks/README.md``)."""
+    """``column IN ids``, the ids bound as one JSON array (:func:`ids_json`) that the server unpacks
+    (PostgreSQL's ``json_array_elements_text``, SQLite's ``json_each``): msgspec encodes 5,000 ids
+    in C, where the driver's ``text[]`` adaptation cost 1.6 us of Python per id
+    (``benchmarks/README.md``), and an ``IN`` of one parameter per id is a new statement for each
+    count."""
+    return column.in_(_unpacked(bindparam(None, ids_json(ids), type_=String, unique=True), dialect))
+
+
+def in_ids_param(column: Any, dialect: str) -> Any:
+    """``column IN`` the ids bound at execution as the parameter ``ids`` (:func:`ids_json` of them):
+    a statement built once with it is compiled once, where one built per call with :func:`in_ids`
+    costs SQLAlchemy ~100 us of construction, caching and parameter expansion each time."""
+    return column.in_(_unpacked(bindparam("ids", type_=String), dialect))
+
+
+def _unpacked(param: Any, dialect: str) -> Any:
     if dialect == "postgresql":
-        doc = bindparam(None, ids_json(ids), type_=String, unique=True)
-        return column.in_(select(func.json_array_elements_text(cast(doc, JSON))))
-    return column.in_(list(ids))
+        return select(func.json_array_elements_text(cast(param, JSON)))
+    return select(literal_column("value")).select_from(func.json_each(param))
 
 
 def ids_json(ids: Sequence[str]) -> str:
