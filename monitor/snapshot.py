@@ -10,6 +10,7 @@ Prometheus label.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -168,12 +169,82 @@ class DistributionTable:
         return [self.value(row, block, name) for name in names]
 
 
+QUANTILE_STATISTICS = ("p50", "p95", "p99", "p99_shift")
+"""A quantile cell's statistics, in the order it emits them (``p99_shift`` where the reference has a
+p99)."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class QuantileTable:
+    """The quantiles of one model's main window as columns: one row per slice view, one column per
+    sketched input feature. Each cell with samples stands for its ``p50``, ``p95`` and ``p99`` and,
+    where the reference has a p99, its ``p99_shift`` (:meth:`cell`); about 300 values a model and
+    evaluation at 13 sketched features and 5 slice values, made only when read, while the alert
+    rules read the arrays."""
+
+    model_id: str
+    reference_id: str | None
+    reference_hash: str | None
+    min_samples: int
+    window_s: float | None
+    slices: tuple[str, ...]
+    """Per row: the slice label."""
+    features: tuple[str, ...]
+    """Per column: the feature."""
+    counts: NDArray[np.int64]
+    """Per cell: the samples in the feature's sketch."""
+    quantiles: NDArray[np.float64]
+    """Per cell: p50, p95 and p99 (``(rows, features, 3)``; meaningless where the count is 0)."""
+    reference_p99: NDArray[np.float64]
+    """Per cell: the p99 of the row's reference (NaN or infinite: none)."""
+
+    def emitted(self, statistic: str) -> NDArray[np.bool_]:
+        """The cells that have a value of ``statistic``."""
+        if statistic == "p99_shift":
+            return (self.counts > 0) & np.isfinite(self.reference_p99)
+        if statistic in QUANTILE_STATISTICS:
+            return self.counts > 0
+        raise KeyError(statistic)
+
+    def values_of(self, statistic: str) -> NDArray[np.float64]:
+        """``statistic`` of every cell (meaningful where :meth:`emitted`)."""
+        if statistic == "p99_shift":
+            ref = self.reference_p99
+            with np.errstate(invalid="ignore"):
+                return np.abs(self.quantiles[:, :, 2] - ref) / np.maximum(np.abs(ref), 1e-12)
+        return self.quantiles[:, :, QUANTILE_STATISTICS.index(statistic)]
+
+    def counts_of(self, statistic: str) -> NDArray[np.int64]:
+        return self.counts
+
+    def value(self, row: int, col: int, statistic: str) -> SignalValue:
+        """The :class:`SignalValue` of one statistic of one cell."""
+        n = int(self.counts[row, col])
+        baseline = None
+        if statistic == "p99_shift":
+            ref = float(self.reference_p99[row, col])
+            x = abs(float(self.quantiles[row, col, 2]) - ref) / max(abs(ref), 1e-12)
+            baseline = ref
+        else:
+            x = float(self.quantiles[row, col, QUANTILE_STATISTICS.index(statistic)])
+        return SignalValue(self.model_id, self.slices[row], "input", self.features[col], statistic, x, n,
+                           n >= self.min_samples, None, None, baseline, self.reference_id, self.reference_hash,
+                           self.window_s)
+
+    def cell(self, row: int, col: int) -> list[SignalValue]:
+        """Every value of one cell, in the builder's order (none without samples)."""
+        if self.counts[row, col] == 0:
+            return []
+        names = QUANTILE_STATISTICS if math.isfinite(self.reference_p99[row, col]) else QUANTILE_STATISTICS[:3]
+        return [self.value(row, col, name) for name in names]
+
+
 @dataclass(frozen=True, slots=True)
 class Segment:
-    """Blocks ``start:stop`` of one row of a :class:`DistributionTable`, standing for their values
-    at this place of a :class:`ValueSet`."""
+    """Blocks ``start:stop`` of one row of a :class:`DistributionTable` (columns of a
+    :class:`QuantileTable`), standing for their values at this place of a :class:`ValueSet`."""
 
-    table: DistributionTable
+    table: DistributionTable | QuantileTable
     row: int
     start: int
     stop: int
@@ -182,9 +253,12 @@ class Segment:
         return [v for b in range(self.start, self.stop) for v in self.table.cell(self.row, b)]
 
 
+_Parts = tuple[list[tuple[int, SignalValue]], list[DistributionTable], list[QuantileTable], set[str]]
+
+
 class ValueSet(Sequence[SignalValue]):
     """An evaluation's values: plain :class:`SignalValue` s and :class:`Segment` s of distribution
-    tables, in order. As a sequence it is the values, the segments' made on first use (a replay
+    and quantile tables, in order. As a sequence it is the values, the segments' made on first use (a replay
     that nobody scrapes never makes them); :attr:`scalars` and :attr:`tables` are what the alert
     rules and the p-value correction read."""
 
@@ -193,26 +267,29 @@ class ValueSet(Sequence[SignalValue]):
     def __init__(self, items: Iterable[SignalValue | Segment] = ()) -> None:
         self.items: tuple[SignalValue | Segment, ...] = tuple(items)
         self._values: tuple[SignalValue, ...] | None = None
-        self._parts: tuple[list[tuple[int, SignalValue]], list[DistributionTable], set[str]] | None = None
+        self._parts: _Parts | None = None
 
     @classmethod
     def of(cls, values: Sequence[SignalValue]) -> ValueSet:
         return values if isinstance(values, ValueSet) else cls(values)
 
-    def _split(self) -> tuple[list[tuple[int, SignalValue]], list[DistributionTable], set[str]]:
+    def _split(self) -> _Parts:
         if self._parts is None:
             scalars: list[tuple[int, SignalValue]] = []
             tables: dict[int, DistributionTable] = {}
+            quantiles: dict[int, QuantileTable] = {}
             models: set[str] = set()
             for i, x in enumerate(self.items):
                 if isinstance(x, Segment):
-                    if id(x.table) not in tables:
-                        tables[id(x.table)] = x.table
-                        models.add(x.table.model_id)
+                    t = x.table
+                    held = tables if isinstance(t, DistributionTable) else quantiles
+                    if id(t) not in held:
+                        held[id(t)] = t  # type: ignore[assignment]
+                        models.add(t.model_id)
                 else:
                     scalars.append((i, x))
                     models.add(x.model_id)
-            self._parts = scalars, list(tables.values()), models
+            self._parts = scalars, list(tables.values()), list(quantiles.values()), models
         return self._parts
 
     @property
@@ -225,8 +302,13 @@ class ValueSet(Sequence[SignalValue]):
         """The distribution tables, each once, in order."""
         return self._split()[1]
 
+    @property
+    def quantile_tables(self) -> list[QuantileTable]:
+        """The quantile tables, each once, in order."""
+        return self._split()[2]
+
     def models(self) -> set[str]:
-        return set(self._split()[2])
+        return set(self._split()[3])
 
     def _all(self) -> tuple[SignalValue, ...]:
         if self._values is None:

@@ -131,8 +131,9 @@ def test_table_values_equal_the_per_block_functions_on_the_window_histograms():
 
 RULED = ("input.psi", "output.psi", "input.js", "input.ks", "input.wasserstein", "input.chi2",
          "input.unseen_rate", "input.missing_rate", "input.missing_rate_delta", "output.js",
+         "input.p50", "input.p95", "input.p99", "input.p99_shift",  # quantile tables, read as arrays too
          # plain values (the evaluator skips those that neither breach nor belong to an alert with a state)
-         "input.p99_shift", "input.rank_cusum", "output.mean_confidence_delta", "quality.accuracy_gap",
+         "input.rank_cusum", "output.mean_confidence_delta", "quality.accuracy_gap",
          "quality.adwin_drift", "quality.bar_evidence", "label_coverage.coverage_delta")
 
 
@@ -228,3 +229,48 @@ def test_transitions_follow_where_each_alert_first_appears_even_when_that_value_
     snap = Snapshot(100.0, 0.0, 100.0, (k_short, j, k_main))
     for ev in (AlertEvaluator(rules_), EveryValue(rules_)):
         assert [t.alert.statistic for t in ev.evaluate(snap, {}, 100.0)] == ["accuracy_gap", "rank_cusum"]
+
+
+def test_quantile_table_cells_equal_each_feature_sketch_of_the_window_events():
+    """Every cell of the quantile table against the feature's sketch built from the raw values of
+    the window's events of that slice (``SketchSpec.counts`` and ``quantiles``: no ring, no running
+    sums, no ``segment_quantiles``); the aggregate's ``p99_shift`` against the reference's p99."""
+    eng = DriftEngine(bucket_seconds=60, window_buckets=30, allowed_lateness_s=120, min_samples=50,
+                      auto_reference_events=3000, protected_slices={"language": ["en", "es"]})
+    rng = np.random.default_rng(5)
+    kept = []
+    for q in range(40 * 4):
+        ev, lab = make_batch(rng, SPEC, 60, 15.0 * q, 15.0 * (q + 1))
+        eng.observe(ev, lab, 15.0 * (q + 1))
+        kept += ev
+    now = 40 * 60.0 - 1e-6
+    snap = eng.evaluate(now)
+    values = ValueSet.of(snap.values)
+    (table,) = values.quantile_tables
+    profile = eng.reference("m1")
+    assert profile is not None
+    specs = {f.name: f for f in profile.features}
+    window = [e for e in kept if snap.window_start <= e.served_at.timestamp() < snap.window_end]
+    assert table.slices == ("all", "language=en", "language=es") and len(table.features) >= 3
+    for r, label in enumerate(table.slices):
+        rows = window if label == "all" else [e for e in window if f"language={e.slice['language']}" == label]
+        for c, name in enumerate(table.features):
+            sketch = specs[name].sketch
+            assert sketch is not None
+            counts = sketch.counts(np.array([float(e.input_features.get(name, getattr(e, name, None))) for e in rows]))
+            want = sketch.quantiles(counts, (0.5, 0.95, 0.99))
+            cell = table.cell(r, c)
+            assert [v.statistic for v in cell][:3] == ["p50", "p95", "p99"]
+            assert [v.value for v in cell[:3]] == want and {v.sample_count for v in cell} == {len(rows)}
+            assert {(v.slice, v.feature, v.signal, v.window_s) for v in cell} == {(label, name, "input", 1800.0)}
+            if label == "all":
+                ref = sketch.quantile(profile.aggregate.sketch_counts(name, sketch.size), 0.99)
+                shift = cell[3]
+                assert shift.statistic == "p99_shift" and shift.baseline == ref
+                assert shift.value == pytest.approx(abs(want[2] - ref) / max(abs(ref), 1e-12), rel=1e-12)
+    # the materialized values are the table's arrays read cell by cell
+    for statistic in ("p50", "p95", "p99", "p99_shift"):
+        emitted = table.emitted(statistic)
+        got = [v.value for r in range(len(table.slices)) for c in range(len(table.features))
+               for v in table.cell(r, c) if v.statistic == statistic]
+        assert got == table.values_of(statistic)[emitted].tolist()

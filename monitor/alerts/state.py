@@ -37,9 +37,11 @@ from monitor.snapshot import (
     AGGREGATE,
     CELL_ORDER,
     MISSING_STATISTICS,
+    QUANTILE_STATISTICS,
     TESTED_STATISTICS,
     DistributionTable,
     LineageChange,
+    QuantileTable,
     Segment,
     SignalValue,
     Snapshot,
@@ -296,6 +298,9 @@ class AlertEvaluator:
         tables = values.tables
         if tables:
             self._table_candidates(found, values, tables)
+        quantiles = values.quantile_tables
+        if quantiles:
+            self._quantile_candidates(found, values, quantiles)
         return found
 
     def _consider(self, found: _Candidates, v: SignalValue, rule: Rule, at: tuple[int, int, int]) -> None:
@@ -371,6 +376,37 @@ class AlertEvaluator:
                             for start, stop, i in at_item[(id(table), q)] if start <= b < stop
                         )
                         self._consider(found, table.value(int(r), int(b), statistic), rule, first)
+
+    def _quantile_candidates(self, found: _Candidates, values: ValueSet, tables: list[QuantileTable]) -> None:
+        """The quantile values a rule applies to, read from the tables as arrays, as
+        :meth:`_table_candidates` reads the distribution tables: only cells that breach the rule's
+        warning threshold with enough samples, or that belong to an alert with a state, become
+        values. A table row stands at one place of the values (the main window only)."""
+        at_item = {(id(x.table), x.row): i for i, x in enumerate(values.items)
+                   if isinstance(x, Segment) and isinstance(x.table, QuantileTable)}
+        stated: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for st in self._states.values():
+            if st.signal == "input":
+                stated.setdefault((st.model_id, st.statistic), []).append((st.slice, st.feature))
+        for table in tables:
+            for rank, statistic in enumerate(QUANTILE_STATISTICS):
+                rule = self._by_statistic.get(statistic, {}).get("input")
+                if rule is None:
+                    continue
+                emitted = table.emitted(statistic)
+                if not emitted.any():
+                    continue
+                got, n = table.values_of(statistic), table.counts
+                with np.errstate(invalid="ignore"):
+                    beyond = got > rule.warning if rule.direction == "above" else got < rule.warning
+                cells = emitted & beyond & (n >= table.min_samples) & (n >= rule.min_samples)
+                picked = set(zip(*np.nonzero(cells), strict=True))
+                for sl, feature in stated.get((table.model_id, statistic), ()):
+                    picked.update((r, c) for r, s in enumerate(table.slices) if s == sl
+                                  for c, f in enumerate(table.features) if f == feature and emitted[r, c])
+                for r, c in sorted(picked):
+                    at = (at_item[(id(table), int(r))], int(c), rank)
+                    self._consider(found, table.value(int(r), int(c), statistic), rule, at)
 
     def _breach(
         self,

@@ -34,7 +34,15 @@ from numpy.typing import NDArray
 from scipy.special import bdtr, ndtr
 
 from monitor.records import QualityBar
-from monitor.snapshot import AGGREGATE, TESTED_STATISTICS, DistributionTable, Segment, Signal, SignalValue
+from monitor.snapshot import (
+    AGGREGATE,
+    TESTED_STATISTICS,
+    DistributionTable,
+    QuantileTable,
+    Segment,
+    Signal,
+    SignalValue,
+)
 from monitor.stats.block_statistics import BlockGeometry, BlockStatistics, block_statistics
 from monitor.stats.jensen_shannon import jensen_shannon
 from monitor.stats.layout import (
@@ -223,33 +231,30 @@ class SignalBuilder:
         if not views:
             return
         table, row0 = stats
-        quantiles: tuple[list[list[int]], list[list[list[float]]]] | None = None
+        quantiles = None
         if not self.tested_only and self.layout.sketched:
-            n, cols = segment_quantiles(np.stack([v.sketch for v in views]), references.sketch_starts,
-                                        references.sketch_sizes, tuple(q for _, q in QUANTILES))
-            quantiles = n.tolist(), references.sketch_points[cols].tolist()
+            quantiles = self._quantile_table(views, references)
         nf = len(self.layout.features)
         for i, (v, (bar, bar_counts), adwin) in enumerate(zip(views, bars, adwins, strict=True)):
             # per slice, in this order: inputs, their quantiles, output and confidence, quality, coverage
             self._distributions(table, row0 + i, range(nf))
             if quantiles is not None:
-                self._quantiles(v, quantiles[0][i], quantiles[1][i], references.reference_p99(v.reference))
+                self.out.append(Segment(quantiles, i, 0, len(quantiles.features)))
             self._distributions(table, row0 + i, range(nf, nf + 2))
             self._rest(v, bar, adwin, bar_counts)
 
-    def _quantiles(self, v: SliceView, totals: list[int], values: list[list[float]], ref_p99: list[float]) -> None:
-        """p50/p95/p99 of each sketched feature and its p99's shift from the reference's."""
+    def _quantile_table(self, views: Sequence[SliceView], references: ReferenceRows) -> QuantileTable:
+        """p50/p95/p99 of each sketched feature of every view, with the p99 of the view's reference
+        (its ``p99_shift``): one row per view."""
         lay = self.layout
-        for k, j in enumerate(lay.sketched):
-            n = totals[k]
-            if n == 0:
-                continue
-            name = lay.features[j].name
-            for (stat, _), x in zip(QUANTILES, values[k], strict=True):
-                self._emit(v, "input", name, stat, x, n)
-            if math.isfinite(ref_p99[k]):
-                self._emit(v, "input", name, "p99_shift", abs(values[k][-1] - ref_p99[k]) / max(abs(ref_p99[k]), 1e-12),
-                           n, baseline=ref_p99[k])
+        n, cols = segment_quantiles(np.stack([v.sketch for v in views]), references.sketch_starts,
+                                    references.sketch_sizes, tuple(q for _, q in QUANTILES))
+        return QuantileTable(
+            views[0].model_id, self.profile.id, self.profile.content_hash, self.min_samples, self.window_s,
+            tuple(v.slice for v in views), tuple(lay.features[j].name for j in lay.sketched), n,
+            references.sketch_points[cols],
+            np.array([references.reference_p99(v.reference) for v in views], dtype=np.float64).reshape(n.shape),
+        )
 
     def _rest(
         self, v: SliceView, bar: QualityBar, adwin: tuple[bool, float, int] | None, bar_counts: tuple[int, int] | None
