@@ -31,7 +31,7 @@ from monitor.events import InferenceEvent, PromotionEvent
 from monitor.records import LabelChange, LoggedLabelChange, WriteResult
 from monitor.snapshot import Snapshot
 from monitor.store import alerts as alert_store
-from monitor.store import incidents as incident_store
+from monitor.store import evaluation as evaluation_store
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,8 @@ class StatsEngine(Protocol):
 
 TARGET_REFRESH_S = 60.0
 """How often a young promotion's rollback target outcomes are read again."""
+MAX_UNSAVED_EVENTS = 10_000
+"""Drift events kept in memory while the database is down (the oldest beyond are dropped)."""
 REFERENCE_REFRESH_S = 60.0
 """How often the store is asked for reference profiles newer than the engine's (``reference build``
 while the monitor runs: picked up within this, no restart)."""
@@ -202,6 +204,9 @@ class Pipeline:
         self.positions: dict[int, int] = {}
         self._held_back: list[LoggedLabelChange] = []  # label changes waiting for their prediction
         self._unsaved: list[Any] = []  # profiles built or inherited, saved by the next tick
+        # an evaluation's incidents and drift events whose save failed: saved with the next one's
+        self._unsaved_incidents: list[Any] = []
+        self._unsaved_events: list[tuple[dict[str, Any], str]] = []
         self.target_outcomes = target_outcomes
         self.incidents = incidents if incidents is not None else IncidentTracker()
         if event_version not in (1, 2):
@@ -451,16 +456,7 @@ class Pipeline:
                                     promoted={m: p.promoted_at.timestamp() for m, p in self.promotions.items()})
         with self._io_lock:
             if self.db is not None:
-                try:
-                    alert_store.save_alert_states(self.db, states.values(), transitions)
-                    incident_store.save_incidents(self.db, touched)
-                    if events:
-                        alert_store.add_drift_events(
-                            self.db, [e for e, _ in events], [fp for _, fp in events], now
-                        )
-                except StoreError as e:
-                    # The evaluator keeps its in-memory state; the next evaluation saves again.
-                    log.warning("could not persist alerts: %s", e)
+                self._persist(states, transitions, touched, events, now)
             if self.on_drift_event is not None:
                 for event, _ in events:
                     self.on_drift_event(event)
@@ -468,6 +464,29 @@ class Pipeline:
             if self.on_snapshot is not None:
                 self.on_snapshot(snapshot)
         return snapshot
+
+    def _persist(self, states: Mapping[str, Any], transitions: Sequence[Transition], touched: Sequence[Any],
+                 events: Sequence[tuple[dict[str, Any], str]], now: float) -> None:
+        """Save an evaluation's alert states, changed incidents and drift events in one transaction.
+        A failed save keeps the incidents and drift events and saves them with the next
+        evaluation's (the states are all saved every time); at most ``MAX_UNSAVED_EVENTS`` events
+        wait, the oldest beyond are dropped and counted in the log."""
+        assert self.db is not None
+        waiting = {i.incident_id: i for i in self._unsaved_incidents}
+        waiting.update({i.incident_id: i for i in touched})
+        pending = self._unsaved_events + list(events)
+        try:
+            evaluation_store.save_evaluation(self.db, states.values(), transitions, waiting.values(),
+                                             [e for e, _ in pending], [fp for _, fp in pending], now)
+        except StoreError as e:
+            # the evaluator keeps its in-memory state; the next evaluation saves it again
+            dropped = max(0, len(pending) - MAX_UNSAVED_EVENTS)
+            self._unsaved_events = pending[dropped:]
+            self._unsaved_incidents = list(waiting.values())
+            log.warning("could not persist alerts, %d drift events wait for the next evaluation%s: %s",
+                        len(self._unsaved_events), f" ({dropped} oldest dropped)" if dropped else "", e)
+            return
+        self._unsaved_events, self._unsaved_incidents = [], []
 
     def flush(self, now: float) -> None:
         """Publish the drift event outbox and push alerts to Alertmanager (retries on later calls)."""

@@ -13,10 +13,14 @@ from sqlalchemy import Engine, insert, select
 from monitor.alerts.drift_event import build_drift_event
 from monitor.alerts.rules import Rule
 from monitor.alerts.state import AlertEvaluator
+from monitor.errors import StoreError
+from monitor.pipeline import Pipeline
 from monitor.snapshot import LineageChange, SignalValue, Snapshot
 from monitor.store import alerts as store
 from monitor.store.base import metadata
 from monitor.store.engine import make_engine
+from monitor.store.evaluation import save_evaluation
+from monitor.store.incidents import drift_incident
 from monitor.store.tables import inference_log
 from tests.stats_fixtures import promotion
 from tests.test_alert_kafka import add_events
@@ -26,7 +30,7 @@ from tests.test_alert_kafka import add_events
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     url = f"sqlite:///{tmp_path / 'a.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
     eng = make_engine(url)
-    metadata.create_all(eng, tables=[inference_log, store.drift_alert, store.drift_event])
+    metadata.create_all(eng, tables=[inference_log, store.drift_alert, store.drift_event, drift_incident])
     yield eng
     eng.dispose()
 
@@ -189,3 +193,62 @@ def test_one_batch_is_published_in_its_own_order(engine: Engine) -> None:
     assert store.add_drift_events(engine, [{"event_id": "0-next", "model_id": "m", "state": "firing"}],
                                   ["inc"], 1_015.0) == 1
     assert [r[0] for r in store.unpublished_events(engine)] == ["z-0", "a-1", "m-2", "0-next"]
+
+
+def _count(engine: Engine, table) -> int:
+    with engine.connect() as conn:
+        return len(conn.execute(select(table)).all())
+
+
+def test_an_evaluation_is_saved_in_one_transaction(engine: Engine) -> None:
+    """Alert states, incidents and drift events of one evaluation: a drift event the database
+    refuses (no fingerprint: NOT NULL) leaves none of them written."""
+    ev = evaluator(engine)
+    ts = ev.evaluate(snapshot(1_000.0, 0.1, 0.5), {}, 1_000.0)  # psi fires, the gap is pending
+    ts = [t for t in ts if t.to_state == "firing"]
+    assert len(ev.states) == 2 and len(ts) == 1
+    events = [build_drift_event(t.alert) for t in ts]
+    with pytest.raises(StoreError):
+        save_evaluation(engine, ev.states.values(), ts, [], events, [None] * len(events), 1_000.0)  # type: ignore[list-item]
+    assert _count(engine, store.drift_alert) == 0 and _count(engine, store.drift_event) == 0
+    assert save_evaluation(engine, ev.states.values(), ts, [], events, [t.fingerprint for t in ts], 1_000.0) == 1
+    assert _count(engine, store.drift_alert) == len(ev.states) and _count(engine, store.drift_event) == 1
+
+
+class ScriptedStats:
+    """The statistics engine as the pipeline reads it, giving a prepared snapshot per evaluation."""
+
+    def __init__(self, snapshots: dict[float, Snapshot]) -> None:
+        self.snapshots = snapshots
+        self.models = ("m2",)
+        self.slice_labels: list[str] = []
+
+    def evaluate(self, now: float) -> Snapshot:
+        return self.snapshots[now]
+
+    def observe(self, *args: object) -> None: ...
+    def set_reference(self, *args: object) -> None: ...
+    def reference(self, model_id: str) -> None: ...
+    def new_references(self) -> list[object]: return []
+    def set_target_outcomes(self, *args: object) -> None: ...
+    def set_canary(self, *args: object) -> None: ...
+
+
+def test_an_evaluation_the_database_refused_is_saved_with_the_next(engine: Engine) -> None:
+    """The outbox table is gone at the first evaluation (a real database error): nothing of it is
+    written, and its incident and drift events are written with the next evaluation's."""
+    t0 = 1_005.0
+    stats = ScriptedStats({t0: snapshot(t0, 0.0, 0.5), t0 + 15: snapshot(t0 + 15, 0.0, 0.5)})
+    published: list[dict] = []
+    pipe = Pipeline(engine=stats, evaluator=evaluator(engine), db=engine, evaluate_every_s=15.0,
+                    on_drift_event=published.append)
+    store.drift_event.drop(engine)
+    pipe.evaluate(t0)
+    assert published and _count(engine, store.drift_alert) == 0 and _count(engine, drift_incident) == 0
+    store.drift_event.create(engine)
+    pipe.evaluate(t0 + 15)  # no new transition: only what waited is new
+    with engine.connect() as conn:
+        stored = conn.execute(select(store.drift_event.c.event_id)).scalars().all()
+    assert sorted(stored) == sorted(e["event_id"] for e in published)
+    assert _count(engine, drift_incident) == 1 and _count(engine, store.drift_alert) == 1
+    assert pipe._unsaved_events == [] and pipe._unsaved_incidents == []

@@ -5,8 +5,9 @@ Pure apart from ``sinks``. Per evaluation ``monitor.pipeline.Pipeline.evaluate``
     transitions = evaluator.evaluate(snapshot, promotions, now)        # pure (alerts.state)
     events = [build_drift_event(t.alert) for t in transitions ...]    # pure (alerts.drift_event)
     # outside the pipeline's lock, the I/O:
-    store.alerts.save_alert_states(db, states, transitions)           # restored by load_alert_states
-    store.alerts.add_drift_events(db, events, fingerprints, now)      # the outbox
+    store.evaluation.save_evaluation(db, states, transitions,         # one transaction: alert states
+                                     incidents, events, fingerprints, now)  # (restored by load_alert_states),
+                                                                      # incidents and the outbox
     pipeline.publish_outbox(db, publisher, now)                       # outbox -> sinks.kafka, until acked
     alertmanager.push(evaluator.notifiable(now), now)                 # sinks.alertmanager (optional)
 

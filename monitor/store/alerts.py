@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
     Boolean,
     Column,
+    Connection,
     DateTime,
     Engine,
     Float,
@@ -104,12 +106,12 @@ def _ts(dt: datetime | None) -> float | None:
     return dt.timestamp()
 
 
-def _insert(engine: Engine, table: Table) -> Any:
-    if engine.dialect.name == "postgresql":
+def _insert_of(dialect: str, table: Table) -> Any:
+    if dialect == "postgresql":
         return postgresql.insert(table)
-    if engine.dialect.name == "sqlite":
+    if dialect == "sqlite":
         return sqlite.insert(table)
-    raise StoreError(f"unsupported database dialect {engine.dialect.name}")
+    raise StoreError(f"unsupported database dialect {dialect}")
 
 
 def _wrap(op: str, e: Exception) -> StoreError:
@@ -157,14 +159,20 @@ def _row(s: AlertState) -> dict[str, Any]:
 def save_alert_states(engine: Engine, states: Iterable[AlertState], transitions: Iterable[Transition] = ()) -> int:
     """Upsert the evaluator's current states, plus the alerts that went back to inactive.
 
-    Call after every evaluation with ``evaluator.states.values()`` and its transitions; returns
-    the number of rows written.
+    Call after every evaluation with ``evaluator.states.values()`` and its transitions (the
+    pipeline does, with the evaluation's incidents and drift events in the same transaction: see
+    :mod:`monitor.store.evaluation`); returns the number of rows written.
     """
+    return upsert(engine, drift_alert, "fingerprint", alert_state_rows(states, transitions), "saving alert states")
+
+
+def alert_state_rows(states: Iterable[AlertState], transitions: Iterable[Transition] = ()) -> list[dict[str, Any]]:
+    """The ``drift_alert`` rows of :func:`save_alert_states`."""
     rows = {s.fingerprint: _row(s) for s in states}
     for t in transitions:
         if t.to_state == "inactive":
             rows.setdefault(t.fingerprint, _row(t.alert))
-    return upsert(engine, drift_alert, "fingerprint", list(rows.values()), "saving alert states")
+    return list(rows.values())
 
 
 def upsert(engine: Engine, table: Table, key: str, rows: list[dict[str, Any]], what: str) -> int:
@@ -172,17 +180,29 @@ def upsert(engine: Engine, table: Table, key: str, rows: list[dict[str, Any]], w
     in one transaction; returns the number of rows written. ``what`` names the operation in errors."""
     if not rows:
         return 0
-    stmt = _insert(engine, table)
-    stmt = stmt.on_conflict_do_update(
+    try:
+        with engine.begin() as conn:
+            return upsert_rows(conn, table, key, rows)
+    except DBAPIError as e:
+        raise _wrap(what, e) from e
+
+
+def upsert_rows(conn: Connection, table: Table, key: str, rows: list[dict[str, Any]]) -> int:
+    """:func:`upsert` in the caller's transaction."""
+    if rows:
+        conn.execute(_upsert_statement(conn.dialect.name, table, key), rows)
+    return len(rows)
+
+
+@cache
+def _upsert_statement(dialect: str, table: Table, key: str) -> Any:
+    """The dialect's ``INSERT … ON CONFLICT (key) DO UPDATE`` of every other column, built once:
+    building it cost SQLAlchemy about as much as running it on SQLite."""
+    stmt = _insert_of(dialect, table)
+    return stmt.on_conflict_do_update(
         index_elements=[table.c[key]],
         set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name != key},
     )
-    try:
-        with engine.begin() as conn:
-            conn.execute(stmt, rows)
-    except DBAPIError as e:
-        raise _wrap(what, e) from e
-    return len(rows)
 
 
 def load_alert_states(
@@ -246,6 +266,20 @@ def add_drift_events(engine: Engine, events: Iterable[dict[str, Any]], fingerpri
     microseconds after ``now`` (an incident opened and escalated in one evaluation is published
     opened first; evaluations are seconds apart, so batches never interleave).
     """
+    events = list(events)
+    if not events:
+        return 0
+    try:
+        with engine.begin() as conn:
+            return insert_drift_events(conn, events, fingerprints, now)
+    except DBAPIError as e:
+        raise _wrap("storing drift events", e) from e
+
+
+def insert_drift_events(
+    conn: Connection, events: Sequence[dict[str, Any]], fingerprints: Sequence[str], now: float
+) -> int:
+    """:func:`add_drift_events` in the caller's transaction."""
     rows = [
         {
             "event_id": e["event_id"],
@@ -260,16 +294,16 @@ def add_drift_events(engine: Engine, events: Iterable[dict[str, Any]], fingerpri
     ]
     if not rows:
         return 0
-    stmt = (
-        _insert(engine, drift_event)
+    return len(conn.execute(_new_events_statement(conn.dialect.name), rows).all())
+
+
+@cache
+def _new_events_statement(dialect: str) -> Any:
+    return (
+        _insert_of(dialect, drift_event)
         .on_conflict_do_nothing(index_elements=[drift_event.c.event_id])
         .returning(drift_event.c.event_id)
     )
-    try:
-        with engine.begin() as conn:
-            return len(conn.execute(stmt, rows).all())
-    except DBAPIError as e:
-        raise _wrap("storing drift events", e) from e
 
 
 def unpublished_events(engine: Engine, limit: int = 500) -> list[tuple[str, str, dict[str, Any]]]:

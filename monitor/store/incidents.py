@@ -79,12 +79,16 @@ def incident_from_document(doc: dict[str, Any]) -> Incident:
 
 def save_incidents(engine: Engine, incidents: Iterable[Incident]) -> int:
     """Upsert the incidents; returns the number of rows written."""
-    rows = [
+    return upsert(engine, drift_incident, "incident_id", incident_rows(incidents), "saving incidents")
+
+
+def incident_rows(incidents: Iterable[Incident]) -> list[dict[str, Any]]:
+    """The ``drift_incident`` rows of :func:`save_incidents`."""
+    return [
         {"incident_id": i.incident_id, "model_id": i.model_id, "state": i.state, "opened_at": _dt(i.opened_at),
          "resolved_at": _dt(i.resolved_at), "updated_at": _dt(i.updated_at), "document": incident_document(i)}
         for i in incidents
     ]
-    return upsert(engine, drift_incident, "incident_id", rows, "saving incidents")
 
 
 def load_incidents(engine: Engine, now: float, resolved_keep_s: float,
