@@ -10,10 +10,10 @@ rollback target's evidence (PostgreSQL and SQLite).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Boolean,
@@ -44,6 +44,7 @@ from monitor.snapshot import AGGREGATE, LineageChange
 from monitor.store.base import JSONType, metadata
 from monitor.store.tables import inference_log
 
+T = TypeVar("T")
 TZ = DateTime(timezone=True)
 
 drift_alert = Table(
@@ -180,9 +181,15 @@ def upsert(engine: Engine, table: Table, key: str, rows: list[dict[str, Any]], w
     in one transaction; returns the number of rows written. ``what`` names the operation in errors."""
     if not rows:
         return 0
+    return in_transaction(engine, what, lambda conn: upsert_rows(conn, table, key, rows))
+
+
+def in_transaction(engine: Engine, what: str, work: Callable[[Connection], T]) -> T:
+    """``work`` in one transaction of ``engine``; a database error becomes the :class:`StoreError`
+    (:class:`StoreUnavailable` when the database is unreachable) naming ``what``."""
     try:
         with engine.begin() as conn:
-            return upsert_rows(conn, table, key, rows)
+            return work(conn)
     except DBAPIError as e:
         raise _wrap(what, e) from e
 
@@ -269,11 +276,8 @@ def add_drift_events(engine: Engine, events: Iterable[dict[str, Any]], fingerpri
     events = list(events)
     if not events:
         return 0
-    try:
-        with engine.begin() as conn:
-            return insert_drift_events(conn, events, fingerprints, now)
-    except DBAPIError as e:
-        raise _wrap("storing drift events", e) from e
+    return in_transaction(engine, "storing drift events",
+                          lambda conn: insert_drift_events(conn, events, fingerprints, now))
 
 
 def insert_drift_events(

@@ -13,12 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Connection, Engine
 
 from monitor.alerts.incidents import Incident
 from monitor.alerts.state import AlertState, Transition
-from monitor.store.alerts import _wrap, alert_state_rows, drift_alert, insert_drift_events, upsert_rows
+from monitor.store.alerts import alert_state_rows, drift_alert, in_transaction, insert_drift_events, upsert_rows
 from monitor.store.incidents import drift_incident, incident_rows
 
 
@@ -37,10 +36,10 @@ def save_evaluation(
     alerts, changed = alert_state_rows(states, transitions), incident_rows(incidents)
     if not alerts and not changed and not events:
         return 0
-    try:
-        with engine.begin() as conn:
-            upsert_rows(conn, drift_alert, "fingerprint", alerts)
-            upsert_rows(conn, drift_incident, "incident_id", changed)
-            return insert_drift_events(conn, events, fingerprints, now)
-    except DBAPIError as e:
-        raise _wrap("saving an evaluation's alerts", e) from e
+
+    def save(conn: Connection) -> int:
+        upsert_rows(conn, drift_alert, "fingerprint", alerts)
+        upsert_rows(conn, drift_incident, "incident_id", changed)
+        return insert_drift_events(conn, events, fingerprints, now)
+
+    return in_transaction(engine, "saving an evaluation's alerts", save)
