@@ -222,6 +222,7 @@ class Monitor:
             evaluator.restore(states)
             self.pipeline.incidents.forget([*gone, *models])
             self.pipeline.incidents.restore(incidents)
+            self.pipeline.drop_unsaved([*gone, *models])
         log.info(
             "took over %d models (%d from checkpoints): %d rows and %d label changes replayed",
             took.models, took.from_checkpoint, took.rows_replayed, took.label_changes_applied,

@@ -207,6 +207,7 @@ class Pipeline:
         # an evaluation's incidents and drift events whose save failed: saved with the next one's
         self._unsaved_incidents: list[Any] = []
         self._unsaved_events: list[tuple[dict[str, Any], str]] = []
+        self._unsaved_inactive: list[Transition] = []  # alerts gone back to inactive (no state left)
         self.target_outcomes = target_outcomes
         self.incidents = incidents if incidents is not None else IncidentTracker()
         if event_version not in (1, 2):
@@ -264,6 +265,18 @@ class Pipeline:
         ids = set(model_ids)
         self._floors = {m: s for m, s in self._floors.items() if m not in ids}
         self._held_back = [x for x in self._held_back if x.change.model_id not in ids]
+
+    def drop_unsaved(self, model_ids: Iterable[str]) -> None:
+        """The models' alert states and incidents were just reloaded from the store (a takeover) or
+        left this replica: drop their incidents and drift events still waiting for a save. Writing
+        them later would overwrite what the store holds now (another replica's, or what was just
+        restored); the restored state makes its transitions, and their events, again. Waits for an
+        evaluation's save in flight (take it with :attr:`lock` held, never the other way round)."""
+        ids = set(model_ids)
+        with self._io_lock:
+            self._unsaved_incidents = [i for i in self._unsaved_incidents if i.model_id not in ids]
+            self._unsaved_events = [(e, fp) for e, fp in self._unsaved_events if e.get("model_id") not in ids]
+            self._unsaved_inactive = [t for t in self._unsaved_inactive if t.alert.model_id not in ids]
 
     def covered_seq(self, model_id: str) -> int:
         """The label change id up to which the model's state holds every change (on the rows it holds)."""
@@ -468,25 +481,29 @@ class Pipeline:
     def _persist(self, states: Mapping[str, Any], transitions: Sequence[Transition], touched: Sequence[Any],
                  events: Sequence[tuple[dict[str, Any], str]], now: float) -> None:
         """Save an evaluation's alert states, changed incidents and drift events in one transaction.
-        A failed save keeps the incidents and drift events and saves them with the next
-        evaluation's (the states are all saved every time); at most ``MAX_UNSAVED_EVENTS`` events
-        wait, the oldest beyond are dropped and counted in the log."""
+        A failed save keeps the incidents, the drift events and the alerts gone back to inactive, and
+        saves them with the next evaluation's (the current states are all saved every time); at most
+        ``MAX_UNSAVED_EVENTS`` events wait, the oldest beyond are dropped and counted in the log."""
         assert self.db is not None
         waiting = {i.incident_id: i for i in self._unsaved_incidents}
         waiting.update({i.incident_id: i for i in touched})
         pending = self._unsaved_events + list(events)
+        # an alert that went back to inactive has no state left: its row is written from its
+        # transition (a current state of the same alert wins, see alert_state_rows)
+        inactive = [t for t in [*self._unsaved_inactive, *transitions] if t.to_state == "inactive"]
         try:
-            evaluation_store.save_evaluation(self.db, states.values(), transitions, waiting.values(),
+            evaluation_store.save_evaluation(self.db, states.values(), inactive, waiting.values(),
                                              [e for e, _ in pending], [fp for _, fp in pending], now)
         except StoreError as e:
             # the evaluator keeps its in-memory state; the next evaluation saves it again
             dropped = max(0, len(pending) - MAX_UNSAVED_EVENTS)
             self._unsaved_events = pending[dropped:]
             self._unsaved_incidents = list(waiting.values())
+            self._unsaved_inactive = list({t.fingerprint: t for t in inactive}.values())
             log.warning("could not persist alerts, %d drift events wait for the next evaluation%s: %s",
                         len(self._unsaved_events), f" ({dropped} oldest dropped)" if dropped else "", e)
             return
-        self._unsaved_events, self._unsaved_incidents = [], []
+        self._unsaved_events, self._unsaved_incidents, self._unsaved_inactive = [], [], []
 
     def flush(self, now: float) -> None:
         """Publish the drift event outbox and push alerts to Alertmanager (retries on later calls)."""

@@ -252,3 +252,42 @@ def test_an_evaluation_the_database_refused_is_saved_with_the_next(engine: Engin
     assert sorted(stored) == sorted(e["event_id"] for e in published)
     assert _count(engine, drift_incident) == 1 and _count(engine, store.drift_alert) == 1
     assert pipe._unsaved_events == [] and pipe._unsaved_incidents == []
+
+
+def test_a_takeover_drops_what_waits_for_a_save(engine: Engine) -> None:
+    """A refused save, then the model is taken over (its states reloaded from the store, or it left
+    this replica): what waited is not written later over what the store holds now."""
+    t0 = 1_005.0
+    stats = ScriptedStats({t0: snapshot(t0, 0.0, 0.5), t0 + 15: snapshot(t0 + 15, 0.0, 0.5)})
+    pipe = Pipeline(engine=stats, evaluator=evaluator(engine), db=engine, evaluate_every_s=15.0)
+    store.drift_event.drop(engine)
+    pipe.evaluate(t0)
+    assert pipe._unsaved_events and pipe._unsaved_incidents
+    pipe.drop_unsaved(["m9"])  # another model's takeover keeps them
+    assert pipe._unsaved_events and pipe._unsaved_incidents
+    pipe.drop_unsaved(["m2"])
+    assert pipe._unsaved_events == [] and pipe._unsaved_incidents == []
+    store.drift_event.create(engine)
+    pipe.evaluate(t0 + 15)  # no new transition, and the first evaluation's event was dropped
+    assert _count(engine, store.drift_event) == 0
+
+
+def test_an_alert_gone_inactive_during_a_refused_save_is_saved_inactive_later(engine: Engine) -> None:
+    """Pending (saved), then inactive while the table is out of reach: the next evaluation's save
+    writes it inactive; a restart would otherwise restore it pending, half way to firing."""
+    stats = ScriptedStats({0.0: snapshot(0.0, 0.1, 0.0), 15.0: snapshot(15.0, 0.0, 0.0),
+                           30.0: snapshot(30.0, 0.0, 0.0)})
+    pipe = Pipeline(engine=stats, evaluator=evaluator(engine), db=engine, evaluate_every_s=15.0)
+    pipe.evaluate(0.0)
+    with engine.connect() as conn:
+        assert conn.execute(select(store.drift_alert.c.state)).scalars().all() == ["pending"]
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE drift_alert RENAME TO drift_alert_away")
+    pipe.evaluate(15.0)  # pending -> inactive: refused
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE drift_alert_away RENAME TO drift_alert")
+    assert [t.to_state for t in pipe._unsaved_inactive] == ["inactive"]
+    pipe.evaluate(30.0)
+    with engine.connect() as conn:
+        assert conn.execute(select(store.drift_alert.c.state)).scalars().all() == ["inactive"]
+    assert store.load_alert_states(engine, 30.0, 300) == [] and pipe._unsaved_inactive == []

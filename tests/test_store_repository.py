@@ -6,13 +6,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
-from sqlalchemy import inspect, select
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Column, MetaData, String, Table, inspect, select
 
 from monitor.records import DeadLetterRecord, Label, Origin, WriteResult
 from monitor.store.engine import make_engine
 from monitor.store.migrate import current, upgrade
 from monitor.store.repository import Repository
+from monitor.store.sql import ids_param, in_ids, in_ids_param
 from monitor.store.tables import inference_log
 from tests.ingest_fixtures import BASE, feedback, inference, promotion
 
@@ -158,3 +162,46 @@ def test_migration_0001_alone(tmp_path: Path) -> None:
         }
     finally:
         engine.dispose()
+
+
+def test_sqlite_request_ids_with_a_nul_join_their_labels(tmp_path: Path) -> None:
+    """SQLite stores an id with a NUL character (PostgreSQL dead-letters it): its labels join, a
+    later label replaces the first, and nothing waits. (SQLite's ``json_each``, which the reads by
+    request id use, ends a text at a NUL: such ids are bound one parameter each.)"""
+    url = f"sqlite:///{tmp_path}/s.db"
+    upgrade(url)
+    engine = make_engine(url)
+    repo = Repository(engine)
+    rid = "r\x00x"
+    inf, fb1, fb2 = (msgspec.structs.replace(inference(1), request_id=rid),
+                     msgspec.structs.replace(feedback(1, BASE + 10, correct=True), request_id=rid),
+                     msgspec.structs.replace(feedback(1, BASE + 20, correct=False), request_id=rid))
+    assert written(repo, [], [fb1], [], [], BASE).pending_labels == 1  # before its prediction: waits
+    [c1] = written(repo, [inf], [], [], [], BASE).label_changes  # the prediction takes it
+    assert c1.request_id == rid and c1.new.was_correct is True and repo.counts()["pending_label"] == 0
+    [c2] = written(repo, [], [fb2], [], [], BASE).label_changes
+    assert c2.old is not None and c2.old.was_correct is True and c2.new.was_correct is False
+    engine.dispose()
+
+
+IDS = st.text(st.sampled_from(["a", "b", "\x00", "'", '"', "\\", "é", "😀", " "]), max_size=4) | st.text(max_size=6)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(IDS, max_size=12, unique=True), st.data())
+def test_ids_in_selects_exactly_the_stored_ids_given(stored: list[str], data: st.DataObject) -> None:
+    """``in_ids`` and a statement built once with ``in_ids_param`` against Python's set on SQLite,
+    for any text ids (quotes, unicode, NUL, empty), some stored and some not."""
+    asked = data.draw(st.lists(st.sampled_from(stored) | IDS if stored else IDS, max_size=12))
+    engine = make_engine("sqlite://")
+    t = Table("t", MetaData(), Column("id", String, primary_key=True))
+    t.create(engine)
+    with engine.begin() as conn:
+        if stored:
+            conn.execute(t.insert(), [{"id": i} for i in stored])
+        want = sorted(set(stored) & set(asked))
+        assert sorted(conn.execute(select(t.c.id).where(in_ids(t.c.id, asked, "sqlite"))).scalars()) == want
+        as_list, params = ids_param(asked, "sqlite")
+        built = select(t.c.id).where(in_ids_param(t.c.id, "sqlite", as_list=as_list))
+        assert sorted(conn.execute(built, params).scalars()) == want
+    engine.dispose()

@@ -26,7 +26,7 @@ from monitor.events import SCHEMA_VERSION, FeedbackEvent, InferenceEvent
 from monitor.records import BatchOutcome, DeadLetterRecord, Label, LabelChange
 from monitor.store.dead_letters import write_dead_letters
 from monitor.store.labels import label_from
-from monitor.store.sql import chunks, ids_json, in_ids, in_ids_param
+from monitor.store.sql import chunks, ids_param, in_ids, in_ids_param
 from monitor.store.tables import inference_log, pending_label
 from monitor.store.times import to_datetime, to_epoch
 from monitor.store.window_state import log_label_changes
@@ -64,18 +64,24 @@ class _Reads(NamedTuple):
     predictions: Any  # the predictions' rows a label change reports, with their current label
 
 
+def _reads(dialect: str, ids: Sequence[str]) -> tuple[_Reads, dict[str, Any]]:
+    """The statements for ``ids`` and their parameters (see :func:`~monitor.store.sql.ids_param`)."""
+    as_list, params = ids_param(ids, dialect)
+    return _statements(dialect, as_list), params
+
+
 @cache
-def _reads(dialect: str) -> _Reads:
+def _statements(dialect: str, as_list: bool) -> _Reads:
     p, c = pending_label.c, inference_log.c
     return _Reads(
-        select(pending_label).where(in_ids_param(p.request_id, dialect)),
-        select(p.request_id, p.observed_at).where(in_ids_param(p.request_id, dialect)),
-        delete(pending_label).where(in_ids_param(p.request_id, dialect)),
+        select(pending_label).where(in_ids_param(p.request_id, dialect, as_list=as_list)),
+        select(p.request_id, p.observed_at).where(in_ids_param(p.request_id, dialect, as_list=as_list)),
+        delete(pending_label).where(in_ids_param(p.request_id, dialect, as_list=as_list)),
         select(
             c.request_id, c.model_id, c.served_at, c.slice, c.input_features,
             c.was_correct, c.score, c.label_source, c.judge_model, c.rubric_version,
             c.failure_cluster, c.label_observed_at,
-        ).where(in_ids_param(c.request_id, dialect)),
+        ).where(in_ids_param(c.request_id, dialect, as_list=as_list)),
     )
 
 
@@ -122,10 +128,11 @@ def _label_params(rid: str, label: Label) -> dict[str, Any]:
 
 
 def _apply_pending(conn: Connection, new: dict[str, InferenceEvent], out: BatchOutcome) -> None:
-    reads = _reads(conn.dialect.name)
+    dialect = conn.dialect.name
     found: list[Any] = []
     for chunk in chunks(list(new)):
-        found.extend(conn.execute(reads.pending, {"ids": ids_json(chunk)}))
+        reads, ids = _reads(dialect, chunk)
+        found.extend(conn.execute(reads.pending, ids))
     if not found:
         return
     params = []
@@ -147,7 +154,8 @@ def _apply_pending(conn: Connection, new: dict[str, InferenceEvent], out: BatchO
     conn.execute(_SET_LABEL, params)
     done = [row.request_id for row in found]
     for chunk in chunks(done):
-        conn.execute(reads.drop_pending, {"ids": ids_json(chunk)})
+        reads, ids = _reads(dialect, chunk)
+        conn.execute(reads.drop_pending, ids)
 
 
 def _write_feedback(conn: Connection, events: Sequence[FeedbackEvent], now: datetime, out: BatchOutcome) -> None:
@@ -162,10 +170,10 @@ def _write_feedback(conn: Connection, events: Sequence[FeedbackEvent], now: date
         else:
             out.stale_labels += 1
     ids = list(winners)
-    predictions = _reads(conn.dialect.name).predictions
     rows: dict[str, Any] = {}
     for chunk in chunks(ids):
-        rows.update({r.request_id: r for r in conn.execute(predictions, {"ids": ids_json(chunk)})})
+        reads, params = _reads(conn.dialect.name, chunk)
+        rows.update({r.request_id: r for r in conn.execute(reads.predictions, params)})
     updates = []
     for rid, label in winners.items():
         row = rows.get(rid)
@@ -200,9 +208,9 @@ def _write_feedback(conn: Connection, events: Sequence[FeedbackEvent], now: date
 
 def _write_pending(conn: Connection, labels: dict[str, Label], now: datetime, out: BatchOutcome) -> None:
     held: dict[str, float] = {}
-    pending_observed = _reads(conn.dialect.name).pending_observed
     for chunk in chunks(list(labels)):
-        rows = conn.execute(pending_observed, {"ids": ids_json(chunk)})
+        reads, params = _reads(conn.dialect.name, chunk)
+        rows = conn.execute(reads.pending_observed, params)
         held.update({r.request_id: to_epoch(r.observed_at) or 0.0 for r in rows})
     inserts, updates = [], []
     for rid, label in labels.items():
