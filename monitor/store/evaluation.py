@@ -4,8 +4,8 @@ it changed (``drift_incident``) and its drift events (the ``drift_event`` outbox
 One transaction, so a restart or a takeover never finds an evaluation half saved: an incident
 without the alert states that opened it, or states whose drift events never reached the outbox. A
 failed write raises :class:`~monitor.errors.StoreError` and writes nothing; the pipeline keeps the
-incidents and drift events and writes them with the next evaluation's (the alert states are all
-written every time).
+incidents, the drift events and the alerts gone back to inactive, and writes them with the next
+evaluation's (the current alert states are all written every time).
 """
 
 from __future__ import annotations
