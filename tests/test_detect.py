@@ -123,3 +123,22 @@ def test_invalid_arguments():
         CorrectnessDrop(delta=0.0)
     with pytest.raises(ValueError):
         LineageTracker(lookback_s=0.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 400), st.floats(0.0, 1.0)), min_size=2, max_size=6),
+       st.integers(0, 2**16))
+def test_the_mean_before_an_update_is_river_window_mean(segments, seed):
+    """A drop is judged against the mean of river's window before the update: the values since it
+    last started afresh (the update after a detection starts a new window). After every update
+    our running sum and width are river's window's."""
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([rng.random(n) < p for n, p in segments]).tolist()
+    d, batched = CorrectnessDrop(), CorrectnessDrop()
+    for i, c in enumerate(x):
+        d.update(c, float(i))
+        a = d._adwin
+        assert d._width == a.width and d._sum == pytest.approx(a.total, abs=1e-9)
+    batched.update_many(x, [float(i) for i in range(len(x))])
+    assert (batched._width, batched.last_drop_at) == (d._width, d.last_drop_at)
+    assert batched._sum == pytest.approx(d._sum, abs=1e-9)

@@ -32,13 +32,16 @@ class CorrectnessDrop:
         self._adwin = ADWIN(delta=delta)
         self._last_drop_at: float | None = None
         self._n = 0
-        # ADWIN's window is everything since its last cut, so its mean before an update is ours:
+        # river's ADWIN window: the values since it last started afresh (the update after a
+        # detection starts a new window), so its mean before an update is ours
         self._sum = 0.0
         self._width = 0
 
     def update(self, correct: bool, served_at: float) -> None:
         x = 1.0 if correct else 0.0
         adwin = self._adwin
+        if adwin.drift_detected:  # ADWIN.update starts a new window with this value
+            self._sum, self._width = 0.0, 0
         adwin.update(x)
         self._n += 1
         if adwin.drift_detected:
@@ -72,6 +75,7 @@ class CorrectnessDrop:
             if detected:  # as ADWIN.update: the window that detected starts afresh
                 adwin._reset()
                 helper = adwin._helper
+                total, width = 0.0, 0
             detected = helper.update(x)
             if detected:
                 w = helper.get_width()
@@ -94,6 +98,8 @@ class CorrectnessDrop:
         total, width = self._sum, self._width
         for c, t in zip(correct, served_at, strict=True):
             x = 1.0 if c else 0.0
+            if adwin.drift_detected:  # ADWIN.update starts a new window with this value
+                total, width = 0.0, 0
             update(x)
             if adwin.drift_detected:
                 if adwin.estimation < (total / width if width else x):
