@@ -55,8 +55,8 @@ _SET_PENDING = (
 
 
 class _Reads(NamedTuple):
-    """The label join's statements by request ids, made once per dialect (the ids bound as ``ids``,
-    see :func:`~monitor.store.sql.in_ids_param`)."""
+    """The label join's statements by request ids, made once per dialect and binding (the ids bound
+    as ``ids``, see :func:`~monitor.store.sql.in_ids_param`)."""
 
     pending: Any  # the waiting labels of the ids
     pending_observed: Any  # their request ids and ``observed_at`` only
