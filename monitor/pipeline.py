@@ -26,7 +26,7 @@ from monitor.alerts.drift_event import build_drift_event, build_incident_event
 from monitor.alerts.errors import PublishError
 from monitor.alerts.incidents import IncidentTracker, IncidentTransition
 from monitor.alerts.state import AlertEvaluator, Transition
-from monitor.errors import StoreError
+from monitor.errors import StoreError, StoreUnavailable
 from monitor.events import InferenceEvent, PromotionEvent
 from monitor.records import LabelChange, LoggedLabelChange, WriteResult
 from monitor.snapshot import Snapshot
@@ -481,9 +481,11 @@ class Pipeline:
     def _persist(self, states: Mapping[str, Any], transitions: Sequence[Transition], touched: Sequence[Any],
                  events: Sequence[tuple[dict[str, Any], str]], now: float) -> None:
         """Save an evaluation's alert states, changed incidents and drift events in one transaction.
-        A failed save keeps the incidents, the drift events and the alerts gone back to inactive, and
-        saves them with the next evaluation's (the current states are all saved every time); at most
-        ``MAX_UNSAVED_EVENTS`` events wait, the oldest beyond are dropped and counted in the log."""
+        A save failed by an outage (:class:`StoreUnavailable`) keeps the incidents, the drift events
+        and the alerts gone back to inactive, and saves them with the next evaluation's (the current
+        states are all saved every time); at most ``MAX_UNSAVED_EVENTS`` events wait, the oldest
+        beyond are dropped and counted in the log. Rows the database refuses are not carried on: they
+        would make every later save fail."""
         assert self.db is not None
         waiting = {i.incident_id: i for i in self._unsaved_incidents}
         waiting.update({i.incident_id: i for i in touched})
@@ -494,8 +496,8 @@ class Pipeline:
         try:
             evaluation_store.save_evaluation(self.db, states.values(), inactive, waiting.values(),
                                              [e for e, _ in pending], [fp for _, fp in pending], now)
-        except StoreError as e:
-            # the evaluator keeps its in-memory state; the next evaluation saves it again
+        except StoreUnavailable as e:
+            # an outage: the evaluator keeps its in-memory state; the next evaluation saves it again
             dropped = max(0, len(pending) - MAX_UNSAVED_EVENTS)
             self._unsaved_events = pending[dropped:]
             self._unsaved_incidents = list(waiting.values())
@@ -503,6 +505,11 @@ class Pipeline:
             log.warning("could not persist alerts, %d drift events wait for the next evaluation%s: %s",
                         len(self._unsaved_events), f" ({dropped} oldest dropped)" if dropped else "", e)
             return
+        except StoreError as e:
+            # the database refused the rows (not an outage): carrying them on would refuse every
+            # later save too, so this evaluation's events and incidents are given up, as logged
+            log.error("the database refused an evaluation's alerts; %d drift events are not stored: %s",
+                      len(pending), e)
         self._unsaved_events, self._unsaved_incidents, self._unsaved_inactive = [], [], []
 
     def flush(self, now: float) -> None:

@@ -215,6 +215,13 @@ def test_an_evaluation_is_saved_in_one_transaction(engine: Engine) -> None:
     assert _count(engine, store.drift_alert) == len(ev.states) and _count(engine, store.drift_event) == 1
 
 
+def unreachable(engine: Engine, tmp_path: Path) -> Engine:
+    """An engine of the same dialect whose database cannot be reached (an outage)."""
+    if engine.dialect.name == "postgresql":
+        return make_engine("postgresql+psycopg://slicewatch@127.0.0.1:1/gone", connect_timeout_s=1)
+    return make_engine(f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}")
+
+
 class ScriptedStats:
     """The statistics engine as the pipeline reads it, giving a prepared snapshot per evaluation."""
 
@@ -234,18 +241,17 @@ class ScriptedStats:
     def set_canary(self, *args: object) -> None: ...
 
 
-def test_an_evaluation_the_database_refused_is_saved_with_the_next(engine: Engine) -> None:
-    """The outbox table is gone at the first evaluation (a real database error): nothing of it is
-    written, and its incident and drift events are written with the next evaluation's."""
+def test_an_evaluation_the_database_refused_is_saved_with_the_next(engine: Engine, tmp_path: Path) -> None:
+    """The database is out of reach at the first evaluation (an outage): nothing of it is written,
+    and its incident and drift events are written with the next evaluation's."""
     t0 = 1_005.0
     stats = ScriptedStats({t0: snapshot(t0, 0.0, 0.5), t0 + 15: snapshot(t0 + 15, 0.0, 0.5)})
     published: list[dict] = []
-    pipe = Pipeline(engine=stats, evaluator=evaluator(engine), db=engine, evaluate_every_s=15.0,
-                    on_drift_event=published.append)
-    store.drift_event.drop(engine)
+    pipe = Pipeline(engine=stats, evaluator=evaluator(engine), db=unreachable(engine, tmp_path),
+                    evaluate_every_s=15.0, on_drift_event=published.append)
     pipe.evaluate(t0)
     assert published and _count(engine, store.drift_alert) == 0 and _count(engine, drift_incident) == 0
-    store.drift_event.create(engine)
+    pipe.db = engine  # back
     pipe.evaluate(t0 + 15)  # no new transition: only what waited is new
     with engine.connect() as conn:
         stored = conn.execute(select(store.drift_event.c.event_id)).scalars().all()
@@ -254,40 +260,59 @@ def test_an_evaluation_the_database_refused_is_saved_with_the_next(engine: Engin
     assert pipe._unsaved_events == [] and pipe._unsaved_incidents == []
 
 
-def test_a_takeover_drops_what_waits_for_a_save(engine: Engine) -> None:
+def test_a_takeover_drops_what_waits_for_a_save(engine: Engine, tmp_path: Path) -> None:
     """A refused save, then the model is taken over (its states reloaded from the store, or it left
     this replica): what waited is not written later over what the store holds now."""
     t0 = 1_005.0
     stats = ScriptedStats({t0: snapshot(t0, 0.0, 0.5), t0 + 15: snapshot(t0 + 15, 0.0, 0.5)})
-    pipe = Pipeline(engine=stats, evaluator=evaluator(engine), db=engine, evaluate_every_s=15.0)
-    store.drift_event.drop(engine)
+    pipe = Pipeline(engine=stats, evaluator=evaluator(engine), db=unreachable(engine, tmp_path),
+                    evaluate_every_s=15.0)
     pipe.evaluate(t0)
     assert pipe._unsaved_events and pipe._unsaved_incidents
     pipe.drop_unsaved(["m9"])  # another model's takeover keeps them
     assert pipe._unsaved_events and pipe._unsaved_incidents
     pipe.drop_unsaved(["m2"])
     assert pipe._unsaved_events == [] and pipe._unsaved_incidents == []
-    store.drift_event.create(engine)
+    pipe.db = engine
     pipe.evaluate(t0 + 15)  # no new transition, and the first evaluation's event was dropped
     assert _count(engine, store.drift_event) == 0
 
 
-def test_an_alert_gone_inactive_during_a_refused_save_is_saved_inactive_later(engine: Engine) -> None:
-    """Pending (saved), then inactive while the table is out of reach: the next evaluation's save
-    writes it inactive; a restart would otherwise restore it pending, half way to firing."""
+def test_an_alert_gone_inactive_during_a_refused_save_is_saved_inactive_later(engine: Engine, tmp_path: Path) -> None:
+    """Pending (saved), then inactive while the database is out of reach: the next evaluation's
+    save writes it inactive; a restart would otherwise restore it pending, half way to firing."""
     stats = ScriptedStats({0.0: snapshot(0.0, 0.1, 0.0), 15.0: snapshot(15.0, 0.0, 0.0),
                            30.0: snapshot(30.0, 0.0, 0.0)})
     pipe = Pipeline(engine=stats, evaluator=evaluator(engine), db=engine, evaluate_every_s=15.0)
     pipe.evaluate(0.0)
     with engine.connect() as conn:
         assert conn.execute(select(store.drift_alert.c.state)).scalars().all() == ["pending"]
-    with engine.begin() as conn:
-        conn.exec_driver_sql("ALTER TABLE drift_alert RENAME TO drift_alert_away")
-    pipe.evaluate(15.0)  # pending -> inactive: refused
-    with engine.begin() as conn:
-        conn.exec_driver_sql("ALTER TABLE drift_alert_away RENAME TO drift_alert")
+    pipe.db = unreachable(engine, tmp_path)
+    pipe.evaluate(15.0)  # pending -> inactive: not saved
+    pipe.db = engine
     assert [t.to_state for t in pipe._unsaved_inactive] == ["inactive"]
     pipe.evaluate(30.0)
     with engine.connect() as conn:
         assert conn.execute(select(store.drift_alert.c.state)).scalars().all() == ["inactive"]
     assert store.load_alert_states(engine, 30.0, 300) == [] and pipe._unsaved_inactive == []
+
+
+def test_rows_the_database_refuses_are_not_carried_on(tmp_path: Path) -> None:
+    """A refusal (here a trigger's ABORT: an IntegrityError, not an outage) gives that evaluation's
+    events up instead of carrying them into every later save, which would all be refused too."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    metadata.create_all(engine, tables=[inference_log, store.drift_alert, store.drift_event, drift_incident])
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TRIGGER refuse BEFORE INSERT ON drift_event BEGIN "
+                             "SELECT RAISE(ABORT, 'refused'); END")
+    t0 = 1_005.0
+    stats = ScriptedStats({t0: snapshot(t0, 0.0, 0.5), t0 + 15: snapshot(t0 + 15, 0.0, 0.5)})
+    pipe = Pipeline(engine=stats, evaluator=evaluator(engine), db=engine, evaluate_every_s=15.0)
+    pipe.evaluate(t0)
+    assert _count(engine, store.drift_alert) == 0  # one transaction: nothing of it
+    assert pipe._unsaved_events == [] and pipe._unsaved_incidents == []
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER refuse")
+    pipe.evaluate(t0 + 15)
+    assert _count(engine, store.drift_event) == 0 and _count(engine, store.drift_alert) == 1
+    engine.dispose()
