@@ -60,6 +60,7 @@ from monitor.store.erasure import ErasureReceipt
 from monitor.store.migrate import require_current, upgrade
 from monitor.store.repository import Repository
 from monitor.store.retention import RetentionPolicy, RetentionReport, maintain
+from monitor.store.target_outcomes import TargetOutcomes
 from monitor.store.window_state import WindowStateStore
 from monitor.takeover import Takeover
 
@@ -421,7 +422,7 @@ def build_monitor(
         promotions=repository.promotions(),
         label_feed=label_feed if source == "kafka" else None,
         label_seq=window_state.newest_label_seq(),
-        target_outcomes=lambda m, slices, since, until: alert_store.slices_outcomes(db, m, slices, since, until),
+        target_outcomes=TargetOutcomes(db),  # scanned once per promotion, then the label log's changes
         target_lookback_s=settings.alerts.promotion_watch_s,
         incidents=incidents,
         event_version=settings.alerts.drift_event_version,

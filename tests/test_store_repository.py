@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,13 @@ from hypothesis import strategies as st
 from sqlalchemy import Column, MetaData, String, Table, inspect, select
 
 from monitor.records import DeadLetterRecord, Label, Origin, WriteResult
+from monitor.store.alerts import slices_outcomes
 from monitor.store.engine import make_engine
 from monitor.store.migrate import current, upgrade
 from monitor.store.repository import Repository
 from monitor.store.sql import ids_param, in_ids, in_ids_param
 from monitor.store.tables import inference_log
+from monitor.store.target_outcomes import TargetOutcomes
 from tests.ingest_fixtures import BASE, feedback, inference, promotion
 
 
@@ -205,3 +208,29 @@ def test_ids_in_selects_exactly_the_stored_ids_given(stored: list[str], data: st
         built = select(t.c.id).where(in_ids_param(t.c.id, "sqlite", as_list=as_list))
         assert sorted(conn.execute(built, params).scalars()) == want
     engine.dispose()
+
+
+def test_target_outcomes_from_the_label_log_equal_a_fresh_scan(repo: Repository) -> None:
+    """The rollback target's outcomes, scanned once and then updated from the label log, against
+    ``slices_outcomes``'s full scan after every write: first labels, corrections, stale labels,
+    score-only labels, labels that wait for their prediction, rows outside the range and of another
+    model; slices from the ``slice`` JSON and from the input features."""
+    reader = TargetOutcomes(repo._engine)
+    slices = ["all", "tier=pro", "country=de", "country=fr"]
+    since, until = BASE + 5, BASE + 30
+    written(repo, [inference(i) for i in range(40)] + [inference(i, model="m-v2") for i in range(100, 110)],
+            [], [], [], BASE)
+    rng = random.Random(7)
+    observed = BASE + 100.0
+    for step in range(60):
+        observed += 1.0
+        i = rng.choice([*range(40), *range(100, 110), 200 + step % 7])  # 200+: predictions that come later
+        fb = feedback(i, observed - (30.0 if rng.random() < 0.2 else 0.0), correct=rng.random() < 0.7)
+        if rng.random() < 0.15:
+            fb = msgspec.structs.replace(fb, was_correct=None, score=0.5)
+        later = [inference(200 + step % 7, served=BASE + 10)] if step % 9 == 8 else []
+        written(repo, later, [fb], [], [], BASE)
+        assert reader("m-v1", slices, since, until) == slices_outcomes(repo._engine, "m-v1", slices, since, until)
+    got = reader("m-v1", slices, since, until)
+    assert reader.scans == 1 and got["all"][1] > 10 and 0 < got["tier=pro"][1] < got["all"][1]
+    assert 0 < got["country=de"][1] < got["all"][1]

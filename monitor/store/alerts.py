@@ -353,19 +353,21 @@ def slices_outcomes(
     A slice is ``"all"`` or ``"key=value"``; the key is looked up in the row's ``slice`` JSON
     first, then in ``input_features``.
     """
+    try:
+        with engine.connect() as conn:
+            return outcomes_at(conn, model_id, slices, since, until)
+    except DBAPIError as e:
+        raise _wrap("reading slice outcomes", e) from e
+
+
+def outcomes_at(
+    conn: Connection, model_id: str, slices: Sequence[str], since: float, until: float
+) -> dict[str, tuple[int, int]]:
+    """:func:`slices_outcomes` on the caller's connection."""
     c = inference_log.c
     correct = c.was_correct.is_(True)
     columns = []
-    for label in slices:
-        if label == AGGREGATE:
-            member = None
-        else:
-            key, sep, value = label.partition("=")
-            if not sep:
-                raise ValueError("slice must be 'all' or 'key=value'")
-            slice_value = cast(c.slice[key].as_string(), String)
-            feature_value = cast(c.input_features[key].as_string(), String)
-            member = func.coalesce(slice_value, feature_value) == value
+    for member in slice_members(slices):
         counted = true() if member is None else member
         right = correct if member is None else and_(member, correct)
         columns.append(func.coalesce(func.sum(case((right, 1), else_=0)), 0))
@@ -373,12 +375,26 @@ def slices_outcomes(
     query = select(*columns).where(
         c.model_id == model_id, c.served_at >= _dt(since), c.served_at <= _dt(until), c.was_correct.is_not(None)
     )
-    try:
-        with engine.connect() as conn:
-            row = conn.execute(query).one()
-    except DBAPIError as e:
-        raise _wrap("reading slice outcomes", e) from e
+    row = conn.execute(query).one()
     return {label: (int(row[2 * i]), int(row[2 * i + 1])) for i, label in enumerate(slices)}
+
+
+def slice_members(slices: Sequence[str]) -> list[Any]:
+    """Per slice, whether an ``inference_log`` row belongs to it (None: ``"all"``, every row): the
+    key's value in the row's ``slice`` JSON, else in its ``input_features``, as text."""
+    c = inference_log.c
+    out: list[Any] = []
+    for label in slices:
+        if label == AGGREGATE:
+            out.append(None)
+            continue
+        key, sep, value = label.partition("=")
+        if not sep:
+            raise ValueError("slice must be 'all' or 'key=value'")
+        slice_value = cast(c.slice[key].as_string(), String)
+        feature_value = cast(c.input_features[key].as_string(), String)
+        out.append(func.coalesce(slice_value, feature_value) == value)
+    return out
 
 
 def slice_accuracy(engine: Engine, model_id: str, slice: str, since: float, until: float) -> float | None:
