@@ -125,9 +125,9 @@ def test_a_finite_reference_with_its_margin_stays_quiet():
     assert worst < 2.0, worst  # 20,000 stream-buckets, nowhere near the default rule (6)
 
 
-def _ramp_engine() -> DriftEngine:
+def _ramp_engine(trend_settle_s: float = 60.0) -> DriftEngine:
     return DriftEngine(bucket_seconds=60, window_buckets=60, allowed_lateness_s=120, min_samples=200,
-                       auto_reference_events=8000)
+                       auto_reference_events=8000, trend_settle_s=trend_settle_s)
 
 
 def _feed_ramp(eng: DriftEngine, onset: float, sd_per_hour: float, minutes: int, per_minute: int = 400):
@@ -182,3 +182,23 @@ def test_the_trend_state_survives_a_checkpoint():
     b = [v for v in other.evaluate(end + 120).values if v.statistic == "rank_cusum"]
     assert a and a == b
     assert max(v.value for v in a) > 6.0
+
+
+def test_values_held_between_bucket_reads_are_the_trackers_own():
+    """The engine hands back an evaluation's rank CUSUM values until a bucket is read or the clock
+    enters a new bucket: at every 15 s evaluation they equal the tracker's values made afresh. (A
+    bucket settles 30 s into the next one here, so reads and new buckets fall on different
+    evaluations.)"""
+    eng = _ramp_engine(trend_settle_s=30.0)
+    held = 0
+    for end, snap in _feed_ramp(eng, 20 * 60.0, sd_per_hour=2.0, minutes=45):
+        got = [v for v in snap.values if v.statistic == "rank_cusum"]
+        tracker = eng._trends.get("m1")
+        if tracker is None:
+            continue
+        profile = eng.reference("m1")
+        assert profile is not None
+        fresh = tracker.values("m1", end - 1e-6, eng.bucket_seconds, profile.id, profile.content_hash)
+        assert got == fresh
+        held += bool(got)
+    assert held > 60 and max(v.value for v in got) > 3.0  # values there, and moving

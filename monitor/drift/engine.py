@@ -148,6 +148,8 @@ class DriftEngine:
         self._tallies: dict[tuple[str, str], OutcomeTally] = {}
         self._delays: dict[tuple[str, str], DelayHistogram] = {}  # (model, label source)
         self._trends: dict[str, TrendTracker] = {}  # rank CUSUMs, made at the first evaluation
+        # each model's last rank CUSUM values, with what they were made from (see _trend_values)
+        self._trend_held: dict[str, tuple[tuple[object, ...], list[SignalValue]]] = {}
         self._clusters: dict[tuple[str, str], ClusterShares] = {}  # (model, slice) -> failure clusters
         self._canaries: dict[str, str] = {}  # canary model -> its rollback target (both serving)
         self.cluster_recent_buckets = max(self.short_windows, default=15)
@@ -178,6 +180,7 @@ class DriftEngine:
         self._profiles[model_id] = profile
         self._windows[model_id] = self._new_window(profile, self._pairs)
         self._trends.pop(model_id, None)
+        self._trend_held.pop(model_id, None)
         for group in self.cohorts:
             if model_id in group:
                 self._reset_cohort(group)
@@ -456,6 +459,7 @@ class DriftEngine:
             for key in [k for k in self._adwin if k[0] == m]:
                 del self._adwin[key]
             self._trends.pop(m, None)
+            self._trend_held.pop(m, None)
             if m in self._profiles:
                 self._windows[m] = self._new_window(self._profiles[m], self._pairs)
             if m in self._cohort_windows:
@@ -512,6 +516,7 @@ class DriftEngine:
             del self._clusters[key]
         self._clusters.update({(model_id, label): c for label, c in state.clusters.items()})
         self._trends.pop(model_id, None)
+        self._trend_held.pop(model_id, None)
         if state.trend is not None and state.trend.layout == state.window.layout:
             self._trends[model_id] = state.trend
         self._lineage.load_state(model_id, state.lineage_last, state.lineage_changes)
@@ -535,6 +540,7 @@ class DriftEngine:
                 self._late_dropped_models += w.late_events
             self._cohort_windows.pop(m, None)
             self._trends.pop(m, None)
+            self._trend_held.pop(m, None)
             self._references.pop(m, None)
             self._evaluated.pop(m, None)
             self._buffers.pop(m, None)
@@ -694,8 +700,15 @@ class DriftEngine:
         if tracker is None:
             tracker = TrendTracker(window.layout, profile, self.min_samples, self.trend_settle_s)
             self._trends[model_id] = tracker
-        tracker.feed(window, now)
-        return tracker.values(model_id, now, self.bucket_seconds, profile.id, profile.content_hash)
+        read = tracker.feed(window, now)
+        # the values change only with a bucket read, or when the clock enters a new bucket
+        key = (tracker, math.floor(now / self.bucket_seconds), profile.id, profile.content_hash)
+        held = self._trend_held.get(model_id)
+        if read == 0 and held is not None and held[0][0] is tracker and held[0][1:] == key[1:]:
+            return list(held[1])
+        values = tracker.values(model_id, now, self.bucket_seconds, profile.id, profile.content_hash)
+        self._trend_held[model_id] = (key, values)
+        return list(values)
 
     def _delay_values(self, model_id: str) -> list[SignalValue]:
         """Label delay quantiles of the model's first labels per source, since its first one."""
