@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from monitor.snapshot import SignalValue
 from monitor.stats.bernoulli_evidence import BarTest
@@ -102,13 +103,22 @@ def bar_evidence(
     (>= ``log10(1/alpha)`` rejects "accuracy >= bar" at level ``alpha``, however often it was looked
     at); and ``accuracy_since_first``, the accuracy it is about (what a rollback decision compares
     with the rollback target's)."""
-    test = BarTest(min(max(bar, 1e-6), 1 - 1e-6), alpha)
-    test.update(tally.correct, tally.total)
+    log10_e = _log10_e_value(min(max(bar, 1e-6), 1 - 1e-6), alpha, tally.correct, tally.total)
     common = {"reference_id": reference_id, "reference_hash": reference_hash,
               "window_s": max(0.0, now - tally.first_served)}
-    evidence = SignalValue(model_id, slice_, "quality", "was_correct", "bar_evidence", test.log10_e_value,
+    evidence = SignalValue(model_id, slice_, "quality", "was_correct", "bar_evidence", log10_e,
                            tally.total, tally.total > 0, baseline=bar, **common)  # type: ignore[arg-type]
     accuracy = SignalValue(model_id, slice_, "quality", "was_correct", "accuracy_since_first",
                            tally.correct / tally.total if tally.total else 0.0, tally.total, tally.total > 0,
                            baseline=bar, **common)  # type: ignore[arg-type]
     return evidence, accuracy
+
+
+@lru_cache(maxsize=8192)
+def _log10_e_value(bar: float, alpha: float, correct: int, total: int) -> float:
+    """:class:`BarTest`'s evidence after ``correct`` of ``total``: a pure function of its arguments,
+    kept for the counts last seen (a slice whose tally did not move since the last evaluation, the
+    usual case between labels, costs a lookup instead of two incomplete beta functions)."""
+    test = BarTest(bar, alpha)
+    test.update(correct, total)
+    return test.log10_e_value
