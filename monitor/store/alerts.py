@@ -36,12 +36,13 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.alerts.state import AlertState, Transition
-from monitor.errors import StoreError, StoreUnavailable
+from monitor.errors import StoreError
 from monitor.snapshot import AGGREGATE, LineageChange
 from monitor.store.base import JSONType, metadata
+from monitor.store.failures import UNBINDABLE, store_error
 from monitor.store.tables import inference_log
 
 T = TypeVar("T")
@@ -115,13 +116,6 @@ def _insert_of(dialect: str, table: Table) -> Any:
     raise StoreError(f"unsupported database dialect {dialect}")
 
 
-def _wrap(op: str, e: Exception) -> StoreError:
-    orig = type(getattr(e, "orig", e)).__name__
-    if isinstance(e, OperationalError):
-        return StoreUnavailable(f"{op} failed: database unavailable ({orig})")
-    return StoreError(f"{op} failed ({orig})")
-
-
 def _row(s: AlertState) -> dict[str, Any]:
     return {
         "fingerprint": s.fingerprint,
@@ -185,13 +179,14 @@ def upsert(engine: Engine, table: Table, key: str, rows: list[dict[str, Any]], w
 
 
 def in_transaction(engine: Engine, what: str, work: Callable[[Connection], T]) -> T:
-    """``work`` in one transaction of ``engine``; a database error becomes the :class:`StoreError`
-    (:class:`StoreUnavailable` when the database is unreachable) naming ``what``."""
+    """``work`` in one transaction of ``engine``; a database error, or a value that could not be
+    bound, becomes the :class:`StoreError` (:class:`StoreUnavailable` when the database is
+    unreachable) naming ``what`` (see :mod:`monitor.store.failures`)."""
     try:
         with engine.begin() as conn:
             return work(conn)
-    except DBAPIError as e:
-        raise _wrap(what, e) from e
+    except (SQLAlchemyError, *UNBINDABLE) as e:
+        raise store_error(what, e) from e
 
 
 def upsert_rows(conn: Connection, table: Table, key: str, rows: list[dict[str, Any]]) -> int:
@@ -227,8 +222,8 @@ def load_alert_states(
     try:
         with engine.connect() as conn:
             rows = conn.execute(query.order_by(c.fingerprint)).mappings().all()
-    except DBAPIError as e:
-        raise _wrap("loading alert states", e) from e
+    except SQLAlchemyError as e:
+        raise store_error("loading alert states", e) from e
     return [
         AlertState(
             fingerprint=r["fingerprint"],
@@ -322,8 +317,8 @@ def unpublished_events(engine: Engine, limit: int = 500) -> list[tuple[str, str,
     try:
         with engine.connect() as conn:
             return [(r[0], r[1], r[2]) for r in conn.execute(query)]
-    except DBAPIError as e:
-        raise _wrap("reading the drift event outbox", e) from e
+    except SQLAlchemyError as e:
+        raise store_error("reading the drift event outbox", e) from e
 
 
 def mark_published(engine: Engine, event_ids: Sequence[str], now: float) -> None:
@@ -334,8 +329,8 @@ def mark_published(engine: Engine, event_ids: Sequence[str], now: float) -> None
     try:
         with engine.begin() as conn:
             conn.execute(stmt)
-    except DBAPIError as e:
-        raise _wrap("marking drift events published", e) from e
+    except SQLAlchemyError as e:
+        raise store_error("marking drift events published", e) from e
 
 
 def slice_outcomes(engine: Engine, model_id: str, slice: str, since: float, until: float) -> tuple[int, int]:
@@ -356,8 +351,8 @@ def slices_outcomes(
     try:
         with engine.connect() as conn:
             return outcomes_at(conn, model_id, slices, since, until)
-    except DBAPIError as e:
-        raise _wrap("reading slice outcomes", e) from e
+    except SQLAlchemyError as e:
+        raise store_error("reading slice outcomes", e) from e
 
 
 def outcomes_at(

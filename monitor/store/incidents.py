@@ -9,13 +9,14 @@ from dataclasses import asdict, fields, replace
 from typing import Any
 
 from sqlalchemy import Column, DateTime, Engine, Index, String, Table, and_, or_, select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.alerts.incidents import Incident, Member
 from monitor.alerts.state import AlertState
 from monitor.snapshot import LineageChange
-from monitor.store.alerts import _dt, _wrap, upsert
+from monitor.store.alerts import _dt, upsert
 from monitor.store.base import JSONType, metadata
+from monitor.store.failures import store_error
 
 TZ = DateTime(timezone=True)
 
@@ -103,6 +104,6 @@ def load_incidents(engine: Engine, now: float, resolved_keep_s: float,
     try:
         with engine.connect() as conn:
             docs = conn.execute(query.order_by(c.opened_at, c.incident_id)).scalars().all()
-    except DBAPIError as e:
-        raise _wrap("loading incidents", e) from e
+    except SQLAlchemyError as e:
+        raise store_error("loading incidents", e) from e
     return [incident_from_document(d) for d in docs]

@@ -12,12 +12,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Column, DateTime, Engine, Index, Integer, String, Table, func, insert, select
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from monitor.errors import StoreError, StoreUnavailable
+from monitor.errors import StoreError
 from monitor.stats.errors import ProfileError
 from monitor.stats.profile import ReferenceProfile
 from monitor.store.base import JSONType, metadata
+from monitor.store.failures import store_error
 
 reference_profile = Table(
     "reference_profile",
@@ -31,13 +32,6 @@ reference_profile = Table(
     Column("body", JSONType, nullable=False),
     Index("ix_reference_profile_id", "id"),
 )
-
-
-def _wrap(op: str, e: Exception) -> StoreError:
-    orig = type(getattr(e, "orig", e)).__name__
-    if isinstance(e, OperationalError):
-        return StoreUnavailable(f"{op} failed: database unavailable ({orig})")
-    return StoreError(f"{op} failed ({orig})")
 
 
 def _from_row(row: Any) -> ReferenceProfile:
@@ -81,8 +75,8 @@ def save_profile(engine: Engine, profile: ReferenceProfile, source: str | None =
                 return stored
         except IntegrityError:
             continue  # a concurrent writer took this version number; read again
-        except DBAPIError as e:
-            raise _wrap("saving a reference profile", e) from e
+        except SQLAlchemyError as e:
+            raise store_error("saving a reference profile", e) from e
     raise StoreError("saving a reference profile failed (version conflict)")
 
 
@@ -95,8 +89,8 @@ def latest_profile(engine: Engine, model_id: str) -> ReferenceProfile | None:
                 .order_by(reference_profile.c.version.desc())
                 .limit(1)
             ).first()
-    except DBAPIError as e:
-        raise _wrap("loading a reference profile", e) from e
+    except SQLAlchemyError as e:
+        raise store_error("loading a reference profile", e) from e
     return None if row is None else _from_row(row)
 
 
@@ -119,8 +113,8 @@ def latest_hashes(engine: Engine) -> dict[str, str]:
     try:
         with engine.connect() as conn:
             rows = conn.execute(_newest(reference_profile.c.content_hash)).all()
-    except DBAPIError as e:
-        raise _wrap("reading the reference profile versions", e) from e
+    except SQLAlchemyError as e:
+        raise store_error("reading the reference profile versions", e) from e
     return {str(r.model_id): str(r.content_hash) for r in rows}
 
 
@@ -129,6 +123,6 @@ def latest_profiles(engine: Engine) -> dict[str, ReferenceProfile]:
     try:
         with engine.connect() as conn:
             rows = conn.execute(_newest(reference_profile.c.body)).all()
-    except DBAPIError as e:
-        raise _wrap("loading reference profiles", e) from e
+    except SQLAlchemyError as e:
+        raise store_error("loading reference profiles", e) from e
     return {str(r.model_id): _from_row(r) for r in rows}

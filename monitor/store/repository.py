@@ -19,13 +19,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.errors import StoreError, StoreUnavailable
+from monitor.errors import StoreError
 from monitor.events import FeedbackEvent, InferenceEvent, PromotionEvent
 from monitor.records import BatchOutcome, DeadLetterRecord, Origin
 from monitor.store import dead_letters as dead_letter_rows
 from monitor.store import label_join, reads
+from monitor.store.failures import store_error
 from monitor.store.pg_copy import CopyRows, copy_row
 from monitor.store.window_state import Positions
 from monitor.store.writes import input_hash, write_batch
@@ -80,14 +81,8 @@ class Repository:
                 return write_batch(conn, inferences, feedback, promotions, dead_letters, ingested_at)
         except StoreError:
             raise
-        except (OperationalError, DisconnectionError) as e:
-            raise StoreUnavailable(f"batch write failed: database unavailable ({_cls(e)})") from e
-        except DBAPIError as e:
-            if e.connection_invalidated:
-                raise StoreUnavailable(f"batch write failed: connection lost ({_cls(e)})") from e
-            raise StoreError(f"batch write failed ({_cls(e)})") from e
         except SQLAlchemyError as e:
-            raise StoreError(f"batch write failed ({_cls(e)})") from e
+            raise store_error("batch write", e) from e
 
     def expire_pending_labels(
         self, received_before: float, now: float, topic: str, limit: int = 10_000
@@ -192,15 +187,5 @@ class _Guard:
         return None
 
     def __exit__(self, et: Any, ev: BaseException | None, tb: Any) -> None:
-        if ev is None or not isinstance(ev, SQLAlchemyError):
-            return
-        if isinstance(ev, OperationalError | DisconnectionError) or (
-            isinstance(ev, DBAPIError) and ev.connection_invalidated
-        ):
-            raise StoreUnavailable(f"{self._what} failed: database unavailable ({_cls(ev)})") from ev
-        raise StoreError(f"{self._what} failed ({_cls(ev)})") from ev
-
-
-def _cls(e: SQLAlchemyError) -> str:
-    orig = getattr(e, "orig", None)
-    return type(orig if orig is not None else e).__name__
+        if isinstance(ev, SQLAlchemyError):
+            raise store_error(self._what, ev) from ev

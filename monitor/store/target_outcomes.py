@@ -18,10 +18,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Engine, func, select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.snapshot import AGGREGATE
-from monitor.store.alerts import _dt, _wrap, outcomes_at, slice_members
+from monitor.store.alerts import _dt, outcomes_at, slice_members
+from monitor.store.failures import store_error
 from monitor.store.tables import inference_log, label_change
 
 Key = tuple[str, tuple[str, ...], float, float]
@@ -58,8 +59,8 @@ class TargetOutcomes:
                     else:
                         seq, counts = held
                         self._apply(conn, key, seq, newest, counts)
-        except DBAPIError as e:
-            raise _wrap("reading the rollback target's outcomes", e) from e
+        except SQLAlchemyError as e:
+            raise store_error("reading the rollback target's outcomes", e) from e
         self._held[key] = (newest, counts)
         while len(self._held) > self.max_held:
             del self._held[next(iter(self._held))]
