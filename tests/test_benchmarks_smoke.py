@@ -125,3 +125,25 @@ def test_sizing_workloads_are_written_through_the_monitor_and_measured(tmp_path,
     assert lite["events"] == 600 and lite["file"] > 600 * 300
     first, labels = next(llm_events(10))
     assert len(first) == 10 and len(first[0]["input_features"]) == 40 and len(labels) == 5
+
+
+def test_the_observe_floor_counts_what_the_window_counts():
+    """``benchmarks.floors``' numpy floor is the engine's counting with the glue removed: on one
+    batch it must add the same histogram and sketch counts per (slot, slice) as ``observe_frame``."""
+    from benchmarks.floors import arrays_of, numpy_floor
+    from benchmarks.stats import SLICES, make_stream, new_engine
+    from tests.stats_fixtures import frame_of
+
+    stream = make_stream(20, 1)
+    eng = new_engine(SLICES, stream)
+    window = next(iter(eng._windows.values()))
+    frame = frame_of(stream[4][0])
+    hist, sketch = numpy_floor(arrays_of(eng, frame))
+    before_hist = window.hist.copy()
+    slots = range(window.ring)
+    before_sketch = [window.slot_sketch(s) for s in slots]
+    eng.observe_frame(frame, [], 30.0 * 5)
+    s = window.layout.n_slices
+    assert hist.sum() > 0 and np.array_equal(window.hist - before_hist, hist)
+    for slot in slots:
+        assert np.array_equal(window.slot_sketch(slot) - before_sketch[slot], sketch[slot * s:(slot + 1) * s])
