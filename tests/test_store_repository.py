@@ -16,6 +16,7 @@ from sqlalchemy import Column, MetaData, String, Table, inspect, select
 from monitor.records import DeadLetterRecord, Label, Origin, WriteResult
 from monitor.store.alerts import slices_outcomes
 from monitor.store.engine import make_engine
+from monitor.store.erasure import erase
 from monitor.store.migrate import current, upgrade
 from monitor.store.repository import Repository
 from monitor.store.sql import ids_param, in_ids, in_ids_param
@@ -234,3 +235,9 @@ def test_target_outcomes_from_the_label_log_equal_a_fresh_scan(repo: Repository)
     got = reader("m-v1", slices, since, until)
     assert reader.scans == 1 and got["all"][1] > 10 and 0 < got["tier=pro"][1] < got["all"][1]
     assert 0 < got["country=de"][1] < got["all"][1]
+    labelled = [r for r in repo.load_rows(["m-v1"], since, until) if r.get("was_correct") is not None]
+    erase(repo._engine, BASE + 500, request_ids=[str(r["request_id"]) for r in labelled[:3]])
+    after = reader("m-v1", slices, since, until)  # an erasure since the last read: scanned again
+    assert after == slices_outcomes(repo._engine, "m-v1", slices, since, until)
+    assert after["all"][1] == got["all"][1] - 3 and reader.scans == 2
+    assert reader("m-v1", slices, since, until) == after and reader.scans == 2

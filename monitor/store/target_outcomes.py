@@ -7,9 +7,10 @@ last predictions keep arriving (``Pipeline.load_targets``). Each read of
 promotion. :class:`TargetOutcomes` scans once, then adds what changed since: the label log's
 changes (``label_change``, ids in commit order) of the target's predictions in the range, each
 taking its old label out and putting its new one in, per slice, with the same SQL membership
-expressions as the scan. The counts equal a fresh scan's (a test checks it after every write),
-except for rows deleted since the scan (erasure, retention: never within the hour of a promotion
-in practice), which a fresh scan no longer counts.
+expressions as the scan. The counts equal a fresh scan's (a test checks it after every write).
+An erasure since the last read (a new ``erasure_receipt``, written in the erasure's transaction)
+makes the next read scan again, so erased rows stop counting. Retention never deletes rows these
+reads can still ask for (``keep_s`` of ``monitor.app.retention_policy`` covers them).
 """
 
 from __future__ import annotations
@@ -23,23 +24,28 @@ from sqlalchemy.exc import SQLAlchemyError
 from monitor.snapshot import AGGREGATE
 from monitor.store.alerts import _dt, outcomes_at, slice_members
 from monitor.store.failures import store_error
-from monitor.store.tables import inference_log, label_change
+from monitor.store.tables import erasure_receipt, inference_log, label_change
 
 Key = tuple[str, tuple[str, ...], float, float]
+_NEWEST = select(
+    select(func.coalesce(func.max(label_change.c.id), 0)).scalar_subquery(),
+    select(func.coalesce(func.max(erasure_receipt.c.id), 0)).scalar_subquery(),
+)
 
 
 class TargetOutcomes:
     """``(model_id, slices, since, until) -> {slice: (correct, labelled)}``, as
     :func:`~monitor.store.alerts.slices_outcomes` returns, at the cost of the label changes since
-    the last call with the same arguments. At most ``max_held`` argument sets are kept (the oldest
-    is forgotten first; a forgotten one is scanned again when asked)."""
+    the last call with the same arguments (of a fresh scan when rows were erased since). At most
+    ``max_held`` argument sets are kept (the oldest is forgotten first; a forgotten one is scanned
+    again when asked)."""
 
     def __init__(self, engine: Engine, max_held: int = 64) -> None:
         if max_held < 1:
             raise ValueError("max_held must be >= 1")
         self._engine = engine
         self.max_held = max_held
-        self._held: dict[Key, tuple[int, dict[str, list[int]]]] = {}
+        self._held: dict[Key, tuple[int, int, dict[str, list[int]]]] = {}  # label log id, receipt id, counts
         self.scans = 0  # full scans made (the rest were updates from the label log)
 
     def __call__(
@@ -50,18 +56,18 @@ class TargetOutcomes:
             with self._engine.connect() as conn:
                 if conn.dialect.name == "postgresql":
                     conn = conn.execution_options(isolation_level="REPEATABLE READ")
-                with conn.begin():  # the log's newest id and the counts of one committed state
-                    newest = int(conn.execute(select(func.coalesce(func.max(label_change.c.id), 0))).scalar_one())
+                with conn.begin():  # the newest ids and the counts of one committed state
+                    newest, erased = conn.execute(_NEWEST).one()
                     held = self._held.pop(key, None)
-                    if held is None:
+                    if held is None or held[1] != erased:  # never read, or rows erased since
                         self.scans += 1
                         counts = {s: list(v) for s, v in outcomes_at(conn, model_id, slices, since, until).items()}
                     else:
-                        seq, counts = held
+                        seq, _, counts = held
                         self._apply(conn, key, seq, newest, counts)
         except SQLAlchemyError as e:
             raise store_error("reading the rollback target's outcomes", e) from e
-        self._held[key] = (newest, counts)
+        self._held[key] = (newest, erased, counts)
         while len(self._held) > self.max_held:
             del self._held[next(iter(self._held))]
         return {s: (c[0], c[1]) for s, c in counts.items()}
