@@ -508,7 +508,7 @@ class Pipeline:
         except StoreError as e:
             # the database refused the rows (not an outage): carrying them on would refuse every
             # later save too, so this evaluation's events and incidents are given up, as logged
-            log.error("the database refused an evaluation's alerts; %d drift events are not stored: %s",
+            log.error("an evaluation's alerts could not be saved; %d drift events are not stored: %s",
                       len(pending), e)
         self._unsaved_events, self._unsaved_incidents, self._unsaved_inactive = [], [], []
 

@@ -144,6 +144,6 @@ def test_the_observe_floor_counts_what_the_window_counts():
     before_sketch = [window.slot_sketch(s) for s in slots]
     eng.observe_frame(frame, [], 30.0 * 5)
     s = window.layout.n_slices
-    assert hist.sum() > 0 and np.array_equal(window.hist - before_hist, hist)
+    assert hist.sum() > 0 and sketch.sum() > 0 and np.array_equal(window.hist - before_hist, hist)
     for slot in slots:
         assert np.array_equal(window.slot_sketch(slot) - before_sketch[slot], sketch[slot * s:(slot + 1) * s])

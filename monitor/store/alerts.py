@@ -36,13 +36,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.alerts.state import AlertState, Transition
 from monitor.errors import StoreError
 from monitor.snapshot import AGGREGATE, LineageChange
 from monitor.store.base import JSONType, metadata
-from monitor.store.failures import UNBINDABLE, store_error
+from monitor.store.failures import STORE_FAILURES, store_error
 from monitor.store.tables import inference_log
 
 T = TypeVar("T")
@@ -185,7 +184,7 @@ def in_transaction(engine: Engine, what: str, work: Callable[[Connection], T]) -
     try:
         with engine.begin() as conn:
             return work(conn)
-    except (SQLAlchemyError, *UNBINDABLE) as e:
+    except STORE_FAILURES as e:
         raise store_error(what, e) from e
 
 
@@ -222,7 +221,7 @@ def load_alert_states(
     try:
         with engine.connect() as conn:
             rows = conn.execute(query.order_by(c.fingerprint)).mappings().all()
-    except SQLAlchemyError as e:
+    except STORE_FAILURES as e:
         raise store_error("loading alert states", e) from e
     return [
         AlertState(
@@ -317,7 +316,7 @@ def unpublished_events(engine: Engine, limit: int = 500) -> list[tuple[str, str,
     try:
         with engine.connect() as conn:
             return [(r[0], r[1], r[2]) for r in conn.execute(query)]
-    except SQLAlchemyError as e:
+    except STORE_FAILURES as e:
         raise store_error("reading the drift event outbox", e) from e
 
 
@@ -329,7 +328,7 @@ def mark_published(engine: Engine, event_ids: Sequence[str], now: float) -> None
     try:
         with engine.begin() as conn:
             conn.execute(stmt)
-    except SQLAlchemyError as e:
+    except STORE_FAILURES as e:
         raise store_error("marking drift events published", e) from e
 
 
@@ -351,7 +350,7 @@ def slices_outcomes(
     try:
         with engine.connect() as conn:
             return outcomes_at(conn, model_id, slices, since, until)
-    except SQLAlchemyError as e:
+    except STORE_FAILURES as e:
         raise store_error("reading slice outcomes", e) from e
 
 

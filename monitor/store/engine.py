@@ -8,11 +8,16 @@ import msgspec
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
+from monitor.store.failures import UnencodableValue
+
 _encoder = msgspec.json.Encoder()
 
 
 def _dumps(value: Any) -> str:
-    return _encoder.encode(value).decode()
+    try:
+        return _encoder.encode(value).decode()
+    except TypeError as e:  # msgspec names the type it cannot encode, never the value
+        raise UnencodableValue(str(e)) from None
 
 
 def make_engine(

@@ -9,14 +9,13 @@ from dataclasses import asdict, fields, replace
 from typing import Any
 
 from sqlalchemy import Column, DateTime, Engine, Index, String, Table, and_, or_, select
-from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.alerts.incidents import Incident, Member
 from monitor.alerts.state import AlertState
 from monitor.snapshot import LineageChange
 from monitor.store.alerts import _dt, upsert
 from monitor.store.base import JSONType, metadata
-from monitor.store.failures import store_error
+from monitor.store.failures import STORE_FAILURES, store_error
 
 TZ = DateTime(timezone=True)
 
@@ -104,6 +103,6 @@ def load_incidents(engine: Engine, now: float, resolved_keep_s: float,
     try:
         with engine.connect() as conn:
             docs = conn.execute(query.order_by(c.opened_at, c.incident_id)).scalars().all()
-    except SQLAlchemyError as e:
+    except STORE_FAILURES as e:
         raise store_error("loading incidents", e) from e
     return [incident_from_document(d) for d in docs]

@@ -12,13 +12,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Column, DateTime, Engine, Index, Integer, String, Table, func, insert, select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 
 from monitor.errors import StoreError
 from monitor.stats.errors import ProfileError
 from monitor.stats.profile import ReferenceProfile
 from monitor.store.base import JSONType, metadata
-from monitor.store.failures import store_error
+from monitor.store.failures import STORE_FAILURES, store_error
 
 reference_profile = Table(
     "reference_profile",
@@ -75,7 +75,7 @@ def save_profile(engine: Engine, profile: ReferenceProfile, source: str | None =
                 return stored
         except IntegrityError:
             continue  # a concurrent writer took this version number; read again
-        except SQLAlchemyError as e:
+        except STORE_FAILURES as e:
             raise store_error("saving a reference profile", e) from e
     raise StoreError("saving a reference profile failed (version conflict)")
 
@@ -89,7 +89,7 @@ def latest_profile(engine: Engine, model_id: str) -> ReferenceProfile | None:
                 .order_by(reference_profile.c.version.desc())
                 .limit(1)
             ).first()
-    except SQLAlchemyError as e:
+    except STORE_FAILURES as e:
         raise store_error("loading a reference profile", e) from e
     return None if row is None else _from_row(row)
 
@@ -113,7 +113,7 @@ def latest_hashes(engine: Engine) -> dict[str, str]:
     try:
         with engine.connect() as conn:
             rows = conn.execute(_newest(reference_profile.c.content_hash)).all()
-    except SQLAlchemyError as e:
+    except STORE_FAILURES as e:
         raise store_error("reading the reference profile versions", e) from e
     return {str(r.model_id): str(r.content_hash) for r in rows}
 
@@ -123,6 +123,6 @@ def latest_profiles(engine: Engine) -> dict[str, ReferenceProfile]:
     try:
         with engine.connect() as conn:
             rows = conn.execute(_newest(reference_profile.c.body)).all()
-    except SQLAlchemyError as e:
+    except STORE_FAILURES as e:
         raise store_error("loading reference profiles", e) from e
     return {str(r.model_id): _from_row(r) for r in rows}

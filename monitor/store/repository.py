@@ -19,14 +19,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.errors import StoreError
 from monitor.events import FeedbackEvent, InferenceEvent, PromotionEvent
 from monitor.records import BatchOutcome, DeadLetterRecord, Origin
 from monitor.store import dead_letters as dead_letter_rows
 from monitor.store import label_join, reads
-from monitor.store.failures import store_error
+from monitor.store.failures import STORE_FAILURES, store_error
 from monitor.store.pg_copy import CopyRows, copy_row
 from monitor.store.window_state import Positions
 from monitor.store.writes import input_hash, write_batch
@@ -81,7 +80,7 @@ class Repository:
                 return write_batch(conn, inferences, feedback, promotions, dead_letters, ingested_at)
         except StoreError:
             raise
-        except SQLAlchemyError as e:
+        except STORE_FAILURES as e:
             raise store_error("batch write", e) from e
 
     def expire_pending_labels(
@@ -187,5 +186,5 @@ class _Guard:
         return None
 
     def __exit__(self, et: Any, ev: BaseException | None, tb: Any) -> None:
-        if isinstance(ev, SQLAlchemyError):
+        if isinstance(ev, STORE_FAILURES):
             raise store_error(self._what, ev) from ev

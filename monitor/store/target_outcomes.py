@@ -19,11 +19,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Engine, func, select
-from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.snapshot import AGGREGATE
 from monitor.store.alerts import _dt, outcomes_at, slice_members
-from monitor.store.failures import store_error
+from monitor.store.failures import STORE_FAILURES, store_error
 from monitor.store.tables import erasure_receipt, inference_log, label_change
 
 Key = tuple[str, tuple[str, ...], float, float]
@@ -65,7 +64,7 @@ class TargetOutcomes:
                     else:
                         seq, _, counts = held
                         self._apply(conn, key, seq, newest, counts)
-        except SQLAlchemyError as e:
+        except STORE_FAILURES as e:
             raise store_error("reading the rollback target's outcomes", e) from e
         self._held[key] = (newest, erased, counts)
         while len(self._held) > self.max_held:
